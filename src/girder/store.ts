@@ -1,0 +1,57 @@
+import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
+
+/**
+ * Everything the vfs layer asks of Girder. `RestStore` implements it over HTTP; unit tests use an
+ * in-memory implementation (test/helpers/memory-store.ts). Methods throw `GirderError`.
+ */
+export interface GirderStore {
+  /** The logged-in user (null when anonymous). */
+  me(): Promise<UserDoc | null>;
+  /** Whether the server can find files by SHA-512 (hashsum_download plugin). */
+  hasHashsum(): Promise<boolean>;
+
+  getFolder(id: string): Promise<FolderDoc>;
+  getItem(id: string): Promise<ItemDoc>;
+  getFile(id: string): Promise<FileDoc>;
+  listFolders(parentId: string): Promise<FolderDoc[]>;
+  listItems(folderId: string): Promise<ItemDoc[]>;
+  listFiles(itemId: string): Promise<FileDoc[]>;
+  /** Items of a folder with this exact name (Girder's `name` filter). */
+  findItems(folderId: string, name: string): Promise<ItemDoc[]>;
+
+  /**
+   * Read `length` bytes at `offset` of a file into `into` (at `intoOffset`). Resolves with the
+   * number of bytes read: fewer than asked only at end of file.
+   */
+  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset?: number): Promise<number>;
+
+  createFolder(parentId: string, name: string): Promise<FolderDoc>;
+  /** Creates an item; Girder may rename it `name (1)` on a clash: read the returned name. */
+  createItem(folderId: string, name: string): Promise<ItemDoc>;
+  /** Upload a new file into an item. */
+  uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;
+  /** Replace a file's contents; its id survives. */
+  replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;
+  /** Readable files whose content has this SHA-512 (empty when none or without the plugin). */
+  filesBySha512(sha512: string): Promise<FileDoc[]>;
+  /** Server-side copy of a file into an item (no bytes sent). */
+  copyFile(fileId: string, itemId: string): Promise<FileDoc>;
+
+  renameFile(fileId: string, name: string): Promise<FileDoc>;
+  updateItem(itemId: string, change: { name?: string; folderId?: string }): Promise<ItemDoc>;
+  updateFolder(folderId: string, change: { name?: string; parentId?: string }): Promise<FolderDoc>;
+  deleteFile(fileId: string): Promise<void>;
+  deleteItem(itemId: string): Promise<void>;
+  /** Synchronous, recursive delete. */
+  deleteFolder(folderId: string): Promise<void>;
+
+  /** Set (value) or delete (null) metadata keys. */
+  setItemMeta(itemId: string, meta: Meta): Promise<ItemDoc>;
+  setFolderMeta(folderId: string, meta: Meta): Promise<FolderDoc>;
+}
+
+/** What a range read needs to know of a file: its id and size (reads never pass EOF). */
+export interface FileRef {
+  readonly id: string;
+  readonly size: number;
+}

@@ -1,0 +1,72 @@
+/**
+ * The filesystem model as the fuse layer sees it: path- and handle-based calls that resolve with
+ * plain values and reject with `FsError` (errors.ts). Nothing here knows FUSE or HTTP.
+ */
+
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+
+export interface Attr {
+  /** Type bits (S_IFDIR / S_IFREG) and permission bits. */
+  readonly mode: number;
+  readonly size: number;
+  /** Times in milliseconds since the epoch. */
+  readonly mtime: number;
+  readonly atime: number;
+  readonly ctime: number;
+  readonly nlink: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export interface FsStats {
+  readonly bsize: number;
+  readonly blocks: number;
+  readonly bfree: number;
+  readonly bavail: number;
+  readonly files: number;
+  readonly ffree: number;
+  readonly namemax: number;
+}
+
+/** Open flags the model cares about (values as in Linux `open(2)`). */
+export const O_ACCMODE = 0o3;
+export const O_WRONLY = 0o1;
+export const O_RDWR = 0o2;
+export const O_TRUNC = 0o1000;
+export const O_APPEND = 0o2000;
+
+export interface FileSystem {
+  getattr(path: string): Promise<Attr>;
+  /** Attributes of an open handle (sizes of files being written). */
+  fgetattr(path: string, fh: number): Promise<Attr>;
+  readdir(path: string): Promise<string[]>;
+  statfs(): Promise<FsStats>;
+
+  open(path: string, flags: number): Promise<number>;
+  create(path: string, mode: number, flags: number): Promise<number>;
+  read(fh: number, into: Buffer, length: number, position: number): Promise<number>;
+  write(fh: number, data: Buffer, length: number, position: number): Promise<number>;
+  /** close(2) of one descriptor of the handle (may be called several times). */
+  flush(fh: number): Promise<void>;
+  /** Returns once Girder holds everything written through this handle. */
+  fsync(fh: number): Promise<void>;
+  /** Last close of the handle. */
+  release(fh: number): Promise<void>;
+  truncate(path: string, size: number): Promise<void>;
+  ftruncate(fh: number, size: number): Promise<void>;
+
+  unlink(path: string): Promise<void>;
+  mkdir(path: string, mode: number): Promise<void>;
+  rmdir(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  /** Times in milliseconds since the epoch. */
+  utimens(path: string, atime: number, mtime: number): Promise<void>;
+  chmod(path: string, mode: number): Promise<void>;
+  chown(path: string, uid: number, gid: number): Promise<void>;
+
+  getxattr(path: string, name: string): Promise<Buffer>;
+  setxattr(path: string, name: string, value: Buffer): Promise<void>;
+  listxattr(path: string): Promise<string[]>;
+  removexattr(path: string, name: string): Promise<void>;
+}
