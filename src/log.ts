@@ -1,6 +1,8 @@
-import { pino, type Logger } from 'pino';
+import pino from 'pino';
 
-export type { Logger };
+export type Logger = pino.Logger;
+
+
 
 /** Paths pino blanks out wherever they appear in a log record. */
 const REDACT = [

@@ -1,0 +1,324 @@
+import { FsError, toFsError } from '../errors.js';
+import type { Attr, FileSystem, FsStats } from './api.js';
+import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
+import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
+import { LocalFile } from './local-file.js';
+import { checkStorableName } from './names.js';
+import { Namespace } from './namespace.js';
+import { fileAttr, isDir, nodeAttr, versionKey, type FileNode } from './nodes.js';
+import { mtimeMeta, mtimeOf } from './mtime-meta.js';
+import type { DataReader, ReadSession, UploadTarget, Uploads } from './ports.js';
+import { Sealer } from './sealer.js';
+import { Xattrs } from './xattrs.js';
+
+type Handle =
+  | { readonly kind: 'remote'; readonly path: string; readonly node: FileNode; readonly session: ReadSession }
+  | { readonly kind: 'local'; readonly local: LocalFile; readonly writable: boolean };
+
+export interface VfsOptions {
+  /** Private directory for write buffers (0700). */
+  readonly dataDir: string;
+  /** `release` waits until Girder has the file. */
+  readonly syncUploads: boolean;
+}
+
+/** Filling a write buffer from Girder goes in steps of this many bytes. */
+const FILL_CHUNK = 4 << 20;
+
+/** The filesystem model: the FileSystem the fuse layer calls. */
+export class Vfs implements FileSystem {
+  private readonly handles = new Map<number, Handle>();
+  private nextHandle = 1;
+  private readonly sealer: Sealer;
+  private readonly namespace: Namespace;
+  private readonly xattrs: Xattrs;
+
+  constructor(
+    private readonly ctx: VfsContext,
+    private readonly reader: DataReader,
+    uploads: Uploads,
+    private readonly opts: VfsOptions,
+  ) {
+    this.sealer = new Sealer(ctx, uploads, reader);
+    this.namespace = new Namespace(ctx);
+    this.xattrs = new Xattrs(ctx);
+  }
+
+  async getattr(path: string): Promise<Attr> {
+    path = cleanPath(path);
+    const local = this.ctx.locals.get(path);
+    if (local !== undefined) return this.localAttr(local);
+    return nodeAttr(await this.ctx.tree.resolve(path), this.ctx.owner);
+  }
+
+  async fgetattr(path: string, fh: number): Promise<Attr> {
+    const handle = this.handles.get(fh);
+    if (handle === undefined) return this.getattr(path);
+    if (handle.kind === 'local') return this.localAttr(handle.local);
+    return fileAttr(handle.node, this.ctx.owner);
+  }
+
+  async readdir(path: string): Promise<string[]> {
+    path = cleanPath(path);
+    const dir = await this.ctx.tree.resolveDir(path);
+    const names = new Set((await this.ctx.tree.list(dir)).keys());
+    for (const local of this.ctx.locals.values()) {
+      const slash = local.path.lastIndexOf('/');
+      const parent = slash === 0 ? '/' : local.path.slice(0, slash);
+      if (parent === path) names.add(local.path.slice(slash + 1));
+    }
+    return [...names];
+  }
+
+  async statfs(): Promise<FsStats> {
+    const blocks = 2 ** 40 / 4096;
+    return { bsize: 4096, blocks, bfree: blocks, bavail: blocks, files: 1e9, ffree: 1e9, namemax: 255 };
+  }
+
+  async open(path: string, flags: number): Promise<number> {
+    path = cleanPath(path);
+    const writable = (flags & O_ACCMODE) !== 0;
+    const truncate = (flags & O_TRUNC) !== 0;
+    let local = this.ctx.locals.get(path);
+    if (local === undefined) {
+      const node = await this.ctx.tree.resolve(path);
+      if (isDir(node)) throw new FsError('EISDIR', path);
+      if (!writable) {
+        const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
+        return this.addHandle({ kind: 'remote', path, node, session });
+      }
+      checkWritable(this.ctx, node, path);
+      local = await this.startWriting(path, node, truncate);
+    } else if (writable && truncate && local.size > 0) {
+      await local.truncate(0);
+    }
+    local.openCount++;
+    return this.addHandle({ kind: 'local', local, writable });
+  }
+
+  async create(path: string, _mode: number, _flags: number): Promise<number> {
+    path = cleanPath(path);
+    const { dir, name } = await parentOf(this.ctx, path);
+    checkWritable(this.ctx, dir, path);
+    checkStorableName(name);
+    if (this.ctx.locals.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
+    const target: UploadTarget =
+      dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    const local = await LocalFile.create(this.opts.dataDir, path, target);
+    local.dirty = true;
+    this.ctx.locals.set(path, local);
+    local.openCount++;
+    return this.addHandle({ kind: 'local', local, writable: true });
+  }
+
+  async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
+    const handle = this.handle(fh);
+    if (handle.kind === 'local') return handle.local.read(into, length, position);
+    try {
+      return await handle.session.read(into, length, position);
+    } catch (err) {
+      const fsErr = toFsError(err);
+      // The file was deleted or replaced on the server while open here.
+      if (fsErr.errno === 'ENOENT') throw new FsError('ESTALE', handle.path, { cause: err });
+      throw fsErr;
+    }
+  }
+
+  async write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
+    return this.writableHandle(fh).local.write(data, length, position);
+  }
+
+  async flush(fh: number): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (handle?.kind !== 'local' || !handle.writable) return;
+    await this.sealIfDirty(handle.local);
+    if (this.opts.syncUploads) await this.waitUploaded(handle.local);
+  }
+
+  async fsync(fh: number): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (handle?.kind !== 'local') return;
+    await this.sealIfDirty(handle.local);
+    await this.waitUploaded(handle.local);
+  }
+
+  async release(fh: number): Promise<void> {
+    const handle = this.handles.get(fh);
+    if (handle === undefined) return;
+    this.handles.delete(fh);
+    if (handle.kind === 'remote') {
+      handle.session.close();
+      return;
+    }
+    const local = handle.local;
+    local.openCount--;
+    try {
+      if (handle.writable) {
+        await this.sealIfDirty(local);
+        if (this.opts.syncUploads) await this.waitUploaded(local);
+      }
+    } finally {
+      await this.sealer.disposeIfIdle(local);
+    }
+  }
+
+  async truncate(path: string, size: number): Promise<void> {
+    path = cleanPath(path);
+    let local = this.ctx.locals.get(path);
+    if (local === undefined) {
+      const node = await this.ctx.tree.resolve(path);
+      if (isDir(node)) throw new FsError('EISDIR', path);
+      if (node.file.size === size) return;
+      checkWritable(this.ctx, node, path);
+      local = await this.startWriting(path, node, size === 0);
+    }
+    await local.truncate(size);
+    if (local.openCount === 0) {
+      await this.sealIfDirty(local);
+      await this.sealer.disposeIfIdle(local);
+    }
+  }
+
+  async ftruncate(fh: number, size: number): Promise<void> {
+    await this.writableHandle(fh).local.truncate(size);
+  }
+
+  async utimens(path: string, _atime: number, mtime: number): Promise<void> {
+    path = cleanPath(path);
+    const local = this.ctx.locals.get(path);
+    if (local !== undefined) {
+      local.mtime = mtime;
+      local.explicitMtime = mtime;
+      return;
+    }
+    const node = await this.ctx.tree.resolve(path);
+    if (node.kind !== 'file' || node.inItemDir || this.ctx.owner.readOnly) return;
+    if (mtimeOf(node.item, node.file) === mtime) return;
+    checkWritable(this.ctx, node, path);
+    const item = await this.ctx.store.setItemMeta(node.item.id, mtimeMeta(mtime, node.file));
+    const { dir, name } = await parentOf(this.ctx, path);
+    this.ctx.tree.set(dir, name, { ...node, item });
+  }
+
+  async chmod(path: string): Promise<void> {
+    await this.getattr(path);
+  }
+
+  async chown(path: string): Promise<void> {
+    await this.getattr(path);
+  }
+
+  unlink(path: string): Promise<void> {
+    return this.namespace.unlink(cleanPath(path));
+  }
+
+  mkdir(path: string): Promise<void> {
+    return this.namespace.mkdir(cleanPath(path));
+  }
+
+  rmdir(path: string): Promise<void> {
+    return this.namespace.rmdir(cleanPath(path));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return this.namespace.rename(cleanPath(from), cleanPath(to));
+  }
+
+  getxattr(path: string, name: string): Promise<Buffer> {
+    return this.xattrs.get(cleanPath(path), name);
+  }
+
+  setxattr(path: string, name: string, value: Buffer): Promise<void> {
+    return this.xattrs.set(cleanPath(path), name, value);
+  }
+
+  listxattr(path: string): Promise<string[]> {
+    return this.xattrs.list(cleanPath(path));
+  }
+
+  removexattr(path: string, name: string): Promise<void> {
+    return this.xattrs.remove(cleanPath(path), name);
+  }
+
+  /** Files with uploads not yet finished or still open for writing. */
+  get openOrPending(): number {
+    return this.ctx.locals.size;
+  }
+
+  private async startWriting(path: string, node: FileNode, empty: boolean): Promise<LocalFile> {
+    const { dir, name } = await parentOf(this.ctx, path);
+    const fallback = dir.kind === 'folder' ? { folderId: dir.folder.id, name } : { itemId: dir.item.id, name };
+    const target: UploadTarget = { kind: 'file', fileId: node.file.id, fallback, ...(node.file.sha512 ? { remoteSha512: node.file.sha512 } : {}) };
+    const local = await LocalFile.create(this.opts.dataDir, path, target);
+    try {
+      if (!empty) await this.fill(local, node);
+    } catch (err) {
+      await local.dispose();
+      throw err;
+    }
+    local.dirty = empty && node.file.size > 0;
+    local.mtime = mtimeOf(node.item, node.file);
+    local.remoteVersion = versionKey(node.file);
+    this.ctx.locals.set(path, local);
+    return local;
+  }
+
+  /** Copy the remote bytes into the write buffer, a bounded chunk at a time. */
+  private async fill(local: LocalFile, node: FileNode): Promise<void> {
+    const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
+    try {
+      const chunk = Buffer.allocUnsafe(Math.min(FILL_CHUNK, Math.max(node.file.size, 1)));
+      for (let pos = 0; pos < node.file.size; ) {
+        const n = await session.read(chunk, chunk.length, pos);
+        if (n === 0) throw new FsError('EIO', `short read of ${local.path} at ${pos}`);
+        await local.write(chunk, n, pos);
+        pos += n;
+      }
+    } finally {
+      session.close();
+    }
+  }
+
+  private async sealIfDirty(local: LocalFile): Promise<void> {
+    if (local.dirty && !local.unlinked) await this.sealer.seal(local);
+  }
+
+  private async waitUploaded(local: LocalFile): Promise<void> {
+    await local.lastUpload;
+    if (local.lastError !== undefined) throw toFsError(local.lastError);
+  }
+
+  private localAttr(local: LocalFile): Attr {
+    const perm = 0o644 & ~this.ctx.owner.umask;
+    return {
+      mode: S_IFREG | perm,
+      size: local.size,
+      mtime: local.mtime,
+      atime: local.mtime,
+      ctime: local.mtime,
+      nlink: 1,
+      uid: this.ctx.owner.uid,
+      gid: this.ctx.owner.gid,
+    };
+  }
+
+  private addHandle(handle: Handle): number {
+    const fh = this.nextHandle++;
+    this.handles.set(fh, handle);
+    return fh;
+  }
+
+  private handle(fh: number): Handle {
+    const handle = this.handles.get(fh);
+    if (handle === undefined) throw new FsError('EBADF', `no handle ${fh}`);
+    return handle;
+  }
+
+  private writableHandle(fh: number): Handle & { kind: 'local' } {
+    const handle = this.handle(fh);
+    if (handle.kind !== 'local' || !handle.writable) throw new FsError('EBADF', `handle ${fh} is not open for writing`);
+    return handle;
+  }
+}
+
+

@@ -1,0 +1,198 @@
+import { FsError, GirderError } from '../errors.js';
+import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
+import type { LocalFile } from './local-file.js';
+import { checkStorableName } from './names.js';
+import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
+
+/** mkdir, rmdir, unlink and rename, mapped to Girder folder, item and file calls. */
+export class Namespace {
+  constructor(private readonly ctx: VfsContext) {}
+
+  async mkdir(path: string): Promise<void> {
+    const { dir, name } = await parentOf(this.ctx, path);
+    checkWritable(this.ctx, dir, path);
+    checkStorableName(name);
+    if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
+    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.locals.has(path)) throw new FsError('EEXIST', path);
+    const folder = await this.ctx.store.createFolder(dir.folder.id, name).catch(mapNameClash(path));
+    this.ctx.tree.set(dir, name, { kind: 'folder', folder });
+  }
+
+  async rmdir(path: string): Promise<void> {
+    const { dir, name } = await parentOf(this.ctx, path);
+    const node = await this.existing(dir, name, path);
+    if (!isDir(node)) throw new FsError('ENOTDIR', path);
+    checkWritable(this.ctx, dir, path);
+    if ((await this.ctx.tree.list(node)).size > 0 || this.localsUnder(path).length > 0) throw new FsError('ENOTEMPTY', path);
+    if (node.kind === 'folder') await this.ctx.store.deleteFolder(node.folder.id);
+    else await this.ctx.store.deleteItem(node.item.id);
+    this.ctx.tree.set(dir, name, undefined);
+  }
+
+  async unlink(path: string): Promise<void> {
+    const { dir, name } = await parentOf(this.ctx, path);
+    checkWritable(this.ctx, dir, path);
+    const local = this.ctx.locals.get(path);
+    if (local !== undefined) {
+      await this.settle(local);
+      local.unlinked = true;
+      this.ctx.locals.delete(path);
+      if (local.target.kind !== 'file') return;
+    }
+    const node = await this.existing(dir, name, path).catch((err: unknown) => {
+      if (local !== undefined && err instanceof FsError && err.errno === 'ENOENT') return undefined;
+      throw err;
+    });
+    if (node === undefined) return;
+    if (isDir(node)) throw new FsError('EISDIR', path);
+    await this.deleteFile(node);
+    this.ctx.tree.set(dir, name, undefined);
+    if (node.inItemDir) this.forgetParentOfItemDir(path);
+  }
+
+  async rename(from: string, to: string): Promise<void> {
+    if (from === to) return;
+    if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    const src = await parentOf(this.ctx, from);
+    const dst = await parentOf(this.ctx, to);
+    checkWritable(this.ctx, src.dir, from);
+    checkWritable(this.ctx, dst.dir, to);
+    checkStorableName(dst.name);
+
+    const local = this.ctx.locals.get(from);
+    if (local !== undefined) await this.settle(local);
+    if (local !== undefined && local.isNew && local.pendingUploads === 0) {
+      await this.retargetNew(local, to, dst.dir, dst.name);
+      return;
+    }
+    const node = await this.existing(src.dir, src.name, from);
+    const target = this.ctx.locals.get(to) ?? (await lookup(this.ctx, dst.dir, dst.name));
+    if (target !== undefined) await this.removeTarget(target, node, to, dst.dir, dst.name);
+
+    const moved = await this.move(node, dst.dir, dst.name, to);
+    this.ctx.tree.set(src.dir, src.name, undefined);
+    this.ctx.tree.set(dst.dir, dst.name, moved);
+    if (isDir(node)) this.rekeyLocals(from, to);
+    else if (local !== undefined && this.ctx.locals.get(from) === local) {
+      this.ctx.locals.delete(from);
+      local.path = to;
+      this.ctx.locals.set(to, local);
+    }
+  }
+
+  /** A file written here and not yet uploaded: it will simply be uploaded under the new name. */
+  private async retargetNew(local: LocalFile, to: string, dir: DirNode, name: string): Promise<void> {
+    const target = this.ctx.locals.get(to) ?? (await lookup(this.ctx, dir, name));
+    if (target !== undefined) await this.removeTarget(target, undefined, to, dir, name);
+    this.ctx.locals.delete(local.path);
+    local.path = to;
+    local.target = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    this.ctx.locals.set(to, local);
+  }
+
+  /** rename over an existing entry replaces it, as POSIX says (an empty directory only). */
+  private async removeTarget(target: Node | LocalFile, node: Node | undefined, to: string, dir: DirNode, name: string): Promise<void> {
+    if (!('kind' in target)) {
+      await this.settle(target);
+      target.unlinked = true;
+      this.ctx.locals.delete(to);
+      if (target.target.kind !== 'file') return;
+      const remote = await lookup(this.ctx, dir, name);
+      if (remote === undefined) return;
+      target = remote;
+    }
+    const movingDir = node !== undefined && isDir(node);
+    if (isDir(target) !== movingDir) throw new FsError(isDir(target) ? 'EISDIR' : 'ENOTDIR', to);
+    if (isDir(target)) {
+      if ((await this.ctx.tree.list(target)).size > 0) throw new FsError('ENOTEMPTY', to);
+      if (target.kind === 'folder') await this.ctx.store.deleteFolder(target.folder.id);
+      else await this.ctx.store.deleteItem(target.item.id);
+    } else {
+      await this.deleteFile(target);
+    }
+    this.ctx.tree.set(dir, name, undefined);
+  }
+
+  private async move(node: Node, dir: DirNode, name: string, to: string): Promise<Node> {
+    const store = this.ctx.store;
+    if (node.kind === 'folder') {
+      if (dir.kind !== 'folder') throw new FsError('EPERM', `${to}: an item directory holds files only`);
+      const parentId = dir.folder.id === node.folder.parentId ? undefined : dir.folder.id;
+      const folder = await store
+        .updateFolder(node.folder.id, { ...(name !== node.folder.name ? { name } : {}), ...(parentId ? { parentId } : {}) })
+        .catch(mapNameClash(to));
+      return { kind: 'folder', folder };
+    }
+    if (node.kind === 'itemdir') {
+      if (dir.kind !== 'folder') throw new FsError('EPERM', `${to}: an item directory holds files only`);
+      const item = await store.updateItem(node.item.id, { name, folderId: dir.folder.id });
+      return { ...node, item, access: dir.folder.accessLevel };
+    }
+    return this.moveFile(node, dir, name);
+  }
+
+  /** A file is an item of its own (rename or move the item) or a file of an item directory. */
+  private async moveFile(node: FileNode, dir: DirNode, name: string): Promise<Node> {
+    const store = this.ctx.store;
+    if (!node.inItemDir && dir.kind === 'folder') {
+      const item = await store.updateItem(node.item.id, { name, folderId: dir.folder.id });
+      const file = node.file.name === name ? node.file : await store.renameFile(node.file.id, name);
+      return { ...node, item, file, access: dir.folder.accessLevel };
+    }
+    if (node.inItemDir && dir.kind === 'itemdir' && dir.item.id === node.item.id) {
+      return { ...node, file: await store.renameFile(node.file.id, name) };
+    }
+    // Girder has no file move: copy the file (bytes shared on the server), then delete the old one.
+    const item = dir.kind === 'itemdir' ? dir.item : await store.createItem(dir.folder.id, name);
+    const copy = await store.copyFile(node.file.id, item.id);
+    const file = copy.name === name ? copy : await store.renameFile(copy.id, name);
+    await this.deleteFile(node);
+    const access = dir.kind === 'folder' ? dir.folder.accessLevel : dir.access;
+    return { kind: 'file', item, file, inItemDir: dir.kind === 'itemdir', access };
+  }
+
+  private async deleteFile(node: FileNode): Promise<void> {
+    if (node.inItemDir) await this.ctx.store.deleteFile(node.file.id);
+    else await this.ctx.store.deleteItem(node.item.id);
+  }
+
+  private async existing(dir: DirNode, name: string, path: string): Promise<Node> {
+    const node = await lookup(this.ctx, dir, name);
+    if (node === undefined) throw new FsError('ENOENT', path);
+    return node;
+  }
+
+  /** Wait until a file's pending uploads are done, so the server holds what is renamed or removed. */
+  private async settle(local: LocalFile): Promise<void> {
+    await local.lastUpload;
+  }
+
+  private localsUnder(path: string): LocalFile[] {
+    return [...this.ctx.locals.values()].filter((l) => l.path.startsWith(path + '/'));
+  }
+
+  /** Files being written under a moved directory keep writing to the same Girder ids. */
+  private rekeyLocals(from: string, to: string): void {
+    for (const local of this.localsUnder(from)) {
+      this.ctx.locals.delete(local.path);
+      local.path = to + local.path.slice(from.length);
+      this.ctx.locals.set(local.path, local);
+    }
+  }
+
+  /** Removing a file of an item can turn the item into a plain file: list its folder again. */
+  private forgetParentOfItemDir(path: string): void {
+    const itemDirPath = path.slice(0, path.lastIndexOf('/')) || '/';
+    void parentOf(this.ctx, itemDirPath).then(({ dir }) => this.ctx.tree.forgetDir(dir), () => undefined);
+  }
+}
+
+/** Girder refuses a folder name already taken by a sibling (400 validation on `name`). */
+function mapNameClash(path: string): (err: unknown) => never {
+  return (err: unknown) => {
+    if (err instanceof GirderError && err.status === 400 && err.field === 'name') throw new FsError('EEXIST', path, { cause: err });
+    throw err;
+  };
+}
+
+

@@ -1,0 +1,104 @@
+import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
+import { AccessLevel } from '../girder/types.js';
+import { S_IFDIR, S_IFREG, type Attr } from './api.js';
+import { mtimeOf } from './mtime-meta.js';
+
+/** A Girder folder: a directory. */
+export interface FolderNode {
+  readonly kind: 'folder';
+  readonly folder: FolderDoc;
+}
+
+/** An item that is not a single file of its own name: a directory of its files. */
+export interface ItemDirNode {
+  readonly kind: 'itemdir';
+  readonly item: ItemDoc;
+  /** The folder the item is in (whose access level applies to it). */
+  readonly access: number;
+}
+
+/** A file: the one file of a same-named item (inItemDir false), or one file of an item directory. */
+export interface FileNode {
+  readonly kind: 'file';
+  readonly item: ItemDoc;
+  readonly file: FileDoc;
+  readonly inItemDir: boolean;
+  readonly access: number;
+}
+
+export type Node = FolderNode | ItemDirNode | FileNode;
+export type DirNode = FolderNode | ItemDirNode;
+
+export function isDir(node: Node): node is DirNode {
+  return node.kind !== 'file';
+}
+
+/** The key a directory's listing is cached under. */
+export function dirKey(node: DirNode): string {
+  return node.kind === 'folder' ? `folder:${node.folder.id}` : `item:${node.item.id}`;
+}
+
+export function dirId(node: DirNode): string {
+  return node.kind === 'folder' ? node.folder.id : node.item.id;
+}
+
+/** DESIGN.md: an item holding exactly one file with the item's own name is a regular file. */
+export function itemNode(item: ItemDoc, files: FileDoc[], access: number): FileNode | ItemDirNode {
+  const only = files.length === 1 ? files[0] : undefined;
+  if (only !== undefined && only.name === item.name) {
+    return { kind: 'file', item, file: only, inItemDir: false, access };
+  }
+  return { kind: 'itemdir', item, access };
+}
+
+export interface Owner {
+  readonly uid: number;
+  readonly gid: number;
+  readonly readOnly: boolean;
+  /** Permission bits to clear (like a umask), applied to every mode. */
+  readonly umask: number;
+}
+
+function canWrite(owner: Owner, access: number): boolean {
+  return !owner.readOnly && access >= AccessLevel.WRITE;
+}
+
+export function dirAttr(node: DirNode, owner: Owner): Attr {
+  const doc = node.kind === 'folder' ? node.folder : node.item;
+  const access = node.kind === 'folder' ? node.folder.accessLevel : node.access;
+  const perm = (canWrite(owner, access) ? 0o755 : 0o555) & ~owner.umask;
+  return {
+    mode: S_IFDIR | perm,
+    size: 4096,
+    mtime: Math.max(doc.created, doc.updated),
+    atime: Math.max(doc.created, doc.updated),
+    ctime: doc.created,
+    nlink: 2,
+    uid: owner.uid,
+    gid: owner.gid,
+  };
+}
+
+export function fileAttr(node: FileNode, owner: Owner): Attr {
+  const mtime = mtimeOf(node.item, node.file);
+  const perm = (canWrite(owner, node.access) ? 0o644 : 0o444) & ~owner.umask;
+  return {
+    mode: S_IFREG | perm,
+    size: node.file.size,
+    mtime,
+    atime: mtime,
+    ctime: node.file.created,
+    nlink: 1,
+    uid: owner.uid,
+    gid: owner.gid,
+  };
+}
+
+export function nodeAttr(node: Node, owner: Owner): Attr {
+  return node.kind === 'file' ? fileAttr(node, owner) : dirAttr(node, owner);
+}
+
+/** Identifies one version of a file's bytes: a changed file never matches an old key. */
+export function versionKey(file: FileDoc): string {
+  return `${file.size}:${file.created}:${file.updated ?? 0}:${file.sha512 ?? ''}`;
+}

@@ -1,0 +1,94 @@
+import { errorMessage } from '../errors.js';
+import type { FileDoc } from '../girder/types.js';
+import { parentOf, type VfsContext } from './context.js';
+import type { LocalFile } from './local-file.js';
+import { mtimeMeta } from './mtime-meta.js';
+import type { FileNode } from './nodes.js';
+import type { DataReader, UploadResult, Uploads } from './ports.js';
+import { versionKey } from './nodes.js';
+
+/**
+ * Hands written files to the upload queue and, when Girder has them, puts the new file into the
+ * tree, applies a program's mtime, and lets the local copy go.
+ */
+export class Sealer {
+  constructor(
+    private readonly ctx: VfsContext,
+    private readonly uploads: Uploads,
+    private readonly reader: DataReader,
+  ) {}
+
+  /** Journal the file's current bytes for upload; resolves once the job is durable. */
+  async seal(local: LocalFile): Promise<void> {
+    const tempPath = await local.snapshot();
+    const job = { path: local.path, target: local.target, tempPath, size: local.size };
+    this.warnIfChangedRemotely(local);
+    const { done } = await this.uploads.submit(job);
+    local.pendingUploads++;
+    local.lastUpload = done.then(
+      (result) => this.finished(local, result),
+      (err: unknown) => {
+        local.lastError = err;
+        this.ctx.logger.error({ path: local.path, err: errorMessage(err) }, 'upload failed; the data is kept in the cache directory');
+        return undefined;
+      },
+    ).finally(() => {
+      local.pendingUploads--;
+      void this.disposeIfIdle(local);
+    });
+  }
+
+  async disposeIfIdle(local: LocalFile): Promise<void> {
+    if (local.openCount > 0 || local.pendingUploads > 0 || local.dirty && !local.unlinked) return;
+    if (this.ctx.locals.get(local.path) === local) this.ctx.locals.delete(local.path);
+    await local.dispose();
+  }
+
+  private async finished(local: LocalFile, result: UploadResult): Promise<UploadResult> {
+    local.lastError = undefined;
+    const fallback = local.target.kind === 'file' ? local.target.fallback : local.target;
+    local.target = { kind: 'file', fileId: result.file.id, remoteSha512: result.file.sha512, ...(fallback ? { fallback } : {}) };
+    local.remoteVersion = versionKey(result.file);
+    this.reader.invalidate(result.file.id);
+    if (local.unlinked) return result;
+    try {
+      await this.placeInTree(local, result.file, result.itemId);
+    } catch (err) {
+      this.ctx.logger.warn({ path: local.path, err: errorMessage(err) }, 'uploaded, but could not refresh the listing');
+    }
+    return result;
+  }
+
+  private async placeInTree(local: LocalFile, file: FileDoc, itemId: string): Promise<void> {
+    const { dir, name } = await parentOf(this.ctx, local.path);
+    let item = await this.ctx.store.getItem(itemId);
+    if (local.explicitMtime !== undefined && !local.dirty) {
+      item = await this.ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file));
+    }
+    const inItemDir = dir.kind === 'itemdir';
+    const access = dir.kind === 'folder' ? dir.folder.accessLevel : dir.access;
+    const node: FileNode = { kind: 'file', item, file, inItemDir, access };
+    if (!inItemDir && item.name !== file.name) {
+      this.ctx.tree.forgetDir(dir);
+      return;
+    }
+    this.ctx.tree.set(dir, name, node);
+  }
+
+  /** DESIGN: the local close wins over a change made elsewhere meanwhile; say so in the log. */
+  private warnIfChangedRemotely(local: LocalFile): void {
+    const target = local.target;
+    const opened = local.remoteVersion;
+    if (target.kind !== 'file' || opened === undefined) return;
+    this.ctx.store.getFile(target.fileId).then(
+      (now) => {
+        if (versionKey(now) !== opened) {
+          this.ctx.logger.warn({ path: local.path }, 'file changed on the server while open here; the local version replaces it');
+        }
+      },
+      () => undefined,
+    );
+  }
+}
+
+

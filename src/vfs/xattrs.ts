@@ -1,0 +1,113 @@
+import { FsError } from '../errors.js';
+import type { Meta } from '../girder/types.js';
+import { checkWritable, parentOf, type VfsContext } from './context.js';
+import { MTIME_KEY } from './mtime-meta.js';
+import type { Node } from './nodes.js';
+
+const META_PREFIX = 'user.girder.meta.';
+const ID = 'user.girder.id';
+const FILE_ID = 'user.girder.file_id';
+const SHA512 = 'user.girder.sha512';
+
+/**
+ * Girder metadata as extended attributes: `user.girder.meta.<key>` (JSON values, writable) on
+ * folders and items, read-only `user.girder.id`, `user.girder.file_id` and `user.girder.sha512`.
+ */
+export class Xattrs {
+  constructor(private readonly ctx: VfsContext) {}
+
+  async list(path: string): Promise<string[]> {
+    const node = await this.node(path);
+    const names = [ID];
+    if (node?.kind === 'file') {
+      names.push(FILE_ID);
+      if (node.file.sha512 !== undefined) names.push(SHA512);
+    }
+    for (const key of Object.keys(metaOf(node))) if (key !== MTIME_KEY) names.push(META_PREFIX + key);
+    return names;
+  }
+
+  async get(path: string, name: string): Promise<Buffer> {
+    const node = await this.node(path);
+    if (node === undefined) throw new FsError('ENODATA', `${name}: the file is not uploaded yet`);
+    const value = this.value(node, name);
+    if (value === undefined) throw new FsError('ENODATA', name);
+    return Buffer.from(value);
+  }
+
+  async set(path: string, name: string, value: Buffer): Promise<void> {
+    const key = this.metaKey(name);
+    const text = value.toString('utf8');
+    await this.writeMeta(path, { [key]: parseJson(text) });
+  }
+
+  async remove(path: string, name: string): Promise<void> {
+    const key = this.metaKey(name);
+    const node = await this.node(path);
+    if (!(key in metaOf(node))) throw new FsError('ENODATA', name);
+    await this.writeMeta(path, { [key]: null });
+  }
+
+  private value(node: Node, name: string): string | undefined {
+    if (name === ID) return node.kind === 'folder' ? node.folder.id : node.item.id;
+    if (name === FILE_ID) return node.kind === 'file' ? node.file.id : undefined;
+    if (name === SHA512) return node.kind === 'file' ? node.file.sha512 : undefined;
+    if (!name.startsWith(META_PREFIX)) return undefined;
+    const meta = metaOf(node);
+    const key = name.slice(META_PREFIX.length);
+    return key in meta ? JSON.stringify(meta[key]) : undefined;
+  }
+
+  private metaKey(name: string): string {
+    if (name === ID || name === FILE_ID || name === SHA512) throw new FsError('EPERM', `${name} is read-only`);
+    if (!name.startsWith(META_PREFIX)) throw new FsError('ENOTSUP', `only ${META_PREFIX}* attributes are stored`);
+    const key = name.slice(META_PREFIX.length);
+    if (key === '' || key === MTIME_KEY || key.includes('.') || key.startsWith('$')) {
+      throw new FsError('EINVAL', `Girder cannot hold the metadata key "${key}"`);
+    }
+    return key;
+  }
+
+  private async writeMeta(path: string, meta: Meta): Promise<void> {
+    const node = await this.node(path);
+    if (node === undefined) throw new FsError('EBUSY', `${path} is not uploaded yet`);
+    checkWritable(this.ctx, node, path);
+    if (node.kind === 'file' && node.inItemDir) throw new FsError('ENOTSUP', 'files inside an item directory have no metadata');
+    if (node.kind === 'folder' && path === '/') {
+      this.ctx.tree.setRoot(await this.ctx.store.setFolderMeta(node.folder.id, meta));
+      return;
+    }
+    const { dir, name } = await parentOf(this.ctx, path);
+    if (node.kind === 'folder') {
+      const folder = await this.ctx.store.setFolderMeta(node.folder.id, meta);
+      this.ctx.tree.set(dir, name, { kind: 'folder', folder });
+    } else {
+      const item = await this.ctx.store.setItemMeta(node.item.id, meta);
+      this.ctx.tree.set(dir, name, { ...node, item });
+    }
+  }
+
+  /** The remote node, or undefined for a file that exists only locally so far. */
+  private async node(path: string): Promise<Node | undefined> {
+    try {
+      return await this.ctx.tree.resolve(path);
+    } catch (err) {
+      if (err instanceof FsError && err.errno === 'ENOENT' && this.ctx.locals.has(path)) return undefined;
+      throw err;
+    }
+  }
+}
+
+function metaOf(node: Node | undefined): Meta {
+  if (node === undefined) return {};
+  if (node.kind === 'folder') return node.folder.meta;
+  return node.kind === 'file' && node.inItemDir ? {} : node.item.meta;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
