@@ -61,6 +61,8 @@ const NODE_ERRNOS: ReadonlySet<string> = new Set<Errno>([
 export function toFsError(err: unknown): FsError {
   if (err instanceof FsError) return err;
   if (err instanceof GirderError) {
+    // The file changed size on the server under an open reader.
+    if (err.type === 'stale') return new FsError('ESTALE', err.message, { cause: err });
     if (err.isAccessDenied) return new FsError('EACCES', err.message, { cause: err });
     if (err.isMissing) return new FsError('ENOENT', err.message, { cause: err });
     return new FsError('EIO', err.message, { cause: err });

@@ -1,0 +1,450 @@
+/** The HTTP connection to one Girder API: undici agent, login and token refresh, retries, errors. */
+import { readFileSync } from 'node:fs';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Readable } from 'node:stream';
+import { rootCertificates } from 'node:tls';
+import { Agent, type Dispatcher } from 'undici';
+import { GirderError, UsageError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import { backoffDelay, sleep } from './backoff.js';
+import { decodeUser, isObject, parseDate } from './decode.js';
+import { isAbort, isRetryable, networkError, responseError } from './failure.js';
+import type { UserDoc } from './types.js';
+
+export type Credentials =
+  | { kind: 'apiKey'; key: string }
+  | { kind: 'password'; username: string; password: string }
+  | { kind: 'token'; token: string };
+
+export interface ClientOptions {
+  apiUrl: string;
+  credentials: Credentials;
+  timeoutMs: number;
+  retries: number;
+  caFile?: string;
+  logger: Logger;
+  /** First retry delay (doubles each retry, plus jitter). Default 250 ms. */
+  retryBaseMs?: number;
+}
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
+export type Query = Record<string, string | number | boolean | null | undefined>;
+
+export interface RequestOptions {
+  query?: Query;
+  /** A JSON body (application/json). */
+  json?: unknown;
+  /** A form body (application/x-www-form-urlencoded), e.g. to keep a secret out of the URL. */
+  form?: Record<string, string>;
+  /** Any other body (made again for each attempt); set its content-type in `headers`. */
+  body?: () => string | Buffer | Readable;
+  /** Close the connection after this exchange (Girder resets it after refusing a body). */
+  reset?: boolean;
+  headers?: Record<string, string>;
+  /** Retry on socket errors, timeouts and 5xx. Default: true for GET and HEAD only. */
+  idempotent?: boolean;
+  /** Send the Girder token (default true). */
+  auth?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface JsonResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  data: unknown;
+}
+
+/** One raw HTTP exchange, for downloads and uploads that handle the body themselves. */
+export interface SendOptions {
+  method: HttpMethod;
+  /** A path under the API root ('/file/x/download'), or an absolute URL, which is sent without the token. */
+  path: string;
+  query?: Query;
+  headers?: Record<string, string>;
+  /** Makes the body; called again when the request is re-sent after a re-login. */
+  body?: () => string | Buffer | Readable;
+  /** Send the Girder token (default true for API paths, never for absolute URLs). */
+  auth?: boolean;
+  /** Close the connection after this exchange (Girder resets it after refusing a body). */
+  reset?: boolean;
+  signal?: AbortSignal;
+}
+
+export interface ClientStats {
+  requests: number;
+  errors: number;
+  retries: number;
+  bytesDownloaded: number;
+  bytesUploaded: number;
+}
+
+/** Re-login this long before a token's known expiry. */
+const EXPIRY_MARGIN_MS = 60_000;
+
+export class GirderClient {
+  readonly apiUrl: string;
+  readonly timeoutMs: number;
+  readonly retries: number;
+  readonly log: Logger;
+  private readonly origin: string;
+  private readonly basePath: string;
+  private readonly host: string;
+  private readonly retryBaseMs: number;
+  private readonly credentials: Credentials;
+  private readonly agent: Agent;
+  private token: string | undefined;
+  private tokenExpires = 0;
+  private loginInFlight: Promise<UserDoc> | null = null;
+  private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
+
+  constructor(options: ClientOptions) {
+    let url: URL;
+    try {
+      url = new URL(options.apiUrl);
+    } catch {
+      throw new UsageError(`not a URL: ${options.apiUrl}`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http(s) URL: ${options.apiUrl}`);
+    this.origin = url.origin;
+    this.basePath = url.pathname.replace(/\/+$/, '');
+    this.host = url.host;
+    this.apiUrl = this.origin + this.basePath;
+    this.timeoutMs = options.timeoutMs;
+    this.retries = Math.max(0, options.retries);
+    this.retryBaseMs = options.retryBaseMs ?? 250;
+    this.credentials = options.credentials;
+    this.log = options.logger;
+    const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
+    if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
+    this.agent = new Agent({
+      connections: 32,
+      pipelining: 1,
+      keepAliveTimeout: 4_000, // below uvicorn's 5 s, so the server never closes a socket we are about to reuse
+      headersTimeout: options.timeoutMs,
+      bodyTimeout: options.timeoutMs,
+      connect,
+    });
+  }
+
+  /** GET /system/version without credentials: the server's release, or why this is not a Girder API. */
+  async checkServer(): Promise<string> {
+    const path = '/system/version';
+    return this.withRetries(true, undefined, async () => {
+      const res = await this.send({ method: 'GET', path, auth: false, headers: { accept: 'application/json' } });
+      const contentType = mediaType(res.headers);
+      const text = await this.readText(res, undefined);
+      if (res.statusCode >= 500) throw responseError('GET', path, res.statusCode, contentType, text);
+      const notGirder = (why: string): GirderError =>
+        new GirderError(`${this.apiUrl} does not look like a Girder API (GET ${path} ${why})`, res.statusCode, 'not-girder');
+      if (res.statusCode !== 200) throw notGirder(`answered ${res.statusCode} ${contentType || 'without a content type'}`);
+      let data: unknown;
+      try {
+        data = JSON.parse(text);
+      } catch {
+        throw notGirder(`answered ${res.statusCode} ${contentType || 'without a content type'}, not JSON`);
+      }
+      if (!isObject(data) || typeof data.release !== 'string') throw notGirder('answered JSON without a release');
+      return data.release;
+    });
+  }
+
+  /** Log in with the configured credentials; concurrent callers share one login. */
+  login(): Promise<UserDoc> {
+    if (this.loginInFlight === null) {
+      this.loginInFlight = this.doLogin().finally(() => {
+        this.loginInFlight = null;
+      });
+    }
+    return this.loginInFlight;
+  }
+
+  async get(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
+    return (await this.request('GET', path, { ...options, query })).data;
+  }
+
+  async post(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
+    return (await this.request('POST', path, { ...options, query })).data;
+  }
+
+  async put(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
+    return (await this.request('PUT', path, { ...options, query })).data;
+  }
+
+  async delete(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
+    return (await this.request('DELETE', path, { ...options, query })).data;
+  }
+
+  /** A JSON request with retries (idempotent ones) and re-login on 401. */
+  async request(method: HttpMethod, path: string, options: RequestOptions = {}): Promise<JsonResponse> {
+    const idempotent = options.idempotent ?? (method === 'GET' || method === 'HEAD');
+    return this.withRetries(idempotent, options.signal, () => this.requestOnce(method, path, options));
+  }
+
+  /**
+   * Send one request with the current token; on 401 log in again (once for all concurrent
+   * callers) and send it once more. The caller must consume or dump the body.
+   */
+  async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
+    const absolute = /^https?:\/\//i.test(options.path);
+    const auth = !absolute && options.auth !== false;
+    const token = auth ? await this.currentToken() : undefined;
+    const res = await this.dispatch(options, token);
+    if (res.statusCode !== 401 || !auth) return res;
+    await res.body.dump().catch(() => undefined);
+    await this.refresh(token);
+    return this.dispatch(options, await this.currentToken());
+  }
+
+  /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
+  async withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+    for (let retry = 0; ; retry++) {
+      try {
+        return await attempt();
+      } catch (err) {
+        if (!idempotent || !(err instanceof GirderError) || !isRetryable(err) || retry >= this.retries || signal?.aborted === true) {
+          throw err;
+        }
+        await this.pauseBeforeRetry(retry + 1, err, signal);
+      }
+    }
+  }
+
+  /** Count a retry, log why, and wait the backoff delay. */
+  async pauseBeforeRetry(retry: number, why: GirderError, signal?: AbortSignal): Promise<void> {
+    this.counters.retries++;
+    const delay = backoffDelay(retry, this.retryBaseMs);
+    this.log.debug({ retry, delayMs: delay, status: why.status, err: why.message }, 'retrying a Girder request');
+    await sleep(delay, signal);
+  }
+
+  /** Read a response body as text; a cut body becomes a network GirderError. */
+  async readText(res: Dispatcher.ResponseData, signal: AbortSignal | undefined): Promise<string> {
+    try {
+      return await res.body.text();
+    } catch (err) {
+      this.counters.errors++;
+      if (isAbort(err, signal)) throw err;
+      throw networkError(err, this.host, this.timeoutMs);
+    }
+  }
+
+  countDownloaded(bytes: number): void {
+    this.counters.bytesDownloaded += bytes;
+  }
+
+  countUploaded(bytes: number): void {
+    this.counters.bytesUploaded += bytes;
+  }
+
+  countError(): void {
+    this.counters.errors++;
+  }
+
+  /** Map a transport failure (not an answer) to a GirderError naming the host. */
+  transportError(err: unknown): GirderError {
+    return networkError(err, this.host, this.timeoutMs);
+  }
+
+  stats(): ClientStats {
+    return { ...this.counters };
+  }
+
+  /** Let running requests finish (for at most `graceMs`), then close every connection. */
+  async close(graceMs = 5_000): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => {
+      timer = setTimeout(() => resolve('late'), graceMs);
+    });
+    try {
+      if ((await Promise.race([this.agent.close().then(() => 'closed' as const), late])) === 'late') await this.agent.destroy();
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async requestOnce(method: HttpMethod, path: string, options: RequestOptions): Promise<JsonResponse> {
+    const headers: Record<string, string> = { accept: 'application/json', ...options.headers };
+    let body = options.body;
+    if (options.json !== undefined) {
+      const text = JSON.stringify(options.json);
+      headers['content-type'] = 'application/json';
+      body = () => text;
+    } else if (options.form !== undefined) {
+      const text = new URLSearchParams(options.form).toString();
+      headers['content-type'] = 'application/x-www-form-urlencoded';
+      body = () => text;
+    }
+    const res = await this.send({
+      method, path, query: options.query, headers, body, auth: options.auth, reset: options.reset, signal: options.signal,
+    });
+    const contentType = mediaType(res.headers);
+    const text = await this.readText(res, options.signal);
+    if (res.statusCode < 200 || res.statusCode >= 300) {
+      this.counters.errors++;
+      throw responseError(method, path, res.statusCode, contentType, text);
+    }
+    if (text === '') return { status: res.statusCode, headers: res.headers, data: null };
+    try {
+      return { status: res.statusCode, headers: res.headers, data: JSON.parse(text) as unknown };
+    } catch {
+      this.counters.errors++;
+      throw new GirderError(
+        `${method} ${path} answered ${res.statusCode} ${contentType || 'without a content type'} that is not JSON`,
+        res.statusCode,
+        'malformed',
+      );
+    }
+  }
+
+  private async dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
+    const { origin, path } = this.target(options.path, options.query);
+    const headers: Record<string, string> = { ...options.headers };
+    if (token !== undefined) headers['girder-token'] = token;
+    this.counters.requests++;
+    const started = Date.now();
+    try {
+      const res = await this.agent.request({
+        origin,
+        path,
+        method: options.method,
+        headers,
+        body: options.body?.(),
+        reset: options.reset === true,
+        signal: options.signal,
+        headersTimeout: this.timeoutMs,
+        bodyTimeout: this.timeoutMs,
+      });
+      if (this.log.isLevelEnabled('trace')) {
+        this.log.trace({ method: options.method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
+      }
+      return res;
+    } catch (err) {
+      this.counters.errors++;
+      if (isAbort(err, options.signal)) throw err;
+      throw networkError(err, new URL(origin).host, this.timeoutMs);
+    }
+  }
+
+  private target(pathOrUrl: string, query: Query | undefined): { origin: string; path: string } {
+    const qs = query === undefined ? '' : queryString(query);
+    if (/^https?:\/\//i.test(pathOrUrl)) {
+      const url = new URL(pathOrUrl);
+      const search = url.search + (qs === '' ? '' : (url.search === '' ? '?' : '&') + qs);
+      return { origin: url.origin, path: url.pathname + search };
+    }
+    return { origin: this.origin, path: this.basePath + pathOrUrl + (qs === '' ? '' : '?' + qs) };
+  }
+
+  private async currentToken(): Promise<string> {
+    if (this.token === undefined || (this.tokenExpires > 0 && Date.now() > this.tokenExpires - EXPIRY_MARGIN_MS)) {
+      await this.login();
+    }
+    if (this.token === undefined) throw new GirderError('not logged in to Girder', 401, 'auth');
+    return this.token;
+  }
+
+  /** The token `stale` was refused: log in again unless someone already did since. */
+  private async refresh(stale: string | undefined): Promise<void> {
+    if (this.loginInFlight !== null) {
+      await this.loginInFlight;
+      return;
+    }
+    if (this.token !== undefined && this.token !== stale) return;
+    this.log.info('Girder refused the session token; logging in again');
+    await this.login();
+  }
+
+  private async doLogin(): Promise<UserDoc> {
+    const creds = this.credentials;
+    if (creds.kind === 'apiKey') {
+      const res = await this.authCall('the API key was refused by the server', 'POST', '/api_key/token', {
+        form: { key: creds.key },
+        idempotent: true, // a second token is harmless
+      });
+      const { token, expires } = tokenOf(res.data);
+      const user = await this.fetchMe(token);
+      if (user === null) throw new GirderError('the server does not accept the token it gave for the API key', 401, 'auth');
+      this.setToken(token, expires);
+      return user;
+    }
+    if (creds.kind === 'password') {
+      const basic = Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64');
+      const res = await this.authCall(`the server refused the login of user "${creds.username}"`, 'GET', '/user/authentication', {
+        headers: { authorization: `Basic ${basic}` },
+      });
+      const { token, expires } = tokenOf(res.data);
+      const user = isObject(res.data) ? decodeUser(res.data.user) : null;
+      this.setToken(token, expires);
+      return user ?? (await this.requireMe(token));
+    }
+    const user = await this.requireMe(creds.token);
+    this.setToken(creds.token, 0);
+    return user;
+  }
+
+  private async requireMe(token: string): Promise<UserDoc> {
+    const user = await this.fetchMe(token);
+    if (user === null) {
+      throw new GirderError('the token was refused by the server (GET /user/me answered null: invalid or expired)', 401, 'auth');
+    }
+    return user;
+  }
+
+  /** GET /user/me with an explicit token (never through the re-login path). */
+  private async fetchMe(token: string): Promise<UserDoc | null> {
+    const res = await this.request('GET', '/user/me', { auth: false, headers: { 'girder-token': token } });
+    return res.data === null ? null : decodeUser(res.data);
+  }
+
+  /** A login request without any token; refusals become type 'auth' errors naming the server's reason. */
+  private async authCall(refused: string, method: HttpMethod, path: string, options: RequestOptions): Promise<JsonResponse> {
+    try {
+      return await this.request(method, path, { ...options, auth: false });
+    } catch (err) {
+      if (err instanceof GirderError && err.status >= 400 && err.status < 500) {
+        throw new GirderError(`${refused} (${err.message})`, err.status, 'auth', undefined, { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  private setToken(token: string, expires: number): void {
+    this.token = token;
+    this.tokenExpires = expires;
+    this.log.debug({ expires: expires > 0 ? new Date(expires).toISOString() : undefined }, 'logged in to Girder');
+  }
+}
+
+function tokenOf(data: unknown): { token: string; expires: number } {
+  const authToken = isObject(data) ? data.authToken : undefined;
+  if (!isObject(authToken) || typeof authToken.token !== 'string' || authToken.token === '') {
+    throw new GirderError('the login answer carries no token', 200, 'malformed');
+  }
+  return { token: authToken.token, expires: parseDate(authToken.expires) };
+}
+
+function readCaFile(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError(`cannot read the CA file ${file}: ${errorMessage(err)}`);
+  }
+}
+
+function queryString(query: Query): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query)) {
+    if (value !== undefined && value !== null) params.append(key, String(value));
+  }
+  return params.toString();
+}
+
+function mediaType(headers: IncomingHttpHeaders): string {
+  const value = headers['content-type'];
+  return (Array.isArray(value) ? value[0] ?? '' : value ?? '').split(';')[0]?.trim() ?? '';
+}
+
+function stripQuery(path: string): string {
+  const q = path.indexOf('?');
+  return q < 0 ? path : path.slice(0, q);
+}

@@ -1,0 +1,148 @@
+/** Range reads of a Girder file straight into the caller's buffer, checked and resumed. */
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { GirderError } from '../errors.js';
+import type { GirderClient } from './client.js';
+import { responseError } from './failure.js';
+import type { FileRef } from './store.js';
+
+const MAX_REDIRECTS = 5;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+/**
+ * Read bytes [offset, offset+length) of `file` (clamped to its size) into `into` at `intoOffset`.
+ * Resolves with the number of bytes read. A body cut mid-way is resumed from the byte reached;
+ * socket errors and 5xx are retried with backoff; an answer that does not match the request
+ * (another size, another range) is an error, never data.
+ */
+export async function readRange(
+  client: GirderClient,
+  file: FileRef,
+  offset: number,
+  length: number,
+  into: Buffer,
+  intoOffset = 0,
+): Promise<number> {
+  if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
+    throw new RangeError(`invalid range: offset ${offset}, length ${length}`);
+  }
+  if (intoOffset < 0 || intoOffset + Math.min(length, Math.max(0, file.size - offset)) > into.length) {
+    throw new RangeError('the buffer is too small for the range');
+  }
+  const end = Math.min(offset + length, file.size);
+  if (offset >= end) return 0;
+  const state: ReadState = { pos: offset, end, into, shift: intoOffset - offset };
+  let failures = 0;
+  while (state.pos < end) {
+    const before = state.pos;
+    try {
+      await fetchOnce(client, file, state);
+    } catch (err) {
+      if (!(err instanceof GirderError) || !(err.status === 0 || err.status >= 500) || err.type === 'tls') throw err;
+      // Progress resets the count: only consecutive fruitless attempts are limited.
+      failures = state.pos > before ? 1 : failures + 1;
+      if (failures > client.retries) throw err;
+      await client.pauseBeforeRetry(failures, err);
+    }
+  }
+  return state.pos - offset;
+}
+
+interface ReadState {
+  /** Next file offset wanted. */
+  pos: number;
+  /** File offset to stop at (exclusive). */
+  readonly end: number;
+  readonly into: Buffer;
+  /** Buffer index = file offset + shift. */
+  readonly shift: number;
+}
+
+/** One GET (following redirects), copying what arrives; advances state.pos as bytes land. */
+async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState): Promise<void> {
+  const range = `bytes=${state.pos}-${state.end - 1}`;
+  const apiPath = `/file/${encodeURIComponent(file.id)}/download`;
+  let target = apiPath;
+  let res = await client.send({ method: 'GET', path: target, headers: { range, accept: '*/*' } });
+  for (let hops = 0; REDIRECTS.has(res.statusCode); hops++) {
+    const location = header(res.headers, 'location');
+    await res.body.dump().catch(() => undefined);
+    if (location === undefined || hops >= MAX_REDIRECTS) {
+      client.countError();
+      throw new GirderError(`GET ${apiPath} redirected ${location === undefined ? 'without a Location' : 'too often'}`, res.statusCode, 'malformed');
+    }
+    // The Range goes along; the Girder token does not (absolute URLs are sent without it).
+    target = new URL(location, hops === 0 ? client.apiUrl + apiPath : target).href;
+    res = await client.send({ method: 'GET', path: target, headers: { range, accept: '*/*' } });
+  }
+
+  const where = target === apiPath ? `GET ${apiPath}` : `GET ${apiPath} (redirected)`;
+  if (res.statusCode !== 200 && res.statusCode !== 206) {
+    const text = await client.readText(res, undefined);
+    client.countError();
+    throw responseError('GET', apiPath, res.statusCode, header(res.headers, 'content-type') ?? '', text);
+  }
+
+  const fail = async (message: string, type: string): Promise<never> => {
+    discard(res.body);
+    client.countError();
+    throw new GirderError(`${where}: ${message}`, res.statusCode, type);
+  };
+
+  // [bodyStart, bodyEnd) is the part of the file the body claims to carry.
+  let bodyStart: number;
+  let bodyEnd: number;
+  if (res.statusCode === 206) {
+    const contentRange = header(res.headers, 'content-range') ?? '';
+    const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange.trim());
+    if (m === null) return fail(`unusable Content-Range "${contentRange}" for ${range}`, 'malformed');
+    const [first, last, total] = [Number(m[1]), Number(m[2]), m[3] === '*' ? file.size : Number(m[3])];
+    if (total !== file.size) return fail(`file ${file.id} is now ${total} bytes, not ${file.size}`, 'stale');
+    if (first !== state.pos || last < first) return fail(`Content-Range "${contentRange}" does not match ${range}`, 'malformed');
+    bodyStart = first;
+    bodyEnd = Math.min(last + 1, file.size);
+  } else {
+    // 200: the whole file (Girder does this for empty files; a server may ignore Range).
+    const declared = header(res.headers, 'content-length');
+    if (declared !== undefined && Number(declared) !== file.size) {
+      return fail(`file ${file.id} is now ${declared} bytes, not ${file.size}`, 'stale');
+    }
+    bodyStart = 0;
+    bodyEnd = file.size;
+  }
+  const stopAt = Math.min(bodyEnd, state.end);
+
+  let at = bodyStart;
+  try {
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      client.countDownloaded(chunk.length);
+      const from = Math.max(at, state.pos);
+      const to = Math.min(at + chunk.length, stopAt);
+      if (to > from) {
+        chunk.copy(state.into, from + state.shift, from - at, to - at);
+        state.pos = to;
+      }
+      at += chunk.length;
+      if (state.pos >= stopAt) break; // the rest (if any) is not wanted: drop it with the connection
+    }
+  } catch (err) {
+    throw client.transportError(err);
+  } finally {
+    if (!res.body.destroyed && at < bodyEnd) discard(res.body);
+  }
+  if (state.pos < stopAt) {
+    client.countError();
+    throw new GirderError(`${where}: the body ended at byte ${at} of ${bodyEnd}`, 0, 'network');
+  }
+}
+
+/** Drop a body we will not read (closing its connection) without an unhandled 'error' event. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => undefined);
+  body.destroy();
+}
+
+function header(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const value = headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,199 @@
+/** GirderStore over Girder's REST API (girder-api.md). */
+import type { IncomingHttpHeaders } from 'node:http';
+import { GirderError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { GirderClient, Query } from './client.js';
+import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
+import { readRange } from './download.js';
+import type { FileRef, GirderStore } from './store.js';
+import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
+import { CHUNK_SIZE, upload } from './upload.js';
+
+export interface RestStoreOptions {
+  /** Entries per listing request (default 5000). */
+  pageSize?: number;
+  /** Upload chunk size (default 64 MiB; Girder refuses non-final chunks under 5 MiB). */
+  chunkSize?: number;
+}
+
+const NO_HASH = '0'.repeat(128);
+
+export class RestStore implements GirderStore {
+  private readonly pageSize: number;
+  private readonly chunkSize: number;
+  private hashsum: Promise<boolean> | null = null;
+
+  constructor(
+    private readonly client: GirderClient,
+    private readonly log: Logger,
+    options: RestStoreOptions = {},
+  ) {
+    this.pageSize = Math.max(1, options.pageSize ?? 5000);
+    this.chunkSize = options.chunkSize ?? CHUNK_SIZE;
+  }
+
+  async me(): Promise<UserDoc | null> {
+    const data = await this.client.get('/user/me');
+    return data === null ? null : decodeUser(data);
+  }
+
+  /** Probed once: the plugin's route answers [] for an unknown hash; without it, 400 "No matching route". */
+  hasHashsum(): Promise<boolean> {
+    if (this.hashsum === null) {
+      const probe = this.client.get(`/file/hashsum/sha512/${NO_HASH}`).then(
+        (data) => Array.isArray(data),
+        (err: unknown) => {
+          if (err instanceof GirderError && err.status >= 400 && err.status < 500 && err.status !== 401) return false;
+          this.hashsum = null; // transient: ask again next time
+          throw err;
+        },
+      );
+      this.hashsum = probe;
+      void probe.then((has) => this.log.debug({ hashsum: has }, 'probed the hashsum_download plugin'), () => undefined);
+    }
+    return this.hashsum;
+  }
+
+  async getFolder(id: string): Promise<FolderDoc> {
+    return decodeFolder(await this.client.get(`/folder/${enc(id)}`));
+  }
+
+  async getItem(id: string): Promise<ItemDoc> {
+    return decodeItem(await this.client.get(`/item/${enc(id)}`));
+  }
+
+  async getFile(id: string): Promise<FileDoc> {
+    return decodeFile(await this.client.get(`/file/${enc(id)}`));
+  }
+
+  listFolders(parentId: string): Promise<FolderDoc[]> {
+    return this.listAll('/folder', { parentType: 'folder', parentId }, decodeFolder);
+  }
+
+  listItems(folderId: string): Promise<ItemDoc[]> {
+    return this.listAll('/item', { folderId }, decodeItem);
+  }
+
+  listFiles(itemId: string): Promise<FileDoc[]> {
+    return this.listAll(`/item/${enc(itemId)}/files`, {}, decodeFile);
+  }
+
+  findItems(folderId: string, name: string): Promise<ItemDoc[]> {
+    return this.listAll('/item', { folderId, name }, decodeItem);
+  }
+
+  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0): Promise<number> {
+    return readRange(this.client, file, offset, length, into, intoOffset);
+  }
+
+  async createFolder(parentId: string, name: string): Promise<FolderDoc> {
+    return decodeFolder(await this.client.post('/folder', { parentType: 'folder', parentId, name }));
+  }
+
+  async createItem(folderId: string, name: string): Promise<ItemDoc> {
+    return decodeItem(await this.client.post('/item', { folderId, name }));
+  }
+
+  uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize });
+  }
+
+  replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize });
+  }
+
+  async filesBySha512(sha512: string): Promise<FileDoc[]> {
+    if (!/^[0-9a-fA-F]{128}$/.test(sha512) || !(await this.hasHashsum())) return [];
+    const data = await this.client.get(`/file/hashsum/sha512/${sha512.toLowerCase()}`);
+    return asArray(data, 'file list').map(decodeFile);
+  }
+
+  async copyFile(fileId: string, itemId: string): Promise<FileDoc> {
+    return decodeFile(await this.client.post(`/file/${enc(fileId)}/copy`, { itemId }));
+  }
+
+  async renameFile(fileId: string, name: string): Promise<FileDoc> {
+    return decodeFile(await this.client.put(`/file/${enc(fileId)}`, { name }, { idempotent: true }));
+  }
+
+  async updateItem(itemId: string, change: { name?: string; folderId?: string }): Promise<ItemDoc> {
+    const query = { name: change.name, folderId: change.folderId };
+    return decodeItem(await this.client.put(`/item/${enc(itemId)}`, query, { idempotent: true }));
+  }
+
+  async updateFolder(folderId: string, change: { name?: string; parentId?: string }): Promise<FolderDoc> {
+    // Girder ignores parentId unless parentType comes with it.
+    const query: Query = { name: change.name };
+    if (change.parentId !== undefined) Object.assign(query, { parentType: 'folder', parentId: change.parentId });
+    return decodeFolder(await this.client.put(`/folder/${enc(folderId)}`, query, { idempotent: true }));
+  }
+
+  deleteFile(fileId: string): Promise<void> {
+    return this.deleteOnce(`/file/${enc(fileId)}`);
+  }
+
+  deleteItem(itemId: string): Promise<void> {
+    return this.deleteOnce(`/item/${enc(itemId)}`);
+  }
+
+  /** DELETE /resource is synchronous and recursive (DELETE /folder needs a worker and 503s without). */
+  async deleteFolder(folderId: string): Promise<void> {
+    try {
+      await this.deleteOnce('/resource', { resources: JSON.stringify({ folder: [folderId] }) });
+    } catch (err) {
+      // /resource words a missing folder differently; make it look like every other missing id.
+      if (err instanceof GirderError && err.status === 400 && err.message.startsWith('No such folder')) {
+        throw new GirderError(`Invalid folder id (${folderId}).`, 400, 'rest', 'id', { cause: err });
+      }
+      throw err;
+    }
+  }
+
+  /** A null value deletes the key (Girder's default allowNull=false). */
+  async setItemMeta(itemId: string, meta: Meta): Promise<ItemDoc> {
+    return decodeItem(await this.client.put(`/item/${enc(itemId)}/metadata`, undefined, { json: meta, idempotent: true }));
+  }
+
+  async setFolderMeta(folderId: string, meta: Meta): Promise<FolderDoc> {
+    return decodeFolder(await this.client.put(`/folder/${enc(folderId)}/metadata`, undefined, { json: meta, idempotent: true }));
+  }
+
+  /** Every page of a listing, sorted by _id so pages do not shift under a changing sort key. */
+  private async listAll<T>(path: string, query: Query, decode: (doc: unknown) => T): Promise<T[]> {
+    const all: T[] = [];
+    for (let offset = 0; ;) {
+      const res = await this.client.request('GET', path, {
+        query: { ...query, limit: this.pageSize, offset, sort: '_id', sortdir: 1 },
+      });
+      const page = asArray(res.data, 'listing');
+      for (const doc of page) all.push(decode(doc));
+      offset += page.length;
+      const total = totalCount(res.headers);
+      if (page.length < this.pageSize || (total !== undefined && offset >= total)) return all;
+    }
+  }
+
+  /** DELETE, retried on transient failures; "missing" after a retry means an earlier attempt did it. */
+  private async deleteOnce(path: string, query?: Query): Promise<void> {
+    let attempts = 0;
+    try {
+      await this.client.withRetries(true, undefined, async () => {
+        attempts++;
+        await this.client.request('DELETE', path, { query, idempotent: false });
+      });
+    } catch (err) {
+      if (attempts > 1 && err instanceof GirderError && (err.isMissing || err.message.startsWith('No such folder'))) return;
+      throw err;
+    }
+  }
+}
+
+function enc(id: string): string {
+  return encodeURIComponent(id);
+}
+
+function totalCount(headers: IncomingHttpHeaders): number | undefined {
+  const raw = headers['girder-total-count'];
+  const value = Number(Array.isArray(raw) ? raw[0] : raw);
+  return raw === undefined || !Number.isFinite(value) ? undefined : value;
+}

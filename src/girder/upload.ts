@@ -1,0 +1,256 @@
+/** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
+import { open, type FileHandle } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { GirderError } from '../errors.js';
+import type { GirderClient } from './client.js';
+import { asObject, decodeFile, decodeUpload, isFileDocument } from './decode.js';
+import { isAbort } from './failure.js';
+import { guessMimeType } from './mime.js';
+import type { FileDoc, UploadHooks, UploadSource } from './types.js';
+
+/** girder_client's chunk size: safe on filesystem and S3 assetstores (girder-api.md section 4). */
+export const CHUNK_SIZE = 64 * 1024 * 1024;
+/** Report progress at least this often while a chunk streams. */
+const PROGRESS_STEP = 4 * 1024 * 1024;
+
+export type UploadTarget =
+  | { kind: 'new'; itemId: string; name: string; mimeType?: string }
+  | { kind: 'replace'; fileId: string };
+
+export interface UploadOptions {
+  /** Bytes per chunk; Girder refuses non-final chunks under 5 MiB. Default CHUNK_SIZE. */
+  chunkSize?: number;
+}
+
+/**
+ * Upload `source` to `target` and resolve with the file document. Chunks stream from disk (memory
+ * stays bounded). A failed chunk is resent from the server's offset, with backoff, up to the
+ * client's retries; then a transient GirderError is thrown (the upload id stays resumable).
+ */
+export async function upload(
+  client: GirderClient,
+  target: UploadTarget,
+  source: UploadSource,
+  hooks: UploadHooks = {},
+  options: UploadOptions = {},
+): Promise<FileDoc> {
+  const signal = hooks.signal;
+  signal?.throwIfAborted();
+  const chunkSize = options.chunkSize ?? CHUNK_SIZE;
+  const handle = source.size > 0 ? await openSource(source) : undefined;
+  try {
+    let uploadId: string | undefined;
+    let offset = 0;
+    if (hooks.resumeUploadId !== undefined && source.size > 0) {
+      const resumed = await serverOffset(client, hooks.resumeUploadId, signal);
+      if (resumed !== null && resumed < source.size) {
+        uploadId = hooks.resumeUploadId;
+        offset = resumed;
+        client.log.info({ uploadId, offset, size: source.size }, 'resuming an upload');
+      } else {
+        client.log.info({ uploadId: hooks.resumeUploadId }, 'the server no longer knows the upload; starting over');
+      }
+    }
+    if (uploadId === undefined) {
+      const started = await startUpload(client, target, source.size, signal);
+      if (isFileDocument(started)) return decodeFile(started);
+      uploadId = decodeUpload(started).id;
+      await hooks.onUploadId?.(uploadId);
+    }
+    if (handle === undefined) throw new GirderError('the server did not finish a 0-byte upload at once', 200, 'malformed');
+    return await sendChunks(client, target, handle, source, uploadId, offset, chunkSize, hooks);
+  } finally {
+    await handle?.close();
+  }
+}
+
+async function openSource(source: UploadSource): Promise<FileHandle> {
+  const handle = await open(source.path, 'r');
+  try {
+    const { size } = await handle.stat();
+    if (size !== source.size) throw new Error(`upload source ${source.path} is ${size} bytes, expected ${source.size}`);
+    return handle;
+  } catch (err) {
+    await handle.close();
+    throw err;
+  }
+}
+
+/** POST /file or PUT /file/{id}/contents. Re-sending is harmless (an unused upload is left behind). */
+async function startUpload(client: GirderClient, target: UploadTarget, size: number, signal?: AbortSignal): Promise<unknown> {
+  if (target.kind === 'replace') {
+    return client.put(`/file/${encodeURIComponent(target.fileId)}/contents`, { size }, { idempotent: true, signal });
+  }
+  const mimeType = target.mimeType ?? guessMimeType(target.name);
+  return client.post(
+    '/file',
+    { parentType: 'item', parentId: target.itemId, name: target.name, size, mimeType },
+    { idempotent: true, signal },
+  );
+}
+
+/** The server's byte count for an upload, or null when it does not know the upload id. */
+async function serverOffset(client: GirderClient, uploadId: string, signal?: AbortSignal): Promise<number | null> {
+  try {
+    const answer = asObject(await client.get('/file/offset', { uploadId }, { signal }), 'upload offset');
+    if (typeof answer.offset !== 'number' || answer.offset < 0) {
+      throw new GirderError('GET /file/offset answered without an offset', 200, 'malformed');
+    }
+    return answer.offset;
+  } catch (err) {
+    if (err instanceof GirderError && err.status === 400 && /^Invalid upload id/.test(err.message)) return null;
+    throw err;
+  }
+}
+
+const OFFSET_MISMATCH = /^Server has received (\d+) bytes, but client sent offset \d+/;
+
+async function sendChunks(
+  client: GirderClient,
+  target: UploadTarget,
+  handle: FileHandle,
+  source: UploadSource,
+  uploadId: string,
+  startOffset: number,
+  chunkSize: number,
+  hooks: UploadHooks,
+): Promise<FileDoc> {
+  const { size } = source;
+  const signal = hooks.signal;
+  let offset = startOffset;
+  let failures = 0;
+  for (;;) {
+    signal?.throwIfAborted();
+    const length = Math.min(chunkSize, size - offset);
+    let answer: unknown;
+    try {
+      answer = await sendChunk(client, handle, uploadId, offset, length, size, hooks);
+    } catch (err) {
+      if (isAbort(err, signal) || !(err instanceof GirderError)) throw err;
+      const mismatch = err.status === 400 ? OFFSET_MISMATCH.exec(err.message) : null;
+      if (mismatch === null && !(err.status === 0 && err.type !== 'tls') && err.status < 500) throw err;
+      failures++;
+      if (failures > client.retries) {
+        throw new GirderError(
+          `upload ${uploadId} stopped at byte ${offset} of ${size} after ${failures} failed attempts: ${err.message}`,
+          err.status >= 500 ? err.status : 0,
+          err.type,
+          undefined,
+          { cause: err },
+        );
+      }
+      await client.pauseBeforeRetry(failures, err, signal);
+      if (mismatch !== null) {
+        offset = Number(mismatch[1]);
+        continue;
+      }
+      let known: number | null;
+      try {
+        known = await serverOffset(client, uploadId, signal);
+      } catch (offsetErr) {
+        if (offsetErr instanceof GirderError && offsetErr.isTransient) continue; // try the chunk again
+        throw offsetErr;
+      }
+      if (known === null) {
+        // The upload is gone: if the last chunk went through and only its answer was lost, the file exists.
+        const done = offset + length === size ? await findFinished(client, target, size) : null;
+        if (done !== null) return done;
+        throw new GirderError(`the server forgot upload ${uploadId} at byte ${offset} of ${size}`, 400, 'rest', undefined, { cause: err });
+      }
+      offset = Math.min(known, size);
+      continue;
+    }
+    if (isFileDocument(answer)) {
+      hooks.onProgress?.(size, size);
+      return decodeFile(answer);
+    }
+    const received = decodeUpload(answer).received;
+    if (received <= offset || received >= size) {
+      throw new GirderError(`upload ${uploadId}: the server reports ${received} bytes after a chunk at ${offset}`, 200, 'malformed');
+    }
+    offset = received;
+    failures = 0;
+    hooks.onProgress?.(offset, size);
+  }
+}
+
+/** POST /file/chunk with `length` bytes streamed from the file at `offset`. */
+async function sendChunk(
+  client: GirderClient,
+  handle: FileHandle,
+  uploadId: string,
+  offset: number,
+  length: number,
+  size: number,
+  hooks: UploadHooks,
+): Promise<unknown> {
+  let reported = 0;
+  const body = (): Readable => {
+    reported = 0;
+    return chunkStream(handle, offset, length, (sent) => {
+      if (hooks.onProgress !== undefined && sent - reported >= PROGRESS_STEP && sent < length) {
+        reported = sent;
+        hooks.onProgress(offset + sent, size);
+      }
+    }, (bytes) => client.countUploaded(bytes));
+  };
+  return client.post('/file/chunk', { uploadId, offset }, {
+    body,
+    headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
+    reset: true, // Girder resets the socket after refusing a body (girder-api.md section 6)
+    idempotent: false,
+    signal: hooks.signal,
+  });
+}
+
+const READ_SIZE = 256 * 1024;
+
+/**
+ * `length` bytes of the file from `start`, read on demand (bounded memory). Unlike an fs stream,
+ * destroying it (undici does on errors) leaves the shared file handle open.
+ */
+function chunkStream(
+  handle: FileHandle,
+  start: number,
+  length: number,
+  onSent: (sent: number) => void,
+  onBytes: (bytes: number) => void,
+): Readable {
+  let pos = start;
+  const end = start + length;
+  return new Readable({
+    highWaterMark: READ_SIZE,
+    read(): void {
+      const want = Math.min(READ_SIZE, end - pos);
+      if (want <= 0) {
+        this.push(null);
+        return;
+      }
+      const buffer = Buffer.allocUnsafe(want);
+      handle.read(buffer, 0, want, pos).then(({ bytesRead }) => {
+        if (this.destroyed) return;
+        if (bytesRead === 0) {
+          this.destroy(new Error(`the upload source ended at byte ${pos}, before byte ${end}`));
+          return;
+        }
+        pos += bytesRead;
+        onBytes(bytesRead);
+        onSent(pos - start);
+        this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
+      }, (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))));
+    },
+  });
+}
+
+/** After a lost answer to the final chunk: the finished file, if it is there. */
+async function findFinished(client: GirderClient, target: UploadTarget, size: number): Promise<FileDoc | null> {
+  if (target.kind === 'replace') {
+    const file = decodeFile(await client.get(`/file/${encodeURIComponent(target.fileId)}`));
+    return file.size === size ? file : null;
+  }
+  const listed = await client.get(`/item/${encodeURIComponent(target.itemId)}/files`, { limit: 0 });
+  const candidates = (Array.isArray(listed) ? listed : []).map(decodeFile)
+    .filter((f) => f.name === target.name && f.size === size)
+    .sort((a, b) => b.created - a.created);
+  return candidates[0] ?? null;
+}
