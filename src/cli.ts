@@ -1,0 +1,98 @@
+#!/usr/bin/env node
+import { createRequire } from 'node:module';
+import { createInterface } from 'node:readline';
+import { Writable } from 'node:stream';
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { buildConfig, SECRET_ENV, type MountArgs } from './config.js';
+import { runMount } from './daemon.js';
+import { UsageError, errorMessage } from './errors.js';
+import { runStatus, runUnmount } from './commands.js';
+
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
+
+/** Ask on the terminal without echo; undefined when there is no terminal to ask on. */
+async function askPassword(prompt: string): Promise<string | undefined> {
+  if (!process.stdin.isTTY) return undefined;
+  process.stderr.write(prompt);
+  const muted = new Writable({ write: (_c, _e, done) => done() });
+  const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
+  const answer = await new Promise<string>((resolve) => rl.question('', resolve));
+  rl.close();
+  process.stderr.write('\n');
+  return answer;
+}
+
+function fail(err: unknown): never {
+  const code = err instanceof UsageError ? err.exitCode : 1;
+  process.stderr.write(`girder-mount: ${errorMessage(err)}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  const env = { ...process.env };
+  for (const name of SECRET_ENV) delete process.env[name];
+
+  await yargs(hideBin(process.argv))
+    .scriptName('girder-mount')
+    .env('GIRDER_MOUNT')
+    .command(
+      '$0 <folderId> <mountpoint>',
+      'mount a Girder folder (runs in the foreground until SIGINT/SIGTERM)',
+      (y) =>
+        y
+          .positional('folderId', { type: 'string', demandOption: true, describe: 'id of the Girder folder to mount' })
+          .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty local directory' })
+          .option('api-url', { type: 'string', describe: 'Girder API URL, e.g. https://girder.example.org/api/v1' })
+          .option('api-key-file', { type: 'string', describe: 'file holding a Girder API key (else env GIRDER_API_KEY)' })
+          .option('username', { type: 'string', describe: 'log in with a password (env GIRDER_PASSWORD or a prompt)' })
+          .option('attr-ttl', { type: 'number', default: 5, describe: 'seconds listings and attributes are trusted (0 = always ask)' })
+          .option('cache-dir', { type: 'string', describe: 'private cache directory (default ~/.cache/girder-mount/<folderId>, /var/cache/girder-mount/<folderId> for root)' })
+          .option('cache-max-size', { type: 'string', describe: 'byte cap of the read cache, e.g. 20G (default 10% of the free space)' })
+          .option('read-only', { type: 'boolean', default: false, alias: 'ro', describe: 'refuse every change (EROFS)' })
+          .option('sync-uploads', { type: 'boolean', default: false, describe: 'close() waits until Girder has the file' })
+          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)' })
+          .option('uid', { type: 'number', describe: 'owner shown for every file (default: yours)' })
+          .option('gid', { type: 'number', describe: 'group shown for every file (default: yours)' })
+          .option('umask', { type: 'string', describe: 'permission bits to clear, octal (default 022)' })
+          .option('timeout', { type: 'number', default: 30, describe: 'seconds before a Girder request is given up' })
+          .option('retries', { type: 'number', default: 5, describe: 'retries of a failed idempotent request' })
+          .option('ca-file', { type: 'string', describe: 'extra CA certificate (PEM) to trust for https' })
+          .option('drain-timeout', { type: 'number', default: 120, describe: 'seconds to wait for pending uploads on SIGTERM' })
+          .option('log-level', { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error or silent' }),
+      async (argv) => {
+        const config = await buildConfig(argv as unknown as MountArgs, env, askPassword);
+        process.exitCode = await runMount(config);
+      },
+    )
+    .command(
+      'status <mountpoint>',
+      'show pending uploads, cache and request counts of a running mount',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      async (argv) => {
+        process.exitCode = await runStatus(argv.mountpoint, argv.json);
+      },
+    )
+    .command(
+      'unmount <mountpoint>',
+      'wait for pending uploads, then unmount',
+      (y) =>
+        y
+          .positional('mountpoint', { type: 'string', demandOption: true })
+          .option('timeout', { type: 'number', default: 300, describe: 'seconds to wait for pending uploads' })
+          .option('force', { type: 'boolean', default: false, describe: 'unmount even if uploads are pending (they resume at the next start)' }),
+      async (argv) => {
+        process.exitCode = await runUnmount(argv.mountpoint, argv.timeout, argv.force);
+      },
+    )
+    .strictOptions()
+    .version(version)
+    .help()
+    .fail((msg, err) => {
+      if (err !== undefined && err !== null) fail(err);
+      fail(new UsageError(`${msg} (see girder-mount --help)`));
+    })
+    .parseAsync();
+}
+
+main().catch(fail);

@@ -1,0 +1,130 @@
+import t from 'tap';
+import { FsError } from '../../src/errors.js';
+import { S_IFDIR, S_IFREG } from '../../src/vfs/api.js';
+import { vfsFixture } from '../helpers/vfs-fixture.js';
+
+async function errnoOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'no error';
+  } catch (err) {
+    return err instanceof FsError ? err.errno : `not an FsError: ${String(err)}`;
+  }
+}
+
+t.test('Girder items map to files and directories', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const sub = store.seedFolder(store.rootId, 'sub');
+  store.seedFile(store.rootId, 'single.txt', 'hello');
+  const multi = store.seedItem(store.rootId, 'multi');
+  store.seedFileInItem(multi.id, 'a.txt', 'A');
+  store.seedFileInItem(multi.id, 'b.txt', 'BB');
+  const other = store.seedItem(store.rootId, 'other-name');
+  store.seedFileInItem(other.id, 'inner.bin', 'x');
+  store.seedItem(store.rootId, 'empty');
+  store.seedFile(sub.id, 'deep.txt', 'deep');
+  store.seedFile(store.rootId, 'slash/name', 'slashed');
+
+  t.same((await fx.vfs.readdir('/')).sort(), ['empty', 'multi', 'other-name', 'single.txt', 'slash_name', 'sub']);
+  t.equal((await fx.vfs.getattr('/single.txt')).mode & S_IFREG, S_IFREG);
+  t.equal((await fx.vfs.getattr('/single.txt')).size, 5);
+  t.equal((await fx.vfs.getattr('/multi')).mode & S_IFDIR, S_IFDIR);
+  t.same((await fx.vfs.readdir('/multi')).sort(), ['a.txt', 'b.txt']);
+  t.same(await fx.vfs.readdir('/other-name'), ['inner.bin']);
+  t.same(await fx.vfs.readdir('/empty'), []);
+  t.equal((await fx.readFile('/multi/b.txt')).toString(), 'BB');
+  t.equal((await fx.readFile('/sub/deep.txt')).toString(), 'deep');
+  t.equal((await fx.readFile('/slash_name')).toString(), 'slashed');
+  t.equal(await errnoOf(fx.vfs.getattr('/nope')), 'ENOENT');
+  t.equal(await errnoOf(fx.vfs.readdir('/single.txt')), 'ENOTDIR');
+  t.equal(await errnoOf(fx.vfs.getattr('/single.txt/x')), 'ENOTDIR');
+});
+
+t.test('clashing names keep both entries with a stable suffix', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  store.seedFile(store.rootId, 'a_b', 'first');
+  store.seedFile(store.rootId, 'a/b', 'second');
+  const names = (await fx.vfs.readdir('/')).sort();
+  t.equal(names.length, 2);
+  t.equal(names[0], 'a_b');
+  t.match(names[1], /^a_b~[0-9a-f]{6}$/);
+  t.equal((await fx.readFile('/' + names[1])).toString(), 'second');
+});
+
+t.test('one listing answers every lookup within the TTL', async (t) => {
+  const fx = await vfsFixture({ ttlMs: 60_000 });
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  for (let i = 0; i < 20; i++) store.seedFile(store.rootId, `f${i}`, `data ${i}`);
+  store.calls.length = 0;
+  const names = await fx.vfs.readdir('/');
+  for (const name of names) await fx.vfs.getattr('/' + name);
+  for (const name of names) await fx.vfs.getattr('/' + name);
+  t.equal(store.count('listFolders'), 1);
+  t.equal(store.count('listItems'), 1);
+  t.equal(store.count('listFiles'), 20, 'one file list per item, once');
+  t.equal(store.calls.length, 22);
+});
+
+t.test('a zero TTL sees remote changes at once', async (t) => {
+  const fx = await vfsFixture({ ttlMs: 0 });
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const { file } = store.seedFile(store.rootId, 'x.txt', 'old');
+  t.equal((await fx.readFile('/x.txt')).toString(), 'old');
+  await store.deleteFile(file.id);
+  store.seedFileInItem(store.itemsIn(store.rootId)[0]!.id, 'x.txt', 'brand new');
+  t.equal((await fx.readFile('/x.txt')).toString(), 'brand new', 'never old bytes from the cache');
+});
+
+t.test('a file deleted while open answers ESTALE, not ENOENT', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const { item } = store.seedFile(store.rootId, 'gone.bin', Buffer.alloc(10 << 20, 7));
+  const fh = await fx.vfs.open('/gone.bin', 0);
+  await store.deleteItem(item.id);
+  const buf = Buffer.alloc(4096);
+  t.equal(await errnoOf(fx.vfs.read(fh, buf, 4096, 9 << 20)), 'ESTALE');
+  await fx.vfs.release(fh);
+});
+
+t.test('xattrs show ids, sha512 and metadata', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const { item, file } = store.seedFile(store.rootId, 'm.txt', 'meta');
+  await store.setItemMeta(item.id, { species: 'mouse', n: 3 });
+  fx.tree.clear();
+  const names = await fx.vfs.listxattr('/m.txt');
+  t.ok(names.includes('user.girder.id'));
+  t.ok(names.includes('user.girder.meta.species'));
+  t.equal((await fx.vfs.getxattr('/m.txt', 'user.girder.id')).toString(), item.id);
+  t.equal((await fx.vfs.getxattr('/m.txt', 'user.girder.file_id')).toString(), file.id);
+  t.equal((await fx.vfs.getxattr('/m.txt', 'user.girder.meta.n')).toString(), '3');
+  await fx.vfs.setxattr('/m.txt', 'user.girder.meta.tissue', Buffer.from('"liver"'));
+  t.equal((await store.getItem(item.id)).meta.tissue, 'liver');
+  await fx.vfs.removexattr('/m.txt', 'user.girder.meta.species');
+  t.notOk('species' in (await store.getItem(item.id)).meta);
+  t.equal(await errnoOf(fx.vfs.getxattr('/m.txt', 'user.girder.meta.species')), 'ENODATA');
+  t.equal(await errnoOf(fx.vfs.setxattr('/m.txt', 'user.girder.id', Buffer.from('x'))), 'EPERM');
+  t.equal(await errnoOf(fx.vfs.setxattr('/m.txt', 'security.selinux', Buffer.from('x'))), 'ENOTSUP');
+  await fx.vfs.setxattr('/', 'user.girder.meta.project', Buffer.from('{"a":1}'));
+  t.same((await store.getFolder(store.rootId)).meta.project, { a: 1 });
+  t.equal((await fx.vfs.getxattr('/', 'user.girder.meta.project')).toString(), '{"a":1}');
+});
+
+t.test('a read-only mount refuses changes with EROFS', async (t) => {
+  const fx = await vfsFixture({ readOnly: true });
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'r.txt', 'r');
+  t.equal(await errnoOf(fx.vfs.create('/new', 0o644, 0o1)), 'EROFS');
+  t.equal(await errnoOf(fx.vfs.open('/r.txt', 0o1)), 'EROFS');
+  t.equal(await errnoOf(fx.vfs.mkdir('/d', 0o755)), 'EROFS');
+  t.equal(await errnoOf(fx.vfs.unlink('/r.txt')), 'EROFS');
+  t.equal((await fx.vfs.getattr('/r.txt')).mode & 0o777, 0o444);
+});

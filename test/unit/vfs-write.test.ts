@@ -1,0 +1,257 @@
+import t from 'tap';
+import { FsError } from '../../src/errors.js';
+import { O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/vfs/api.js';
+import { vfsFixture, type VfsFixture } from '../helpers/vfs-fixture.js';
+
+async function errnoOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return 'no error';
+  } catch (err) {
+    return err instanceof FsError ? err.errno : `not an FsError: ${String(err)}`;
+  }
+}
+
+async function settled(fx: VfsFixture): Promise<void> {
+  if (!(await fx.uploads.drain(20_000))) throw new Error('uploads did not drain');
+}
+
+function onlyFile(fx: VfsFixture, folderId: string, name: string): { itemId: string; fileId: string; data: string } {
+  const items = fx.store.itemsIn(folderId).filter((i) => i.name === name);
+  if (items.length !== 1) throw new Error(`${items.length} items named ${name}`);
+  const files = fx.store.filesIn(items[0]!.id);
+  if (files.length !== 1) throw new Error(`${files.length} files in ${name}`);
+  return { itemId: items[0]!.id, fileId: files[0]!.id, data: fx.store.contentOf(files[0]!.id).toString() };
+}
+
+t.test('a new file reaches Girder as an item with one file of its name', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.writeFile('/new.txt', 'fresh bytes');
+  t.equal((await fx.readFile('/new.txt')).toString(), 'fresh bytes', 'reads back before the upload finishes');
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'new.txt').data, 'fresh bytes');
+  t.equal((await fx.vfs.getattr('/new.txt')).size, 11);
+  t.same((await fx.vfs.readdir('/')), ['new.txt']);
+});
+
+t.test('an empty new file exists on Girder too', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const fh = await fx.vfs.create('/empty', 0o644, O_WRONLY);
+  await fx.vfs.flush(fh);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'empty').data, '');
+});
+
+t.test('overwrite keeps the file id; append and O_RDWR edit in place', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { file } = fx.store.seedFile(fx.store.rootId, 'doc.txt', 'version one');
+
+  let fh = await fx.vfs.open('/doc.txt', O_WRONLY | O_TRUNC);
+  await fx.vfs.write(fh, Buffer.from('two'), 3, 0);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  let now = onlyFile(fx, fx.store.rootId, 'doc.txt');
+  t.equal(now.fileId, file.id, 'same file id');
+  t.equal(now.data, 'two');
+
+  fh = await fx.vfs.open('/doc.txt', O_WRONLY | O_APPEND);
+  await fx.vfs.write(fh, Buffer.from('+more'), 5, (await fx.vfs.fgetattr('/doc.txt', fh)).size);
+  await fx.vfs.release(fh);
+  fh = await fx.vfs.open('/doc.txt', O_RDWR);
+  await fx.vfs.write(fh, Buffer.from('T'), 1, 0);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  now = onlyFile(fx, fx.store.rootId, 'doc.txt');
+  t.equal(now.data, 'Two+more');
+  t.equal(now.fileId, file.id);
+});
+
+t.test('identical contents upload nothing', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'same.bin', Buffer.alloc(3 << 20, 1));
+  const before = fx.store.bytesUploaded;
+  const fh = await fx.vfs.open('/same.bin', O_WRONLY | O_TRUNC);
+  await fx.vfs.write(fh, Buffer.alloc(3 << 20, 1), 3 << 20, 0);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(fx.store.bytesUploaded, before, '0 bytes sent');
+});
+
+t.test('opening for writing without changes uploads nothing', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'ro.txt', 'keep');
+  fx.store.calls.length = 0;
+  const fh = await fx.vfs.open('/ro.txt', O_RDWR);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(fx.store.count('replaceFile') + fx.store.count('uploadFile'), 0);
+});
+
+t.test('truncate by path and ftruncate', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'cut.txt', '0123456789');
+  await fx.vfs.truncate('/cut.txt', 4);
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'cut.txt').data, '0123');
+  const fh = await fx.vfs.open('/cut.txt', O_RDWR);
+  await fx.vfs.ftruncate(fh, 6);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'cut.txt').data, '0123\0\0');
+});
+
+t.test('fsync returns only when Girder has the bytes', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const fh = await fx.vfs.create('/synced', 0o644, O_WRONLY);
+  await fx.vfs.write(fh, Buffer.from('durable'), 7, 0);
+  await fx.vfs.fsync(fh);
+  t.equal(onlyFile(fx, fx.store.rootId, 'synced').data, 'durable');
+  await fx.vfs.release(fh);
+});
+
+t.test('--sync-uploads: release waits for the upload', async (t) => {
+  const fx = await vfsFixture({ syncUploads: true });
+  t.teardown(() => fx.close());
+  await fx.writeFile('/sync.txt', 'now');
+  t.equal(onlyFile(fx, fx.store.rootId, 'sync.txt').data, 'now');
+});
+
+t.test('a name taken on the server meanwhile: the path ends with the bytes written, no "name (1)"', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.vfs.readdir('/');
+  const fh = await fx.vfs.create('/race.txt', 0o644, O_WRONLY);
+  fx.store.seedFile(fx.store.rootId, 'race.txt', 'made elsewhere');
+  await fx.vfs.write(fh, Buffer.from('mine'), 4, 0);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.same(fx.store.itemsIn(fx.store.rootId).map((i) => i.name), ['race.txt']);
+  t.equal(onlyFile(fx, fx.store.rootId, 'race.txt').data, 'mine');
+});
+
+t.test('mkdir, rmdir and ENOTEMPTY', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.vfs.mkdir('/d', 0o755);
+  t.equal(await errnoOf(fx.vfs.mkdir('/d', 0o755)), 'EEXIST');
+  await fx.writeFile('/d/f', 'x');
+  await settled(fx);
+  t.equal(await errnoOf(fx.vfs.rmdir('/d')), 'ENOTEMPTY');
+  await fx.vfs.unlink('/d/f');
+  await fx.vfs.rmdir('/d');
+  t.same(await fx.vfs.readdir('/'), []);
+  t.equal(fx.store.itemsIn(fx.store.rootId).length, 0);
+  t.equal((await fx.store.listFolders(fx.store.rootId)).length, 0);
+});
+
+t.test('rename within and across directories, over an existing file, and of directories', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const a = store.seedFolder(store.rootId, 'a');
+  const b = store.seedFolder(store.rootId, 'b');
+  store.seedFile(a.id, 'one.txt', '1');
+  store.seedFile(b.id, 'target.txt', 'old target');
+
+  await fx.vfs.rename('/a/one.txt', '/a/uno.txt');
+  t.equal(onlyFile(fx, a.id, 'uno.txt').data, '1');
+  t.equal(store.filesIn(onlyFile(fx, a.id, 'uno.txt').itemId)[0]!.name, 'uno.txt', 'file renamed with its item');
+
+  await fx.vfs.rename('/a/uno.txt', '/b/target.txt');
+  t.equal(store.itemsIn(a.id).length, 0);
+  t.equal(onlyFile(fx, b.id, 'target.txt').data, '1', 'replaced the target');
+  t.same((await fx.vfs.readdir('/b')), ['target.txt']);
+
+  await fx.vfs.rename('/b', '/a/b2');
+  t.same((await fx.vfs.readdir('/a')), ['b2']);
+  t.equal((await fx.readFile('/a/b2/target.txt')).toString(), '1');
+  t.equal((await store.getFolder(b.id)).parentId, a.id);
+  t.equal(await errnoOf(fx.vfs.rename('/a', '/a/b2/inside')), 'EINVAL');
+});
+
+t.test('editor save: write a temp file, rename it over the original', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'notes.md', 'draft');
+  await fx.vfs.readdir('/');
+  await fx.writeFile('/.notes.md.swp', 'final text');
+  await fx.vfs.rename('/.notes.md.swp', '/notes.md');
+  await settled(fx);
+  t.same((await fx.vfs.readdir('/')).sort(), ['notes.md']);
+  t.equal((await fx.readFile('/notes.md')).toString(), 'final text');
+  t.equal(onlyFile(fx, fx.store.rootId, 'notes.md').data, 'final text');
+});
+
+t.test('files inside an item directory', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const item = fx.store.seedItem(fx.store.rootId, 'bundle');
+  fx.store.seedFileInItem(item.id, 'a.txt', 'A');
+  fx.store.seedFileInItem(item.id, 'b.txt', 'B');
+  await fx.writeFile('/bundle/c.txt', 'C');
+  await settled(fx);
+  t.same(fx.store.filesIn(item.id).map((f) => f.name).sort(), ['a.txt', 'b.txt', 'c.txt']);
+  t.equal(await errnoOf(fx.vfs.mkdir('/bundle/sub', 0o755)), 'EPERM');
+  await fx.vfs.rename('/bundle/c.txt', '/bundle/see.txt');
+  t.same(fx.store.filesIn(item.id).map((f) => f.name).sort(), ['a.txt', 'b.txt', 'see.txt']);
+  await fx.vfs.rename('/bundle/see.txt', '/loose.txt');
+  t.equal(onlyFile(fx, fx.store.rootId, 'loose.txt').data, 'C');
+  t.same(fx.store.filesIn(item.id).map((f) => f.name).sort(), ['a.txt', 'b.txt']);
+});
+
+t.test('utimens is kept in metadata and survives a listing', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'old.txt', 'x');
+  const when = Date.parse('2001-02-03T04:05:06Z');
+  await fx.vfs.utimens('/old.txt', when, when);
+  fx.tree.clear();
+  t.equal((await fx.vfs.getattr('/old.txt')).mtime, when);
+  await fx.writeFile('/fresh.txt', 'y');
+  await fx.vfs.utimens('/fresh.txt', when, when);
+  await settled(fx);
+  const item = fx.store.itemsIn(fx.store.rootId).find((i) => i.name === 'fresh.txt');
+  await t.resolves(async () => {
+    for (let i = 0; i < 100 && item !== undefined && (await fx.store.getItem(item.id)).meta.fuse_mtime === undefined; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  });
+  fx.tree.clear();
+  t.equal((await fx.vfs.getattr('/fresh.txt')).mtime, when);
+});
+
+t.test('refusals: EACCES without write access, names Girder cannot hold, huge offsets', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const locked = fx.store.seedFolder(fx.store.rootId, 'locked');
+  fx.store.setAccess(locked.id, 0);
+  t.equal(await errnoOf(fx.vfs.create('/locked/x', 0o644, O_WRONLY)), 'EACCES');
+  t.equal(await errnoOf(fx.vfs.create('/ spaced', 0o644, O_WRONLY)), 'EINVAL');
+  t.equal(await errnoOf(fx.vfs.create('/' + 'n'.repeat(256), 0o644, O_WRONLY)), 'ENAMETOOLONG');
+  const fh = await fx.vfs.create('/huge', 0o644, O_WRONLY);
+  t.equal(await errnoOf(fx.vfs.write(fh, Buffer.from('x'), 1, 2 ** 53)), 'EFBIG');
+  await fx.vfs.release(fh);
+});
+
+t.test('writes after a close while the upload runs are not lost', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const gate = fx.store.gate('uploadFile');
+  await fx.writeFile('/busy.txt', 'first');
+  await gate.reached;
+  const fh = await fx.vfs.open('/busy.txt', O_WRONLY | O_APPEND);
+  await fx.vfs.write(fh, Buffer.from(' second'), 7, 5);
+  await fx.vfs.release(fh);
+  t.equal((await fx.readFile('/busy.txt')).toString(), 'first second');
+  gate.release();
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'busy.txt').data, 'first second');
+});
