@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Rebuild fuse-native 2.2.6's addon with a small fix for utimens, offline (no node-gyp, no network).
+#
+# Why: the prebuilt addon hands JavaScript the access time as BOTH atime and mtime
+# (FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)), so `cp -p`, `rsync -t` and os.utime() store a wrong mtime;
+# and since it does not set flag_utime_omit_ok, libfuse 2.9 silently drops `touch -m` / `touch -a`
+# (only one of the two times given). The patch:
+#   1. passes l->mtime as the mtime argument;
+#   2. sets flag_utime_omit_ok and maps UTIME_NOW to the current time and UTIME_OMIT to UINT64_MAX,
+#      which src/fuse/ops.ts reads as "leave this time unchanged";
+#   3. exports girder_mount_patch=1 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+# The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
+# before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
+#
+# Needs: gcc, the installed node's headers (<prefix>/include/node), libfuse 2.9 headers (the copy
+# shipped in fuse-shared-library-linux, or /usr/include/fuse from libfuse-dev), libfuse.so.2.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+root="$(dirname "$here")"
+die() { printf 'build-fuse-native: %s\n' "$*" >&2; exit 1; }
+say() { printf 'build-fuse-native: %s\n' "$*" >&2; }
+
+cd "$root"
+fn_dir="$(node -p 'require("path").dirname(require.resolve("fuse-native/package.json"))' 2>/dev/null)" \
+  || die "node_modules/fuse-native not found (run npm ci first)"
+fn_version="$(node -p 'require("fuse-native/package.json").version')"
+[[ "$fn_version" == 2.2.6 ]] || die "fuse-native $fn_version installed; this patch is for 2.2.6"
+
+node_bin="$(readlink -f "$(command -v node)")"
+node_inc="$(dirname "$(dirname "$node_bin")")/include/node"
+[[ -f "$node_inc/node_api.h" && -f "$node_inc/uv.h" ]] || die "node headers not found in $node_inc"
+napi_inc="$(node -p 'require("path").dirname(require.resolve("napi-macros/napi-macros.h", { paths: [process.argv[1]] }))' "$fn_dir")"
+if [[ -f /usr/include/fuse/fuse.h ]]; then
+  fuse_inc=/usr/include/fuse
+else
+  fuse_inc="$(node -p 'require("path").join(require("path").dirname(require.resolve("fuse-shared-library-linux/package.json", { paths: [process.argv[1]] })), "libfuse/include")' "$fn_dir" 2>/dev/null)" \
+    || die "libfuse 2.9 headers not found (apt-get install libfuse-dev)"
+fi
+[[ -f "$fuse_inc/fuse.h" ]] || die "libfuse 2.9 headers not found in $fuse_inc (apt-get install libfuse-dev)"
+command -v gcc >/dev/null || die "gcc not found"
+command -v patch >/dev/null || die "patch not found"
+
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+cp "$fn_dir/fuse-native.c" "$work/"
+
+patch --quiet --directory="$work" -p0 <<'PATCH'
+--- fuse-native.c
++++ fuse-native.c
+@@ -113,6 +113,9 @@
+ static const uint32_t op_mkdir = 32;
+ static const uint32_t op_rmdir = 33;
+ 
++// girder-mount patch marker, read by src/fuse/native-addon.ts.
++static const uint32_t girder_mount_patch = 1;
++
+ // Data structures
+ 
+ typedef struct {
+@@ -199,7 +202,14 @@
+   ts->tv_nsec = (ms % 1000) * 1000000;
+ }
+ 
++// girder-mount patch: UTIME_NOW is the current time, UTIME_OMIT is UINT64_MAX ("leave unchanged").
+ static uint64_t timespec_to_uint64 (const struct timespec* ts) {
++  if (ts->tv_nsec == UTIME_OMIT) return UINT64_MAX;
++  struct timespec now;
++  if (ts->tv_nsec == UTIME_NOW) {
++    clock_gettime(CLOCK_REALTIME, &now);
++    ts = &now;
++  }
+   uint64_t ms = (ts->tv_sec * 1000) + (ts->tv_nsec / 1000000);
+   return ms;
+ }
+@@ -343,7 +353,7 @@
+ }, {
+   napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
+   FUSE_UINT64_TO_INTS_ARGV(l->atime, 3)
+-  FUSE_UINT64_TO_INTS_ARGV(l->atime, 5)
++  FUSE_UINT64_TO_INTS_ARGV(l->mtime, 5)
+ })
+ 
+ FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {
+@@ -838,6 +848,7 @@
+   if (implemented[op_releasedir]) ops.releasedir = fuse_native_releasedir;
+   if (implemented[op_create]) ops.create = fuse_native_create;
+   if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;
++  ops.flag_utime_omit_ok = 1;
+   if (implemented[op_unlink]) ops.unlink = fuse_native_unlink;
+   if (implemented[op_rename]) ops.rename = fuse_native_rename;
+   if (implemented[op_link]) ops.link = fuse_native_link;
+@@ -986,4 +997,5 @@
+   NAPI_EXPORT_UINT32(op_symlink)
+   NAPI_EXPORT_UINT32(op_mkdir)
+   NAPI_EXPORT_UINT32(op_rmdir)
++  NAPI_EXPORT_UINT32(girder_mount_patch)
+ }
+PATCH
+
+say "compiling against $node_inc and $fuse_inc"
+# The flags node-gyp would use for a Node addon on Linux (common.gypi), minus the download.
+gcc -shared -fPIC -pthread -O3 -g -Wall -Wno-unused-function -Wno-unused-variable \
+  -D_FILE_OFFSET_BITS=64 -D_LARGEFILE_SOURCE -DBUILDING_NODE_EXTENSION -DNODE_GYP_MODULE_NAME=fuse \
+  -DUSING_UV_SHARED=1 -DUSING_V8_SHARED=1 \
+  -I"$node_inc" -I"$napi_inc" -I"$fuse_inc" \
+  -o "$work/fuse.node" "$work/fuse-native.c" \
+  -l:libfuse.so.2 -lpthread \
+  || die "gcc failed (is libfuse2 installed? it provides libfuse.so.2)"
+
+mkdir -p "$fn_dir/build/Release"
+cp "$work/fuse.node" "$fn_dir/build/Release/fuse.node.tmp"
+mv -f "$fn_dir/build/Release/fuse.node.tmp" "$fn_dir/build/Release/fuse.node"
+
+loaded="$(node -e '
+  const b = require("node-gyp-build")(process.argv[1]);
+  process.stdout.write(String(b.girder_mount_patch));
+' "$fn_dir")" || die "the rebuilt addon does not load"
+[[ "$loaded" == 1 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+say "installed $fn_dir/build/Release/fuse.node (patched utimens)"

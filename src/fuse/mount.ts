@@ -1,0 +1,128 @@
+/** Mounting a FileSystem with fuse-native, and unmounting it. */
+import type Fuse from 'fuse-native';
+import { FsError, errorMessage } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { FileSystem } from '../vfs/api.js';
+import { GirderFuse } from './fuse-class.js';
+import { fusermountUnmount } from './fusermount.js';
+import { fuseOptionString, type MountOptions } from './mount-options.js';
+import { addonPath, isPatchedAddon } from './native-addon.js';
+import { buildOperations } from './ops.js';
+import { isFuseType, isMounted, mountsAt } from './proc-mounts.js';
+
+export type { MountOptions } from './mount-options.js';
+
+export interface FuseMount {
+  /** Absolute path of the mount. */
+  readonly mountpoint: string;
+  /** False when fuse-native's unpatched prebuild is loaded (utimens sets mtime to atime). */
+  readonly utimensFixed: boolean;
+  /**
+   * Unmounts. A normal unmount by default: if a process still uses the mount, rejects with
+   * FsError EBUSY and the mount stays. `lazy` detaches it at once (fusermount -uz).
+   * Resolves at once if the mount is already gone (e.g. unmounted from outside).
+   */
+  unmount(options?: { lazy?: boolean }): Promise<void>;
+  /** Whether /proc/mounts still lists this mount (false after an outside `fusermount -u`). */
+  isMounted(): Promise<boolean>;
+}
+
+/**
+ * fuse-native's per-operation timeouts. Operations whose duration is bounded by data transfer, or
+ * that hand the kernel's buffer to the FileSystem, never time out: an answer dropped after a
+ * timeout would leak an open handle (open/create), or leave the FileSystem filling or reading a
+ * kernel buffer that is already reused (read/write); flush/fsync/release wait for uploads, and
+ * truncate of a closed file may fetch it first.
+ */
+export function operationTimeouts(opTimeoutMs: number | false): Fuse.Timeout {
+  if (opTimeoutMs === false || opTimeoutMs <= 0) return false;
+  return {
+    default: opTimeoutMs,
+    read: false,
+    write: false,
+    open: false,
+    create: false,
+    flush: false,
+    fsync: false,
+    release: false,
+    truncate: false,
+    ftruncate: false,
+  };
+}
+
+/**
+ * Mounts `fs` at `mountpoint` (call prepareMountpoint first) and resolves once the kernel has
+ * initialised the connection, i.e. the mount answers.
+ */
+export async function mountFuse(
+  fs: FileSystem,
+  mountpoint: string,
+  options: MountOptions,
+  logger: Logger,
+): Promise<FuseMount> {
+  const optionString = fuseOptionString(options);
+  const utimensFixed = isPatchedAddon();
+  if (!utimensFixed) {
+    logger.warn({ addon: addonPath() },
+      'fuse-native addon lacks the utimens fix (mtime set through the mount becomes atime); run scripts/build-fuse-native.sh');
+  }
+  const fuse = new GirderFuse(mountpoint, buildOperations(fs, logger), { timeout: operationTimeouts(options.opTimeoutMs) }, optionString);
+  const path = fuse.mnt;
+  const before = (await mountsAt(path)).length;
+  logger.debug({ mountpoint: path, options: optionString }, 'mounting');
+  try {
+    await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    await clearFailedMount(path, before, logger);
+    throw new Error(`FUSE mount at ${path} failed: ${errorMessage(err)}${mountHint(options, err)}`, { cause: err });
+  }
+
+  let closed = false;
+  let unmounting: Promise<void> | undefined;
+  const unmount = async (lazy: boolean): Promise<void> => {
+    const result = await fusermountUnmount(path, lazy);
+    if (!result.ok) {
+      if (result.busy) {
+        throw new FsError('EBUSY',
+          `cannot unmount ${path}: it is busy (a process has a file open or its working directory there); ` +
+          `close those, or unmount lazily (fusermount -uz ${path})`);
+      }
+      if (await isMounted(path)) throw new Error(`cannot unmount ${path}: ${result.message}`);
+      logger.debug({ mountpoint: path }, 'mount was already gone');
+    }
+    closed = true;
+    await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
+    logger.debug({ mountpoint: path, lazy }, 'unmounted');
+  };
+  return {
+    mountpoint: path,
+    utimensFixed,
+    async unmount({ lazy = false } = {}): Promise<void> {
+      if (closed) return;
+      // One attempt at a time; after a failure (EBUSY) the next call tries again.
+      unmounting ??= unmount(lazy).finally(() => (unmounting = undefined));
+      return unmounting;
+    },
+    async isMounted(): Promise<boolean> {
+      return !closed && (await isMounted(path));
+    },
+  };
+}
+
+/** fuse-native says only "fuse failed" when libfuse refuses; libfuse printed why on stderr. */
+function mountHint(options: MountOptions, err: unknown): string {
+  if (errorMessage(err) !== 'fuse failed') return '';
+  if (options.allowOther && process.getuid?.() !== 0) {
+    return ' (allow_other needs `user_allow_other` in /etc/fuse.conf; libfuse\'s own message is on stderr)';
+  }
+  return ' (libfuse\'s own message is on stderr)';
+}
+
+/** libfuse fails some errors (e.g. a bad option) after the kernel mount exists: take it away again. */
+async function clearFailedMount(path: string, before: number, logger: Logger): Promise<void> {
+  const after = await mountsAt(path);
+  if (after.length <= before || !after.some((m) => isFuseType(m.type))) return;
+  const result = await fusermountUnmount(path, true);
+  if (result.ok) logger.warn({ mountpoint: path }, 'removed the mount a failed FUSE start left behind');
+  else logger.error({ mountpoint: path, reason: result.message }, 'could not remove the mount a failed FUSE start left behind');
+}

@@ -1,0 +1,267 @@
+// The fuse layer end to end: a child process (test/helpers/fuse-runner.ts) mounts a MemoryFs with
+// mountFuse; ordinary tools work on the mount. Also prepareMountpoint's cases, dead mounts included.
+import t from 'tap';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UsageError } from '../../src/errors.js';
+import { prepareMountpoint } from '../../src/fuse/mountpoint.js';
+import { isMounted, mountsAt, readProcMounts } from '../../src/fuse/proc-mounts.js';
+import { silentLogger } from '../../src/log.js';
+import type { MountOptions } from '../../src/fuse/mount.js';
+import type { Faults, WriteStats } from '../helpers/memory-fs.js';
+import { waitFor } from '../helpers/wait.js';
+
+const RUNNER = fileURLToPath(new URL('../helpers/fuse-runner.js', import.meta.url));
+const ENV = { ...process.env, LC_ALL: 'C', TZ: 'UTC' };
+
+interface Result { code: number; stdout: string; stderr: string }
+
+/** Runs a command (never throws); the mount is served by another process, so waiting is safe. */
+function run(cmd: string, args: string[], cwd?: string): Promise<Result> {
+  return new Promise((resolve) => {
+    execFile(cmd, args, { env: ENV, cwd, timeout: 120_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ code, stdout: String(stdout), stderr: String(stderr) });
+    });
+  });
+}
+const sh = (script: string, cwd?: string): Promise<Result> => run('sh', ['-c', script], cwd);
+
+interface Runner {
+  mountpoint: string;
+  statsFile: string;
+  proc: ChildProcess;
+  utimensFixed: boolean;
+  stderr(): string;
+  exited(): boolean;
+  stats(): Promise<WriteStats & { utimensCalls: Array<{ path: string; atime: number; mtime: number }>; openHandles: number }>;
+  /** SIGTERM and wait for the exit. */
+  stop(): Promise<void>;
+}
+
+const base = await mkdtemp(path.join(tmpdir(), 'girder-fuse-layer-'));
+const runners: Runner[] = [];
+
+async function startRunner(name: string, opts: { faults?: Faults; options?: Partial<MountOptions> } = {}): Promise<Runner> {
+  const mountpoint = path.join(base, name);
+  await mkdir(mountpoint, { recursive: true });
+  const statsFile = path.join(base, `${name}.stats.json`);
+  const config = { mountpoint, statsFile, logLevel: 'warn', ...opts };
+  const proc = spawn(process.execPath, [RUNNER, JSON.stringify(config)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  let exited = false;
+  proc.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exit = once(proc, 'exit').then(() => (exited = true));
+  const readyLine = await waitFor(() => {
+    if (exited) throw new Error(`runner exited: ${stderr}`);
+    return stdout.split('\n').find((l) => l.includes('"ready"'));
+  }, { what: `runner ${name} ready`, timeoutMs: 60_000 });
+  const ready = JSON.parse(readyLine) as { utimensFixed: boolean };
+  const runner: Runner = {
+    mountpoint,
+    statsFile,
+    proc,
+    utimensFixed: ready.utimensFixed,
+    stderr: () => stderr,
+    exited: () => exited,
+    async stats() {
+      await unlink(statsFile).catch(() => undefined);
+      proc.kill('SIGUSR1');
+      const text = await waitFor(() => readFile(statsFile, 'utf8'), { what: 'stats file' });
+      return JSON.parse(text) as Awaited<ReturnType<Runner['stats']>>;
+    },
+    async stop() {
+      if (!exited) {
+        proc.kill('SIGTERM');
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 60_000);
+        await exit;
+        clearTimeout(timer);
+      }
+    },
+  };
+  runners.push(runner);
+  return runner;
+}
+
+t.teardown(async () => {
+  for (const r of runners) await r.stop();
+  for (const m of await readProcMounts()) {
+    if (m.mountPoint.startsWith(base + path.sep)) await run('fusermount', ['-uz', m.mountPoint]);
+  }
+  await rm(base, { recursive: true, force: true });
+});
+
+const main = await startRunner('main', { faults: { '/denied': 'EACCES', '/crash': 'crash' } });
+const mnt = main.mountpoint;
+const at = (p: string): string => path.join(mnt, p);
+
+t.test('/proc/mounts shows fuse.girder-mount with our fsname and options', async (t) => {
+  const [entry] = await mountsAt(mnt);
+  t.ok(entry, 'listed');
+  t.equal(entry?.type, 'fuse.girder-mount');
+  t.equal(entry?.source, 'memory-fs');
+  t.ok(entry?.options.includes('default_permissions'));
+  t.ok(entry?.options.includes('max_read=131072'));
+  t.ok(await isMounted(mnt));
+});
+
+t.test('ls -la, stat, echo > file, cat', async (t) => {
+  const ls = await run('ls', ['-la', mnt]);
+  t.equal(ls.code, 0, ls.stderr);
+  t.match(ls.stdout, /^d\S+\s+\d+\s+\S+\s+\S+\s+\d+.* \.$/m, '. listed');
+  t.match(ls.stdout, / \.\.$/m, '.. listed');
+  t.equal((await sh(`echo hello > ${at('hello.txt')}`)).code, 0);
+  const cat = await run('cat', [at('hello.txt')]);
+  t.equal(cat.stdout, 'hello\n');
+  const st = await run('stat', ['-c', '%s %F %a', at('hello.txt')]);
+  t.equal(st.stdout.trim(), '6 regular file 644');
+  t.match((await run('ls', ['-la', mnt])).stdout, /hello\.txt/);
+});
+
+t.test('dd bs=1M arrives in big write calls (big_writes) and reads back the same', async (t) => {
+  const src = path.join(base, 'random.bin');
+  t.equal((await run('dd', ['if=/dev/urandom', `of=${src}`, 'bs=1M', 'count=8'])).code, 0);
+  const before = await main.stats();
+  const dd = await run('dd', [`if=${src}`, `of=${at('big.bin')}`, 'bs=1M']);
+  t.equal(dd.code, 0, dd.stderr);
+  const after = await main.stats();
+  const calls = after.writeCalls - before.writeCalls;
+  t.equal(after.writeBytes - before.writeBytes, 8 << 20);
+  t.ok(calls <= (8 << 20) / (64 << 10), `8 MiB in ${calls} write calls (>= 64 KiB each on average)`);
+  t.ok(after.maxWrite >= 64 << 10, `largest write ${after.maxWrite}`);
+  t.equal((await run('cmp', [src, at('big.bin')])).code, 0, 'same bytes back');
+  t.equal(after.openHandles, 0, 'every handle released');
+});
+
+t.test('O_TRUNC open of an existing file, truncate, fstat of an open file', async (t) => {
+  t.equal((await sh(`printf 0123456789 > ${at('t.txt')} && printf ab > ${at('t.txt')}`)).code, 0);
+  t.equal((await run('cat', [at('t.txt')])).stdout, 'ab');
+  t.equal((await run('truncate', ['-s', '100000', at('t.txt')])).code, 0);
+  t.equal((await run('stat', ['-c', '%s', at('t.txt')])).stdout.trim(), '100000');
+  t.equal((await run('truncate', ['-s', '1', at('t.txt')])).code, 0);
+  t.equal((await run('cat', [at('t.txt')])).stdout, 'a');
+  const py = await run('python3', ['-c',
+    'import os,sys; f=open(sys.argv[1],"wb"); f.write(b"x"*1000); f.flush(); print(os.fstat(f.fileno()).st_size)', at('t.txt')]);
+  t.equal(py.stdout.trim(), '1000', py.stderr);
+});
+
+t.test('mv, rm, mkdir, rmdir', async (t) => {
+  t.equal((await sh(`echo x > ${at('a')} && mv ${at('a')} ${at('b')}`)).code, 0);
+  const ls = (await run('ls', [mnt])).stdout.split('\n');
+  t.ok(ls.includes('b') && !ls.includes('a'), 'renamed');
+  t.equal((await run('mkdir', [at('dir')])).code, 0);
+  t.equal((await run('mv', [at('b'), at('dir/b')])).code, 0, 'move into a directory');
+  t.equal((await run('cat', [at('dir/b')])).stdout, 'x\n');
+  const rmdir = await run('rmdir', [at('dir')]);
+  t.not(rmdir.code, 0);
+  t.match(rmdir.stderr, /Directory not empty/, 'ENOTEMPTY');
+  t.equal((await run('rm', [at('dir/b')])).code, 0);
+  t.equal((await run('rmdir', [at('dir')])).code, 0);
+  const cat = await run('cat', [at('dir/b')]);
+  t.match(cat.stderr, /No such file or directory/, 'ENOENT');
+});
+
+t.test('touch -d sets mtime; -a and -m alone touch one time only', async (t) => {
+  t.equal((await run('touch', [at('when')])).code, 0);
+  t.equal((await run('touch', ['-d', '2001-02-03 04:05:06', at('when')])).code, 0);
+  t.equal((await run('stat', ['-c', '%Y %X', at('when')])).stdout.trim(), '981173106 981173106');
+  t.ok(main.utimensFixed, 'the patched fuse-native addon is loaded (run scripts/build-fuse-native.sh)');
+  if (!main.utimensFixed) return;
+  t.equal((await run('touch', ['-m', '-d', '2003-02-03 04:05:06', at('when')])).code, 0);
+  t.equal((await run('touch', ['-a', '-d', '2002-02-03 04:05:06', at('when')])).code, 0);
+  t.equal((await run('stat', ['-c', '%Y %X', at('when')])).stdout.trim(), '1044245106 1012709106', 'mtime 2003, atime 2002');
+  const py = await run('python3', ['-c', 'import os,sys; os.utime(sys.argv[1], (1000000000, 1100000000))', at('when')]);
+  t.equal(py.code, 0, py.stderr);
+  t.equal((await run('stat', ['-c', '%Y %X', at('when')])).stdout.trim(), '1100000000 1000000000', 'distinct atime and mtime');
+});
+
+t.test('setfattr / getfattr round trip', async (t) => {
+  await sh(`echo x > ${at('attrs')}`);
+  t.equal((await run('setfattr', ['-n', 'user.color', '-v', 'blue', at('attrs')])).code, 0);
+  t.equal((await run('setfattr', ['-n', 'user.big', '-v', 'x'.repeat(3000), at('attrs')])).code, 0);
+  t.equal((await run('getfattr', ['-n', 'user.color', '--only-values', at('attrs')])).stdout, 'blue');
+  t.equal((await run('getfattr', ['-n', 'user.big', '--only-values', at('attrs')])).stdout, 'x'.repeat(3000));
+  const dump = await run('getfattr', ['-d', at('attrs')]);
+  t.match(dump.stdout, /user\.color="blue"/);
+  t.match(dump.stdout, /user\.big=/);
+  t.equal((await run('setfattr', ['-x', 'user.color', at('attrs')])).code, 0);
+  const gone = await run('getfattr', ['-n', 'user.color', at('attrs')]);
+  t.match(gone.stderr, /No such attribute/, 'ENODATA');
+});
+
+t.test('errno mapping: EACCES from the FileSystem; a plain Error is EIO, logged, and survived', async (t) => {
+  await run('touch', [at('denied'), at('crash')]);
+  t.match((await run('cat', [at('denied')])).stderr, /Permission denied/);
+  t.match((await run('cat', [at('crash')])).stderr, /Input\/output error/);
+  t.notOk(main.exited(), 'runner still alive');
+  t.equal((await run('ls', [mnt])).code, 0, 'mount still answers');
+  await waitFor(() => main.stderr().includes('unexpected error in filesystem operation'), { what: 'error log line' });
+  t.match(main.stderr(), /simulated bug at \/crash/);
+});
+
+t.test('prepareMountpoint: missing, file, non-empty, live mount', async (t) => {
+  const logger = silentLogger();
+  await t.rejects(prepareMountpoint(path.join(base, 'nope'), logger), new UsageError(`mountpoint ${path.join(base, 'nope')} does not exist`));
+  const file = path.join(base, 'afile');
+  await writeFile(file, 'x');
+  await t.rejects(prepareMountpoint(file, logger), { name: 'UsageError', message: /is not a directory$/ });
+  const full = path.join(base, 'full');
+  await mkdir(full);
+  await writeFile(path.join(full, 'x'), 'x');
+  await t.rejects(prepareMountpoint(full, logger), { name: 'UsageError', message: /is not empty$/ });
+  await t.rejects(prepareMountpoint(mnt, logger), { name: 'UsageError', message: /is already mounted \(fuse\.girder-mount from memory-fs\)/ });
+  const empty = path.join(base, 'empty');
+  await mkdir(empty);
+  t.equal(await prepareMountpoint(path.relative(process.cwd(), empty)), empty, 'relative path resolved');
+});
+
+t.test('a dead mount (runner killed with SIGKILL) is cleared and reused', async (t) => {
+  // A long attribute timeout: stat keeps answering from the kernel's cache after the kill.
+  const doomed = await startRunner('doomed', { options: { attrTimeoutS: 600 } });
+  t.equal((await run('stat', [doomed.mountpoint])).code, 0);
+  doomed.proc.kill('SIGKILL');
+  await waitFor(() => doomed.exited(), { what: 'runner killed' });
+  t.ok(await isMounted(doomed.mountpoint), '/proc/mounts still lists the dead mount');
+  t.match((await run('stat', ['-f', doomed.mountpoint])).stderr, /Transport endpoint is not connected/);
+  t.equal(await prepareMountpoint(doomed.mountpoint), doomed.mountpoint);
+  t.notOk(await isMounted(doomed.mountpoint), 'cleared');
+  const again = await startRunner('doomed');
+  t.equal((await sh(`echo again > ${path.join(again.mountpoint, 'f')}`)).code, 0, 'mountpoint reused');
+  await again.stop();
+  t.notOk(await isMounted(again.mountpoint), 'SIGTERM unmounts');
+});
+
+t.test('unmount reports EBUSY while in use, then succeeds', async (t) => {
+  const busy = await startRunner('busy');
+  const holder = spawn('sleep', ['300'], { cwd: busy.mountpoint, stdio: 'ignore' });
+  t.teardown(() => void holder.kill('SIGKILL'));
+  const outcome = async (): Promise<{ ok: boolean; errno?: string; message?: string }> => {
+    await unlink(`${busy.statsFile}.unmount`).catch(() => undefined);
+    busy.proc.kill('SIGUSR2');
+    return JSON.parse(await waitFor(() => readFile(`${busy.statsFile}.unmount`, 'utf8'), { what: 'unmount outcome' })) as { ok: boolean; errno?: string; message?: string };
+  };
+  const first = await outcome();
+  t.match(first, { ok: false, errno: 'EBUSY', message: /is busy/ });
+  t.ok(await isMounted(busy.mountpoint), 'still mounted');
+  holder.kill('SIGKILL');
+  await once(holder, 'exit');
+  const second = await outcome();
+  t.match(second, { ok: true });
+  await waitFor(() => busy.exited(), { what: 'runner exit after unmount' });
+  t.notOk(await isMounted(busy.mountpoint));
+});
+
+t.test('readOnly mount refuses writes with EROFS; 0 s attribute timeout works', async (t) => {
+  const ro = await startRunner('ro', { options: { readOnly: true, attrTimeoutS: 0 } });
+  const [entry] = await mountsAt(ro.mountpoint);
+  t.ok(entry?.options.includes('ro'), 'mounted ro');
+  t.match((await sh(`echo x > ${path.join(ro.mountpoint, 'f')}`)).stderr, /Read-only file system/);
+  t.equal((await run('ls', ['-la', ro.mountpoint])).code, 0);
+  await ro.stop();
+});
