@@ -97,7 +97,7 @@ class Session {
   }
 
   static async start(config: MountConfig, logger: Logger): Promise<Session> {
-    const mountpoint = await prepareMountpoint(config.mountpoint);
+    const mountpoint = await prepareMountpoint(config.mountpoint, logger);
     warnIfPlainHttp(config.apiUrl, logger);
     const dirs = await prepareCacheDir(config.cacheDir);
     const client = new GirderClient({
