@@ -29,7 +29,7 @@ export class Sealer {
       (result) => this.finished(local, result),
       (err: unknown) => {
         local.lastError = err;
-        this.ctx.logger.error({ path: local.path, err: errorMessage(err) }, 'upload failed; the data is kept in the cache directory');
+        this.ctx.logger.error({ path: local.path, err: errorMessage(err) }, 'upload failed; its data is kept in failed/ of the journal directory');
         return undefined;
       },
     ).finally(() => {
