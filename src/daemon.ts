@@ -1,6 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, readdir, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lockCacheDir, prepareCacheDir, removeOrphans } from './cache-dir.js';
 import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
@@ -79,6 +78,7 @@ class Session {
   private finish!: (code: number) => void;
   private stopping: Promise<UnmountAnswer> | undefined;
   private readonly startedAt = Date.now();
+  private control: ControlServer | undefined;
   private mountWatch: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -91,7 +91,7 @@ class Session {
     private readonly uploads: UploadQueue,
     private readonly vfs: Vfs,
     private readonly fuse: FuseMount,
-    private control: ControlServer | undefined,
+    private readonly unlock: () => Promise<void>,
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
   }
@@ -100,14 +100,21 @@ class Session {
     const mountpoint = await prepareMountpoint(config.mountpoint, logger);
     warnIfPlainHttp(config.apiUrl, logger);
     const dirs = await prepareCacheDir(config.cacheDir);
-    const client = new GirderClient({
-      apiUrl: config.apiUrl,
-      credentials: config.credentials,
-      timeoutMs: config.timeoutS * 1000,
-      retries: config.retries,
-      ...(config.caFile !== undefined ? { caFile: config.caFile } : {}),
-      logger,
-    });
+    const unlock = await lockCacheDir(dirs);
+    let client: GirderClient;
+    try {
+      client = new GirderClient({
+        apiUrl: config.apiUrl,
+        credentials: config.credentials,
+        timeoutMs: config.timeoutS * 1000,
+        retries: config.retries,
+        ...(config.caFile !== undefined ? { caFile: config.caFile } : {}),
+        logger,
+      });
+    } catch (err) {
+      await unlock();
+      throw err;
+    }
     try {
       const store = new RestStore(client, logger);
       const root = await connect(client, store, config);
@@ -140,11 +147,12 @@ class Session {
         // Longer than a request with all its retries, so a slow server gives EIO, not ETIMEDOUT.
         opTimeoutMs: (config.timeoutS * (config.retries + 1) + 60) * 1000,
       }, logger);
-      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, vfs, fuse, undefined);
+      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, vfs, fuse, unlock);
       await session.afterMount();
       return session;
     } catch (err) {
       await client.close().catch(() => undefined);
+      await unlock();
       throw err;
     }
   }
@@ -213,6 +221,7 @@ class Session {
     await this.cache.close().catch(() => undefined);
     await this.control?.close().catch(() => undefined);
     await this.client.close().catch(() => undefined);
+    await this.unlock();
     this.logger.info({ mountpoint: this.mountpoint }, 'unmounted');
     // Let the control server answer the unmount request before the process ends.
     setTimeout(() => this.finish(0), 50).unref();
@@ -243,27 +252,6 @@ async function connect(client: GirderClient, store: RestStore, config: MountConf
       throw new UsageError(`folder ${config.folderId} does not exist or you cannot read it (Girder said: ${err.message}); check the id and your access`, 1);
     }
     throw new UsageError(`cannot read folder ${config.folderId}: ${errorMessage(err)}`, 1);
-  }
-}
-
-async function prepareCacheDir(dir: string): Promise<{ data: string; journal: string; blocks: string }> {
-  const dirs = { data: join(dir, 'data'), journal: join(dir, 'journal'), blocks: join(dir, 'blocks') };
-  try {
-    for (const d of [dir, ...Object.values(dirs)]) {
-      await mkdir(d, { recursive: true, mode: 0o700 });
-      await chmod(d, 0o700);
-    }
-  } catch (err) {
-    throw new UsageError(`cannot use cache directory ${dir}: ${errorMessage(err)}; pass --cache-dir <writable dir>`, 1);
-  }
-  return dirs;
-}
-
-/** Write buffers of files never closed before a crash (closed ones are in the journal). */
-async function removeOrphans(dataDir: string, keep: Set<string>): Promise<void> {
-  for (const name of await readdir(dataDir)) {
-    const path = join(dataDir, name);
-    if (!keep.has(path)) await unlink(path).catch(() => undefined);
   }
 }
 
