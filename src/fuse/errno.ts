@@ -1,6 +1,6 @@
 /** Errors to the negative errno numbers fuse-native hands the kernel. */
 import { constants } from 'node:os';
-import { FsError, type Errno } from '../errors.js';
+import { toFsError, type Errno } from '../errors.js';
 
 const ERRNO = constants.errno as Readonly<Record<string, number | undefined>>;
 
@@ -23,7 +23,7 @@ export function fuseErrno(name: Errno): number {
   return value === undefined ? EIO : -value;
 }
 
-/** FsError -> its errno; anything else -> EIO (the caller logs those). */
+/** FsError -> its errno; a Node system error keeps its code (ENOSPC...); anything else -> EIO. */
 export function errnoOf(err: unknown): number {
-  return err instanceof FsError ? fuseErrno(err.errno) : EIO;
+  return fuseErrno(toFsError(err).errno);
 }

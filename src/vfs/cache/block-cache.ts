@@ -1,0 +1,551 @@
+import { promises as fsp } from 'node:fs';
+import path from 'node:path';
+import { errorMessage } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
+import { MemoryBlocks } from './memory-blocks.js';
+import { SlabPool, type Slab } from './slab-pool.js';
+import type { CacheStats, RemoteFile } from './types.js';
+import { PunchError, VersionFile, type BlockEntry } from './version-file.js';
+
+export interface BlockCacheOptions {
+  /** Private directory of this cache (made mode 0700); one cache per directory. */
+  dir: string;
+  /** Byte cap of the blocks on disk. */
+  maxBytes: number;
+  /** Bytes per block (default 256 KiB); a different size than the index's empties the cache. */
+  blockSize?: number;
+  logger: Logger;
+  /** Bytes of recent blocks kept in memory (default 16 MiB; a CachedReader raises it to fit its read-ahead). */
+  memoryBytes?: number;
+  /** How often the index is saved when it changed (default 30 s). */
+  saveIntervalMs?: number;
+}
+
+const MiB = 1024 * 1024;
+/** Small enough that a random read costs little more than its own bytes; sequential reads fetch many per request. */
+export const DEFAULT_BLOCK_SIZE = 256 * 1024;
+const INDEX_FILE = 'index.json';
+const BLOCKS_DIR = 'blocks';
+/** Fetched blocks waiting for their disk write; beyond this, new blocks are served but not cached. */
+const MAX_PENDING_WRITE_BYTES = 32 * MiB;
+/** After a full disk, stop trying to cache for this long. */
+const FULL_DISK_PAUSE_MS = 5_000;
+/** Eviction frees this much beyond what is needed (at most 5% of the cap), so it runs in batches. */
+const EVICT_SLACK_MAX = 256 * MiB;
+
+/**
+ * The on-disk block cache: one sparse file per file version holding fixed-size blocks, a byte cap
+ * with least-recently-used eviction that skips pinned (open) versions, and an index that survives
+ * restarts. Evicted space is freed (hole punch, truncate or unlink) only after an index without
+ * those blocks is on disk, so a crash never leaves an index naming freed blocks.
+ */
+export class BlockCache {
+  readonly blockSize: number;
+  readonly maxBytes: number;
+  readonly memory: MemoryBlocks;
+  /** Buffers for range requests and disk loads (see CachedReader). */
+  slabs: SlabPool;
+  private readonly dir: string;
+  private readonly blocksDir: string;
+  private readonly log: Logger;
+  /** Blocks on disk, least recently used first. */
+  private readonly lru = new Set<BlockEntry>();
+  private readonly versions = new Map<string, VersionFile[]>();
+  /** Unlinks of files that left `versions`. */
+  private readonly leaving = new Set<Promise<void>>();
+  /** Files written since their last fdatasync. */
+  private readonly dirtyFiles = new Set<VersionFile>();
+  /** Files with evicted blocks to free. */
+  private readonly freeing = new Set<VersionFile>();
+  private readonly warned = new Set<string>();
+  private bytes = 0;
+  private reserved = 0;
+  private pendingWriteBytes = 0;
+  /** The cap in force: lowered when the disk turned out to be full. */
+  private limit: number;
+  private hits = 0;
+  private misses = 0;
+  private fetched = 0;
+  private nextNum = 0;
+  private indexDirty = false;
+  private evictGen = 0;
+  private saveChain: Promise<void> = Promise.resolve();
+  private saveQueued: Promise<void> | null = null;
+  private freeScheduled = false;
+  private punchWorks = true;
+  /** The last eviction found only pinned blocks; nothing to try until a pin or a block goes. */
+  private onlyPinned = false;
+  private pausedUntil = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private closed = false;
+  private closing: Promise<void> | null = null;
+  /** close() finished: the directory is no longer ours to write. */
+  private shutDown = false;
+
+  private constructor(dir: string, maxBytes: number, blockSize: number, memoryBytes: number, log: Logger) {
+    this.dir = dir;
+    this.blocksDir = path.join(dir, BLOCKS_DIR);
+    this.maxBytes = maxBytes;
+    this.limit = maxBytes;
+    this.blockSize = blockSize;
+    this.memory = new MemoryBlocks(memoryBytes);
+    this.slabs = new SlabPool([blockSize], 4 * blockSize);
+    this.log = log;
+  }
+
+  static async open(opts: BlockCacheOptions): Promise<BlockCache> {
+    const blockSize = opts.blockSize ?? DEFAULT_BLOCK_SIZE;
+    if (!Number.isSafeInteger(blockSize) || blockSize < 4096 || blockSize > 1024 * MiB) {
+      throw new RangeError(`block size must be an integer from 4 KiB to 1 GiB, not ${blockSize}`);
+    }
+    if (!Number.isSafeInteger(opts.maxBytes) || opts.maxBytes < 0) {
+      throw new RangeError(`cache size must be a byte count, not ${opts.maxBytes}`);
+    }
+    const dir = path.resolve(opts.dir);
+    const memoryBytes = Math.max(opts.memoryBytes ?? 16 * MiB, 4 * blockSize);
+    const cache = new BlockCache(dir, opts.maxBytes, blockSize, memoryBytes, opts.logger);
+    for (const d of [dir, cache.blocksDir]) {
+      await fsp.mkdir(d, { recursive: true, mode: 0o700 });
+      await fsp.chmod(d, 0o700);
+    }
+    await cache.load();
+    const every = opts.saveIntervalMs ?? 30_000;
+    cache.timer = setInterval(() => {
+      if (cache.indexDirty) void cache.requestSave();
+    }, every);
+    cache.timer.unref();
+    return cache;
+  }
+
+  stats(): CacheStats {
+    return {
+      hits: this.hits,
+      misses: this.misses,
+      bytesCached: this.bytes,
+      maxBytes: this.maxBytes,
+      bytesFetched: this.fetched,
+    };
+  }
+
+  /** Waits for pending writes, saves the index, and stops caching. */
+  close(): Promise<void> {
+    this.closing ??= this.shutdown();
+    return this.closing;
+  }
+
+  // ---- used by CachedReader ----
+
+  /** The cache entry of this version of the file, pinned; other versions of the file are dropped. */
+  acquire(file: RemoteFile): VersionFile {
+    if (this.closed) throw new Error('block cache is closed');
+    if (!Number.isSafeInteger(file.size) || file.size < 0) throw new RangeError(`bad file size ${file.size}`);
+    const list = this.versions.get(file.id) ?? [];
+    let vf = list.find((v) => v.key === file.versionKey && v.size === file.size);
+    for (const other of list) if (other !== vf) this.kill(other);
+    vf ??= this.newVersion(this.nextNum++, file.id, file.size, file.versionKey);
+    this.versions.set(file.id, [vf]);
+    vf.pins++;
+    return vf;
+  }
+
+  private newVersion(num: number, fileId: string, size: number, key: string): VersionFile {
+    const vf = new VersionFile(num, path.join(this.blocksDir, `v${num}`), fileId, size, key, this.blockSize);
+    vf.onIdle = () => this.settle(vf);
+    return vf;
+  }
+
+  release(vf: VersionFile): void {
+    if (vf.pins <= 0) return;
+    vf.pins--;
+    if (vf.pins === 0) {
+      this.onlyPinned = false;
+      vf.detachReader();
+      this.settle(vf);
+    }
+  }
+
+  /** Drop every version of a file: cached bytes are never served again. */
+  dropFile(fileId: string): void {
+    if (this.closed) return;
+    for (const vf of this.versions.get(fileId) ?? []) this.kill(vf);
+  }
+
+  /** A disk block was used: it becomes the most recently used. */
+  touch(vf: VersionFile, idx: number): void {
+    const e = vf.present.get(idx);
+    if (e === undefined) return;
+    this.lru.delete(e);
+    this.lru.add(e);
+    this.indexDirty = true;
+  }
+
+  /**
+   * Copy part of a block from disk. False when it is not there, or its file turned out short or
+   * unreadable (the block is then dropped, to be fetched again).
+   */
+  async readFromDisk(vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number): Promise<boolean> {
+    if (this.closed || !vf.present.has(idx)) return false;
+    this.touch(vf, idx);
+    let n: number;
+    try {
+      n = await vf.readAt(into, intoOffset, length, idx * this.blockSize + blockOffset);
+    } catch (err) {
+      this.warnOnce(`read:${errCode(err)}`, { err: errorMessage(err), file: vf.path }, 'cannot read a cached block; fetching it again');
+      this.dropBlock(vf, idx);
+      return false;
+    }
+    if (n < length) {
+      this.warnOnce('short', { file: vf.path, block: idx }, 'cached block file is shorter than its index says; fetching it again');
+      this.dropBlock(vf, idx);
+      return false;
+    }
+    return true;
+  }
+
+  /**
+   * Keep fetched blocks on disk where there is room: `data` holds blocks `first`, `first + 1`, ...
+   * back to back. Consecutive blocks go out in one write. Never fails: a block that cannot be
+   * stored is just not cached.
+   */
+  store(vf: VersionFile, first: number, data: Buffer, slab: Slab): void {
+    const bs = this.blockSize;
+    const count = Math.ceil(data.length / bs);
+    let runStart = -1;
+    let runBytes = 0;
+    const flush = (): void => {
+      if (runStart >= 0) this.writeRun(vf, runStart, data.subarray((runStart - first) * bs, (runStart - first) * bs + runBytes), slab);
+      runStart = -1;
+      runBytes = 0;
+    };
+    for (let idx = first; idx < first + count; idx++) {
+      const len = Math.min(bs, data.length - (idx - first) * bs);
+      if (!this.admit(vf, idx, len)) {
+        flush();
+        continue;
+      }
+      if (runStart < 0) runStart = idx;
+      runBytes += len;
+      this.reserved += len;
+      this.pendingWriteBytes += len;
+      vf.writing.add(idx);
+      vf.toFree.delete(idx);
+    }
+    flush();
+    this.settle(vf);
+  }
+
+  /** Whether block `idx` (of `len` bytes) should and can be written now. */
+  private admit(vf: VersionFile, idx: number, len: number): boolean {
+    if (this.closed || vf.dead || len <= 0 || len !== vf.blockLength(idx) || vf.present.has(idx) || vf.writing.has(idx)) return false;
+    if (this.pausedUntil > Date.now() || this.pendingWriteBytes + len > MAX_PENDING_WRITE_BYTES) return false;
+    return this.makeRoom(len);
+  }
+
+  /** Write reserved blocks [first, ...) in one go; mark them present when done. */
+  private writeRun(vf: VersionFile, first: number, data: Buffer, slab: Slab): void {
+    const bs = this.blockSize;
+    const count = Math.ceil(data.length / bs);
+    slab.retain();
+    const done = (): void => {
+      for (let idx = first; idx < first + count; idx++) vf.writing.delete(idx);
+      this.reserved -= data.length;
+      this.pendingWriteBytes -= data.length;
+      slab.release();
+    };
+    vf.enqueue(() => vf.writeBlocks(first, data)).then(
+      () => {
+        done();
+        if (vf.dead) return;
+        for (let idx = first; idx < first + count; idx++) {
+          if (vf.present.has(idx)) continue;
+          const e: BlockEntry = { vf, idx, bytes: Math.min(bs, data.length - (idx - first) * bs) };
+          vf.present.set(idx, e);
+          this.lru.add(e);
+          this.bytes += e.bytes;
+        }
+        if (vf.pins === 0) this.onlyPinned = false;
+        this.dirtyFiles.add(vf);
+        this.indexDirty = true;
+      },
+      (err: unknown) => {
+        done();
+        this.writeFailed(err, vf);
+      },
+    );
+  }
+
+  recordRead(hit: boolean): void {
+    if (hit) this.hits++;
+    else this.misses++;
+  }
+
+  recordFetched(bytes: number): void {
+    this.fetched += bytes;
+  }
+
+  /** Forget a version that holds nothing and is used by no one. */
+  settle(vf: VersionFile): void {
+    if (vf.pins > 0 || vf.present.size > 0 || vf.writing.size > 0 || vf.toFree.size > 0 || vf.pending.size > 0 || vf.busy) return;
+    this.unregister(vf);
+    if (vf.mayExist && !this.shutDown) this.track(vf.unlink());
+  }
+
+  // ---- eviction ----
+
+  /** Evict unpinned blocks until `need` more bytes fit under the cap. */
+  private makeRoom(need: number): boolean {
+    const fits = (): boolean => this.bytes + this.reserved + need <= this.limit;
+    if (fits()) return true;
+    if (this.onlyPinned) return false;
+    const slack = Math.floor(Math.min(this.limit * 0.05, EVICT_SLACK_MAX) / this.blockSize) * this.blockSize;
+    const target = this.limit - need - slack;
+    for (const e of this.lru) {
+      if (this.bytes + this.reserved <= target) break;
+      if (e.vf.pins > 0 || !e.vf.present.has(e.idx)) continue;
+      if (this.punchWorks) this.dropBlock(e.vf, e.idx);
+      else for (const idx of [...e.vf.present.keys()]) this.dropBlock(e.vf, idx);
+    }
+    if (fits()) return true;
+    this.onlyPinned = true; // every block left is pinned (or still being written)
+    return false;
+  }
+
+  private dropBlock(vf: VersionFile, idx: number): void {
+    const e = vf.present.get(idx);
+    if (e === undefined) return;
+    this.onlyPinned = false;
+    vf.present.delete(idx);
+    this.lru.delete(e);
+    this.bytes -= e.bytes;
+    vf.toFree.set(idx, this.evictGen);
+    this.freeing.add(vf);
+    this.indexDirty = true;
+    if (!this.freeScheduled) {
+      this.freeScheduled = true;
+      setImmediate(() => {
+        this.freeScheduled = false;
+        void this.requestSave();
+      });
+    }
+  }
+
+  /** Free the space of blocks evicted up to generation `gen` (an index without them is saved). */
+  private async freeEvicted(gen: number): Promise<void> {
+    const jobs: Promise<void>[] = [];
+    for (const vf of [...this.freeing]) {
+      this.freeing.delete(vf);
+      const job = vf.enqueue(() => this.freeBlocks(vf, gen))
+        .catch((err: unknown) => this.warnOnce(`free:${errCode(err)}`, { err: errorMessage(err) }, 'cannot free evicted cache blocks'));
+      jobs.push(job);
+    }
+    await Promise.all(jobs);
+  }
+
+  private async freeBlocks(vf: VersionFile, gen: number): Promise<void> {
+    const idxs: number[] = [];
+    for (const [idx, g] of vf.toFree) {
+      if (g <= gen) idxs.push(idx);
+    }
+    for (const idx of idxs) vf.toFree.delete(idx);
+    if (vf.toFree.size > 0) this.freeing.add(vf);
+    if (vf.dead || idxs.length === 0 || !vf.mayExist || !this.punchWorks) {
+      if (vf.present.size === 0 && vf.mayExist && !vf.dead) await vf.unlink();
+      return;
+    }
+    try {
+      await vf.freeSpace(idxs);
+    } catch (err) {
+      if (!(err instanceof PunchError)) throw err;
+      this.punchWorks = false;
+      this.warnOnce('punch', { err: errorMessage(err.cause) }, 'cannot punch holes in cache files; evicting whole files from now on');
+    }
+  }
+
+  /** Drop a version: unlink its file, forget its blocks in memory and on disk. */
+  private kill(vf: VersionFile): void {
+    if (vf.dead) return;
+    vf.dead = true;
+    this.onlyPinned = false;
+    for (const e of vf.present.values()) {
+      this.lru.delete(e);
+      this.bytes -= e.bytes;
+    }
+    vf.present.clear();
+    vf.toFree.clear();
+    vf.pending.clear();
+    this.memory.deletePrefix(vf.memoryPrefix);
+    this.dirtyFiles.delete(vf);
+    this.freeing.delete(vf);
+    this.unregister(vf);
+    this.indexDirty = true;
+    vf.detachReader();
+    this.track(vf.enqueue(() => vf.unlink()));
+  }
+
+  private unregister(vf: VersionFile): void {
+    const list = this.versions.get(vf.fileId);
+    if (list === undefined || !list.includes(vf)) return;
+    const rest = list.filter((v) => v !== vf);
+    if (rest.length > 0) this.versions.set(vf.fileId, rest);
+    else this.versions.delete(vf.fileId);
+  }
+
+  private track(op: Promise<void>): void {
+    const p: Promise<void> = op
+      .catch((err: unknown) => this.warnOnce(`unlink:${errCode(err)}`, { err: errorMessage(err) }, 'cannot remove a cache file'))
+      .finally(() => this.leaving.delete(p));
+    this.leaving.add(p);
+  }
+
+  private writeFailed(err: unknown, vf: VersionFile): void {
+    const code = errCode(err);
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      this.pausedUntil = Date.now() + FULL_DISK_PAUSE_MS;
+      this.limit = Math.min(this.limit, this.bytes);
+      this.warnOnce('ENOSPC', { dir: this.dir, bytesCached: this.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
+      return;
+    }
+    this.warnOnce(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
+  }
+
+  private warnOnce(kind: string, fields: Record<string, unknown>, msg: string): void {
+    if (this.warned.has(kind)) return;
+    this.warned.add(kind);
+    this.log.warn(fields, msg);
+  }
+
+  // ---- index ----
+
+  private get indexPath(): string {
+    return path.join(this.dir, INDEX_FILE);
+  }
+
+  /** Save the index (one save at a time; requests made meanwhile share the next one). */
+  private requestSave(): Promise<void> {
+    if (this.shutDown) return Promise.resolve();
+    if (this.saveQueued !== null) return this.saveQueued;
+    const run = this.saveChain.then(() => {
+      this.saveQueued = null;
+      return this.saveOnce();
+    });
+    this.saveQueued = run;
+    this.saveChain = run;
+    return run;
+  }
+
+  private async saveOnce(): Promise<void> {
+    const gen = this.evictGen++;
+    const snapshot = this.snapshot();
+    const dirty = [...this.dirtyFiles];
+    this.dirtyFiles.clear();
+    this.indexDirty = false;
+    try {
+      await Promise.all(dirty.map((vf) => vf.sync()));
+      await writeIndex(this.indexPath, snapshot);
+    } catch (err) {
+      this.warnOnce(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
+      for (const vf of dirty) if (!vf.dead) this.dirtyFiles.add(vf);
+      this.indexDirty = true;
+      // Without a trustworthy index on disk, freeing blocks is safe only once the old one is gone.
+      try {
+        await fsp.rm(this.indexPath, { force: true });
+      } catch {
+        return;
+      }
+    }
+    await this.freeEvicted(gen);
+  }
+
+  private snapshot(): IndexData {
+    const versions: IndexVersion[] = [];
+    const at = new Map<VersionFile, number>();
+    const blocks: Array<readonly [number, number]> = [];
+    for (const e of this.lru) {
+      let i = at.get(e.vf);
+      if (i === undefined) {
+        i = versions.length;
+        at.set(e.vf, i);
+        versions.push({ file: e.vf.name, fileId: e.vf.fileId, size: e.vf.size, key: e.vf.key });
+      }
+      blocks.push([i, e.idx]);
+    }
+    return { format: 1, blockSize: this.blockSize, nextNum: this.nextNum, versions, blocks };
+  }
+
+  /** Read the index and keep only blocks whose file is there and long enough; delete stray files. */
+  private async load(): Promise<void> {
+    const found = await readIndex(this.indexPath);
+    let data: IndexData | null = typeof found === 'string' ? null : found;
+    if (typeof found === 'string' && found !== 'no index') this.log.warn({ dir: this.dir, reason: found }, 'cache index unusable: starting cold');
+    if (data !== null && data.blockSize !== this.blockSize) {
+      this.log.info({ dir: this.dir, was: data.blockSize, now: this.blockSize }, 'cache block size changed: starting cold');
+      data = null;
+    }
+    const byIndex: Array<VersionFile | undefined> = [];
+    const lengths: number[] = [];
+    let dropped = 0;
+    this.nextNum = data?.nextNum ?? 0;
+    for (const [i, v] of (data?.versions ?? []).entries()) {
+      const num = versionFileNum(v.file) ?? 0;
+      this.nextNum = Math.max(this.nextNum, num + 1);
+      const vf = this.newVersion(num, v.fileId, v.size, v.key);
+      try {
+        const st = await fsp.lstat(vf.path);
+        if (!st.isFile()) continue;
+        lengths[i] = st.size;
+      } catch {
+        continue;
+      }
+      vf.mayExist = true;
+      byIndex[i] = vf;
+    }
+    for (const [vi, idx] of data?.blocks ?? []) {
+      const vf = byIndex[vi];
+      const len = vf?.blockLength(idx) ?? 0;
+      if (vf === undefined || len === 0 || vf.present.has(idx) || idx * this.blockSize + len > (lengths[vi] ?? 0)) {
+        dropped++;
+        continue;
+      }
+      const e: BlockEntry = { vf, idx, bytes: len };
+      vf.present.set(idx, e);
+      this.lru.add(e);
+      this.bytes += len;
+    }
+    const kept = new Set<string>();
+    for (const vf of byIndex) {
+      if (vf === undefined || vf.present.size === 0) continue;
+      kept.add(vf.name);
+      this.versions.set(vf.fileId, [...(this.versions.get(vf.fileId) ?? []), vf]);
+    }
+    for (const name of await fsp.readdir(this.blocksDir)) {
+      if (kept.has(name)) continue;
+      await fsp.rm(path.join(this.blocksDir, name), { force: true, recursive: true });
+      dropped++;
+    }
+    if (dropped > 0) {
+      this.log.info({ dir: this.dir, dropped }, 'cache index: dropped entries whose files were missing or short, and stray files');
+      this.indexDirty = true;
+    }
+    if (this.bytes > this.limit) this.makeRoom(0);
+    if (this.indexDirty) await this.requestSave();
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.timer);
+    const all = (): VersionFile[] => [...this.versions.values()].flat();
+    await Promise.all(all().map((vf) => vf.idle()));
+    await this.requestSave();
+    await Promise.all(all().map((vf) => vf.idle()));
+    await Promise.all([...this.leaving]);
+    for (const vf of all()) vf.detachReader();
+    this.memory.clear();
+    this.slabs.clear();
+    this.shutDown = true;
+  }
+}
+
+function errCode(err: unknown): string {
+  return (err as NodeJS.ErrnoException | null)?.code ?? 'unknown';
+}

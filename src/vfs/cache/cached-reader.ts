@@ -1,0 +1,218 @@
+import { FsError } from '../../errors.js';
+import type { GirderStore } from '../../girder/store.js';
+import type { Logger } from '../../log.js';
+import type { BlockCache } from './block-cache.js';
+import { ReadSessionImpl } from './read-session.js';
+import type { ReadSession, RemoteFile } from './types.js';
+import { SlabPool } from './slab-pool.js';
+import type { PendingBlock, VersionFile } from './version-file.js';
+
+export interface CachedReaderOptions {
+  /** Largest read-ahead window, in blocks (default: 16 MiB worth). */
+  readAheadBlocks?: number;
+  /** Largest single range request, in bytes (default 8 MiB, at least one block). */
+  maxRequestBytes?: number;
+  logger: Logger;
+}
+
+const MiB = 1024 * 1024;
+/** How far ahead of a sequential reader disk blocks are loaded into memory. */
+const PRELOAD_BYTES = 4 * MiB;
+
+/** Whether a read had to wait for the store (for the hit/miss counters). */
+export interface ReadProgress {
+  waited: boolean;
+}
+
+/**
+ * Reads remote files through the block cache: memory, then disk, then one shared range request
+ * per run of missing blocks. Sessions (one per open file) decide what to fetch ahead.
+ */
+export class CachedReader {
+  readonly readAheadBlocks: number;
+  /** Blocks in the largest range request. */
+  readonly requestBlocks: number;
+  private readonly maxPrefetchBytes: number;
+  private inflightBytes = 0;
+  private readonly log: Logger;
+
+  constructor(
+    private readonly store: GirderStore,
+    private readonly cache: BlockCache,
+    opts: CachedReaderOptions,
+  ) {
+    const bs = cache.blockSize;
+    this.readAheadBlocks = Math.max(1, Math.floor(opts.readAheadBlocks ?? Math.max(1, Math.round((16 * MiB) / bs))));
+    this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? 8 * MiB) / bs));
+    this.maxPrefetchBytes = 2 * (this.readAheadBlocks + this.requestBlocks) * bs;
+    this.log = opts.logger;
+    // room for a window fetched ahead plus the blocks being read
+    cache.memory.ensureCapacity((this.readAheadBlocks + this.requestBlocks) * bs);
+    const request = this.requestBlocks * bs;
+    cache.slabs = new SlabPool([bs, request], request + 2 * bs);
+  }
+
+  /** Open a file for reading; its cached blocks stay pinned until the session is closed. */
+  open(file: RemoteFile): ReadSession {
+    return new ReadSessionImpl(this, this.cache, this.cache.acquire(file));
+  }
+
+  /** Drop every cached version of a file (a local write replaced it). */
+  invalidate(fileId: string): void {
+    this.cache.dropFile(fileId);
+  }
+
+  // ---- used by sessions ----
+
+  /** Block is in memory, on disk, or on its way. */
+  available(vf: VersionFile, idx: number): boolean {
+    return vf.pending.has(idx) || vf.present.has(idx) || this.cache.memory.has(vf.memoryKey(idx));
+  }
+
+  /** Read-ahead may add requests (bounds the memory of all sessions' windows together). */
+  get canPrefetch(): boolean {
+    return this.inflightBytes < this.maxPrefetchBytes;
+  }
+
+  /** Fetch the blocks of [from, to) that are not available, in runs of at most `maxRun` blocks. */
+  fetchMissing(vf: VersionFile, from: number, to: number, maxRun: number): void {
+    let runStart = -1;
+    for (let b = from; b < to; b++) {
+      if (this.available(vf, b)) {
+        if (runStart >= 0) this.fetch(vf, runStart, b);
+        runStart = -1;
+        continue;
+      }
+      if (runStart < 0) runStart = b;
+      if (b + 1 - runStart >= maxRun) {
+        this.fetch(vf, runStart, b + 1);
+        runStart = -1;
+      }
+    }
+    if (runStart >= 0) this.fetch(vf, runStart, to);
+  }
+
+  /**
+   * Start loading the disk blocks after `idx` into memory before a sequential reader gets there
+   * (several at once: a cache file that is not in the page cache reads faster with a deeper queue).
+   */
+  preload(vf: VersionFile, idx: number): void {
+    const end = Math.min(vf.blockCount, idx + Math.max(1, Math.min(this.readAheadBlocks, Math.ceil(PRELOAD_BYTES / vf.blockSize))));
+    for (let b = idx; b < end; b++) {
+      if (vf.pending.has(b) || !vf.present.has(b) || this.cache.memory.has(vf.memoryKey(b))) continue;
+      this.loadFromDisk(vf, b);
+    }
+  }
+
+  /**
+   * Copy `length` bytes at `blockOffset` of block `idx` into `into`. Resolves with the bytes
+   * copied (fewer only when the store returned a short file). `wholeBlock`: a disk block is loaded
+   * whole into memory (sequential reads) rather than just the bytes asked for.
+   */
+  async copyBlock(
+    vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number,
+    wholeBlock: boolean, progress: ReadProgress,
+  ): Promise<number> {
+    for (let attempt = 0; attempt < 8; attempt++) {
+      const mem = this.cache.memory.get(vf.memoryKey(idx));
+      if (mem !== undefined) {
+        this.cache.touch(vf, idx);
+        return copyFrom(mem, into, intoOffset, blockOffset, length);
+      }
+      const pending = vf.pending.get(idx);
+      if (pending !== undefined) {
+        if (pending.fromStore) progress.waited = true;
+        const buf = await pending.promise;
+        if (buf !== null) return copyFrom(buf, into, intoOffset, blockOffset, length);
+        continue; // the disk copy was bad and is dropped: fetch it
+      }
+      if (vf.present.has(idx)) {
+        if (wholeBlock) this.loadFromDisk(vf, idx);
+        else if (await this.cache.readFromDisk(vf, idx, into, intoOffset, blockOffset, length)) return length;
+        continue;
+      }
+      this.fetch(vf, idx, idx + 1);
+    }
+    throw new FsError('EIO', `block ${idx} of file ${vf.fileId} could not be read`);
+  }
+
+  /** One range request for blocks [first, end), shared by every reader of those blocks. */
+  private fetch(vf: VersionFile, first: number, end: number): void {
+    const bs = vf.blockSize;
+    const offset = first * bs;
+    const length = Math.min(vf.size, end * bs) - offset;
+    if (length <= 0) return;
+    const slab = this.cache.slabs.take(length);
+    const buf = slab.buf.subarray(0, length);
+    this.inflightBytes += length;
+    const request = this.readRange(vf, offset, length, buf);
+    const entries: PendingBlock[] = [];
+    for (let b = first; b < end; b++) {
+      const start = (b - first) * bs;
+      const stop = start + vf.blockLength(b);
+      const promise = request.then((n) => buf.subarray(start, Math.max(start, Math.min(n, stop))));
+      promise.catch(noop); // a read-ahead nobody waits for may fail quietly
+      const entry: PendingBlock = { promise, fromStore: true };
+      entries.push(entry);
+      vf.pending.set(b, entry);
+    }
+    const forget = (): void => {
+      this.inflightBytes -= length;
+      entries.forEach((entry, i) => {
+        if (vf.pending.get(first + i) === entry) vf.pending.delete(first + i);
+      });
+    };
+    request.then(
+      (n) => {
+        forget();
+        this.cache.recordFetched(n);
+        if (n < length) {
+          this.log.warn({ fileId: vf.fileId, offset, length, got: n }, 'store returned fewer bytes than the file size says; not caching them');
+        }
+        for (let b = first; b < end; b++) {
+          const start = (b - first) * bs;
+          const block = buf.subarray(start, start + vf.blockLength(b));
+          if (n < start + block.length) break;
+          this.cache.memory.set(vf.memoryKey(b), block, slab);
+        }
+        if (n === length) this.cache.store(vf, first, buf, slab);
+        slab.release();
+        this.cache.settle(vf);
+      },
+      (err: unknown) => {
+        forget();
+        slab.discard();
+        slab.release();
+        this.cache.settle(vf);
+        this.log.debug({ fileId: vf.fileId, offset, length, err: String(err) }, 'range request failed');
+      },
+    );
+  }
+
+  private async readRange(vf: VersionFile, offset: number, length: number, into: Buffer): Promise<number> {
+    return this.store.readRange({ id: vf.fileId, size: vf.size }, offset, length, into, 0);
+  }
+
+  /** Load a whole disk block into memory, shared by concurrent readers. */
+  private loadFromDisk(vf: VersionFile, idx: number): void {
+    const len = vf.blockLength(idx);
+    const slab = this.cache.slabs.take(len);
+    const buf = slab.buf.subarray(0, len);
+    const promise = this.cache.readFromDisk(vf, idx, buf, 0, 0, len).then((ok) => (ok ? buf : null));
+    const entry: PendingBlock = { promise, fromStore: false };
+    vf.pending.set(idx, entry);
+    void promise.then((got) => {
+      if (vf.pending.get(idx) === entry) vf.pending.delete(idx);
+      if (got !== null) this.cache.memory.set(vf.memoryKey(idx), got, slab);
+      slab.release();
+    });
+  }
+}
+
+function copyFrom(block: Buffer, into: Buffer, intoOffset: number, blockOffset: number, length: number): number {
+  const n = Math.max(0, Math.min(length, block.length - blockOffset));
+  if (n > 0) block.copy(into, intoOffset, blockOffset, blockOffset + n);
+  return n;
+}
+
+function noop(): void {}

@@ -1,0 +1,242 @@
+import { constants, promises as fsp } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
+import { punchHole } from './hole-punch.js';
+
+/** One cached block on disk; its place in the cache's LRU is the object itself. */
+export interface BlockEntry {
+  readonly vf: VersionFile;
+  readonly idx: number;
+  readonly bytes: number;
+}
+
+/** A store fetch or a disk load of one block under way; null when the disk copy turned out bad. */
+export interface PendingBlock {
+  readonly promise: Promise<Buffer | null>;
+  readonly fromStore: boolean;
+}
+
+interface SharedReader {
+  readonly handle: Promise<FileHandle>;
+  users: number;
+  detached: boolean;
+}
+
+/** Hole punching failed (no fallocate, or a filesystem without it). */
+export class PunchError extends Error {
+  override readonly name = 'PunchError';
+}
+
+const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLOW;
+
+/**
+ * One version of one remote file: a sparse file holding its fixed-size blocks at their own
+ * offsets, and what is known about them. Mutations of the disk file (write, punch, truncate,
+ * unlink) run one after another on `enqueue`; reads share one descriptor while the file is open.
+ */
+export class VersionFile {
+  /** Blocks on disk, by index. */
+  readonly present = new Map<number, BlockEntry>();
+  /** Blocks being written (their bytes are reserved in the cache). */
+  readonly writing = new Set<number>();
+  /** Evicted blocks whose space is not freed yet: index -> eviction generation. */
+  readonly toFree = new Map<number, number>();
+  /** Fetches and disk loads under way, shared by every reader. */
+  readonly pending = new Map<number, PendingBlock>();
+  /** Open read sessions; a pinned file's blocks are never evicted. */
+  pins = 0;
+  /** Dropped (version changed, invalidated): never cached again, file unlinked. */
+  dead = false;
+  /** A write was attempted since the file was last unlinked. */
+  mayExist = false;
+  /** Called when the last queued mutation is done. */
+  onIdle: (() => void) | undefined;
+  readonly blockCount: number;
+  private chain: Promise<void> = Promise.resolve();
+  private queued = 0;
+  private reader: SharedReader | null = null;
+  /** Descriptor for writes, kept while mutations are queued. */
+  private writer: Promise<FileHandle> | null = null;
+
+  constructor(
+    readonly num: number,
+    readonly path: string,
+    readonly fileId: string,
+    readonly size: number,
+    readonly key: string,
+    readonly blockSize: number,
+  ) {
+    this.blockCount = Math.ceil(size / blockSize);
+  }
+
+  /** Name of the file in the blocks directory. */
+  get name(): string {
+    return `v${this.num}`;
+  }
+
+  /** Prefix of this version's keys in the memory blocks. */
+  get memoryPrefix(): string {
+    return `${this.num}:`;
+  }
+
+  memoryKey(idx: number): string {
+    return `${this.num}:${idx}`;
+  }
+
+  blockLength(idx: number): number {
+    return Math.max(0, Math.min(this.blockSize, this.size - idx * this.blockSize));
+  }
+
+  /** Mutations queued or running. */
+  get busy(): boolean {
+    return this.queued > 0;
+  }
+
+  /** Run `op` after every mutation queued before it. */
+  enqueue<T>(op: () => Promise<T>): Promise<T> {
+    this.queued++;
+    const run = this.chain.then(op);
+    this.chain = run.then(noop, noop).then(async () => {
+      this.queued--;
+      if (this.queued > 0) return;
+      await this.closeWriter();
+      if (this.queued === 0) this.onIdle?.();
+    });
+    return run;
+  }
+
+  /** Resolves when every mutation queued so far is done. */
+  idle(): Promise<void> {
+    return this.chain;
+  }
+
+  /** Write consecutive blocks from block `idx` on (only inside `enqueue`). */
+  async writeBlocks(idx: number, data: Buffer): Promise<void> {
+    this.mayExist = true;
+    if (this.writer === null) {
+      this.writer = fsp.open(this.path, WRITE_FLAGS, 0o600);
+      this.writer.catch(noop);
+    }
+    try {
+      const fh = await this.writer;
+      let done = 0;
+      while (done < data.length) {
+        const { bytesWritten } = await fh.write(data, done, data.length - done, idx * this.blockSize + done);
+        if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
+        done += bytesWritten;
+      }
+    } catch (err) {
+      await this.closeWriter();
+      throw err;
+    }
+  }
+
+  private async closeWriter(): Promise<void> {
+    const w = this.writer;
+    this.writer = null;
+    if (w !== null) await w.then((fh) => fh.close()).catch(noop);
+  }
+
+  /** Read from the file through the shared descriptor. Resolves with the bytes read. */
+  async readAt(into: Buffer, intoOffset: number, length: number, position: number): Promise<number> {
+    let r = this.reader;
+    if (r === null) {
+      const handle = fsp.open(this.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+      handle.catch(noop);
+      r = this.reader = { handle, users: 0, detached: false };
+    }
+    r.users++;
+    try {
+      const fh = await r.handle;
+      let done = 0;
+      while (done < length) {
+        const { bytesRead } = await fh.read(into, intoOffset + done, length - done, position + done);
+        if (bytesRead === 0) break;
+        done += bytesRead;
+      }
+      return done;
+    } catch (err) {
+      this.detachReader();
+      throw err;
+    } finally {
+      r.users--;
+      if (r.detached && r.users === 0) closeReader(r);
+    }
+  }
+
+  /** Stop reusing the shared descriptor (closed once its last read ends). */
+  detachReader(): void {
+    const r = this.reader;
+    if (r === null) return;
+    this.reader = null;
+    r.detached = true;
+    if (r.users === 0) closeReader(r);
+  }
+
+  /** Flush written data to the device, so an index naming these blocks never outlives them. */
+  async sync(): Promise<void> {
+    let fh: FileHandle;
+    try {
+      fh = await fsp.open(this.path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch {
+      return; // unlinked meanwhile: nothing to keep
+    }
+    try {
+      await fh.datasync();
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Only inside `enqueue`. */
+  async truncate(length: number): Promise<void> {
+    await fsp.truncate(this.path, length);
+  }
+
+  /**
+   * Give back the disk space of evicted blocks (only inside `enqueue`): unlink the file when no
+   * block is left, cut a tail off, punch holes for the rest. Throws PunchError when holes cannot
+   * be punched here.
+   */
+  async freeSpace(idxs: readonly number[]): Promise<void> {
+    if (this.present.size === 0) {
+      await this.unlink(); // writes queued after this recreate the file
+      return;
+    }
+    const bs = this.blockSize;
+    const keepEnd = Math.min(this.size, (Math.max(...this.present.keys()) + 1) * bs);
+    if (idxs.some((idx) => idx * bs >= keepEnd)) await this.truncate(keepEnd);
+    for (const [first, end] of runs(idxs.filter((idx) => idx * bs < keepEnd))) {
+      try {
+        await punchHole(this.path, first * bs, (end - first) * bs);
+      } catch (err) {
+        throw new PunchError('cannot punch a hole', { cause: err });
+      }
+    }
+  }
+
+  /** Remove the file (only inside `enqueue`). */
+  async unlink(): Promise<void> {
+    await this.closeWriter();
+    this.detachReader();
+    this.mayExist = false;
+    await fsp.rm(this.path, { force: true });
+  }
+}
+
+/** Block indexes as sorted [first, end) runs of consecutive blocks. */
+function runs(idxs: readonly number[]): Array<[number, number]> {
+  const sorted = [...idxs].sort((a, b) => a - b);
+  const out: Array<[number, number]> = [];
+  for (const idx of sorted) {
+    const last = out[out.length - 1];
+    if (last !== undefined && last[1] === idx) last[1] = idx + 1;
+    else out.push([idx, idx + 1]);
+  }
+  return out;
+}
+
+function closeReader(r: SharedReader): void {
+  r.handle.then((fh) => fh.close()).catch(noop);
+}
+
+function noop(): void {}
