@@ -200,11 +200,12 @@ export class Vfs implements FileSystem {
     this.ctx.tree.set(dir, name, { ...node, item });
   }
 
-  async chmod(path: string): Promise<void> {
+  /** Girder has no modes or owners: accepted (so cp -p and rsync -a work) and not stored. */
+  async chmod(path: string, _mode: number): Promise<void> {
     await this.getattr(path);
   }
 
-  async chown(path: string): Promise<void> {
+  async chown(path: string, _uid: number, _gid: number): Promise<void> {
     await this.getattr(path);
   }
 
@@ -212,7 +213,7 @@ export class Vfs implements FileSystem {
     return this.namespace.unlink(cleanPath(path));
   }
 
-  mkdir(path: string): Promise<void> {
+  mkdir(path: string, _mode: number): Promise<void> {
     return this.namespace.mkdir(cleanPath(path));
   }
 
@@ -280,6 +281,7 @@ export class Vfs implements FileSystem {
   }
 
   private async sealIfDirty(local: LocalFile): Promise<void> {
+    if (local.failure !== undefined && !local.unlinked) throw toFsError(local.failure);
     if (local.dirty && !local.unlinked) await this.sealer.seal(local);
   }
 

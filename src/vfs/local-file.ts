@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { open, link, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { FsError } from '../errors.js';
+import { FsError, toFsError } from '../errors.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
@@ -30,6 +30,8 @@ export class LocalFile {
   lastError: unknown;
   /** Version of the remote file this copy started from, to tell a change made elsewhere. */
   remoteVersion: string | undefined;
+  /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
+  failure: unknown;
 
   /** The temp file is also the snapshot an upload reads: copy it before changing it. */
   private shared = false;
@@ -62,11 +64,15 @@ export class LocalFile {
 
   async write(data: Buffer, length: number, position: number): Promise<number> {
     if (position + length > MAX_OFFSET) throw new FsError('EFBIG', `write past ${MAX_OFFSET}`);
-    await this.unshare(this.size);
-    let done = 0;
-    while (done < length) {
-      const { bytesWritten } = await this.fd.write(data, done, length - done, position + done);
-      done += bytesWritten;
+    try {
+      await this.unshare(this.size);
+      let done = 0;
+      while (done < length) {
+        const { bytesWritten } = await this.fd.write(data, done, length - done, position + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw this.failed(err);
     }
     this.size = Math.max(this.size, position + length);
     this.touch();
@@ -75,8 +81,13 @@ export class LocalFile {
 
   async truncate(size: number): Promise<void> {
     if (size > MAX_OFFSET) throw new FsError('EFBIG', `size past ${MAX_OFFSET}`);
-    await this.unshare(Math.min(size, this.size));
-    await this.fd.truncate(size);
+    try {
+      await this.unshare(Math.min(size, this.size));
+      await this.fd.truncate(size);
+    } catch (err) {
+      throw this.failed(err);
+    }
+    if (size === 0) this.failure = undefined; // nothing is left of what failed
     this.size = size;
     this.touch();
   }
@@ -123,6 +134,11 @@ export class LocalFile {
   async dispose(): Promise<void> {
     await this.fd.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
+  }
+
+  private failed(err: unknown): FsError {
+    this.failure ??= err;
+    return toFsError(err);
   }
 
   private touch(): void {

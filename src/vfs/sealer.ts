@@ -1,4 +1,5 @@
-import { errorMessage } from '../errors.js';
+import { unlink } from 'node:fs/promises';
+import { errorMessage, toFsError } from '../errors.js';
 import type { FileDoc } from '../girder/types.js';
 import { parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
@@ -20,10 +21,20 @@ export class Sealer {
 
   /** Journal the file's current bytes for upload; resolves once the job is durable. */
   async seal(local: LocalFile): Promise<void> {
-    const tempPath = await local.snapshot();
+    const tempPath = await local.snapshot().catch((err: unknown) => {
+      throw toFsError(err);
+    });
     const job = { path: local.path, target: local.target, tempPath, size: local.size };
+    let done: Promise<UploadResult>;
+    try {
+      ({ done } = await this.uploads.submit(job));
+    } catch (err) {
+      // Not journaled (e.g. the cache disk is full): the bytes are still only here.
+      local.dirty = true;
+      await unlink(tempPath).catch(() => undefined);
+      throw toFsError(err);
+    }
     this.warnIfChangedRemotely(local);
-    const { done } = await this.uploads.submit(job);
     local.pendingUploads++;
     local.lastUpload = done.then(
       (result) => this.finished(local, result),
@@ -39,7 +50,11 @@ export class Sealer {
   }
 
   async disposeIfIdle(local: LocalFile): Promise<void> {
-    if (local.openCount > 0 || local.pendingUploads > 0 || local.dirty && !local.unlinked) return;
+    if (local.openCount > 0 || local.pendingUploads > 0) return;
+    if (local.dirty && !local.unlinked && local.failure === undefined) return;
+    if (local.failure !== undefined && !local.unlinked) {
+      this.ctx.logger.warn({ path: local.path, err: errorMessage(local.failure) }, 'writing the local copy failed: its changes are dropped, nothing of them is uploaded');
+    }
     if (this.ctx.locals.get(local.path) === local) this.ctx.locals.delete(local.path);
     await local.dispose();
   }

@@ -20,9 +20,12 @@ export async function writeFileDurably(path: string, data: string): Promise<void
   try {
     await fh.writeFile(data);
     await fh.sync();
-  } finally {
-    await fh.close();
+  } catch (err) {
+    await fh.close().catch(() => undefined);
+    await unlink(tmp).catch(() => undefined); // e.g. ENOSPC: leave no empty temp file behind
+    throw err;
   }
+  await fh.close();
   await rename(tmp, path);
   await fsyncDir(dir);
 }
