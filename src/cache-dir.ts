@@ -14,7 +14,7 @@ export interface CacheDirs {
 
 /** Create (or tighten to 0700) the private cache directory and its parts. */
 export async function prepareCacheDir(root: string): Promise<CacheDirs> {
-  const dirs = { root, data: join(root, 'data'), journal: join(root, 'journal'), blocks: join(root, 'blocks') };
+  const dirs = { root, data: join(root, 'data'), journal: join(root, 'journal'), blocks: join(root, 'read-cache') };
   try {
     for (const d of [root, dirs.data, dirs.journal, dirs.blocks]) {
       await mkdir(d, { recursive: true, mode: 0o700 });
