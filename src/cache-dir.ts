@@ -41,7 +41,7 @@ export async function lockCacheDir(dirs: CacheDirs): Promise<() => Promise<void>
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number((await readFile(path, 'utf8').catch(() => '')).trim());
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && (await isRunningDaemon(pid))) {
         throw new UsageError(`cache directory ${dirs.root} is in use by another girder-mount (pid ${pid}); give each mount its own --cache-dir`, 1);
       }
       await unlink(path).catch(() => undefined);
@@ -50,12 +50,18 @@ export async function lockCacheDir(dirs: CacheDirs): Promise<() => Promise<void>
   throw new UsageError(`cannot lock cache directory ${dirs.root}; remove ${path} if no girder-mount uses it`, 1);
 }
 
-function isAlive(pid: number): boolean {
+/**
+ * Whether `pid` is a live girder-mount: not a zombie of a crashed one, and not another program
+ * that got the pid after a reboot.
+ */
+async function isRunningDaemon(pid: number): Promise<boolean> {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).replace(/\0/g, ' ');
+    return /girder-mount|cli\.js/.test(cmdline);
+  } catch {
+    return false;
   }
 }
 

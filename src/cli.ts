@@ -8,6 +8,7 @@ import { buildConfig, SECRET_ENV, type MountArgs } from './config.js';
 import { runMount } from './daemon.js';
 import { UsageError, errorMessage } from './errors.js';
 import { runStatus, runUnmount } from './commands.js';
+import { scrubInitialEnviron } from './scrub-environ.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
@@ -32,15 +33,18 @@ function fail(err: unknown): never {
 async function main(): Promise<void> {
   const env = { ...process.env };
   for (const name of SECRET_ENV) delete process.env[name];
+  // unsetenv leaves the bytes where /proc/<pid>/environ shows them
+  await scrubInitialEnviron(SECRET_ENV);
 
   await yargs(hideBin(process.argv))
     .scriptName('girder-mount')
-    .env('GIRDER_MOUNT')
     .command(
       '$0 <folderId> <mountpoint>',
       'mount a Girder folder (runs in the foreground until SIGINT/SIGTERM)',
       (y) =>
         y
+          // Only the mount reads GIRDER_MOUNT_* (a unit's settings are in the environment of ExecStop too).
+          .env('GIRDER_MOUNT')
           .positional('folderId', { type: 'string', demandOption: true, describe: 'id of the Girder folder to mount' })
           .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty local directory' })
           .option('api-url', { type: 'string', describe: 'Girder API URL, e.g. https://girder.example.org/api/v1' })

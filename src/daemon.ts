@@ -200,7 +200,7 @@ class Session {
   }
 
   private async drainAndUnmount(timeoutS: number, force: boolean): Promise<UnmountAnswer> {
-    notifySystemd(['--stopping', '--status=draining uploads'], this.logger);
+    notifySystemd(['STOPPING=1', '--status=draining uploads'], this.logger);
     const pendingBefore = this.uploads.status().length;
     if (pendingBefore > 0) this.logger.info({ pending: pendingBefore, timeoutS }, 'waiting for pending uploads');
     const drained = await this.uploads.drain(timeoutS * 1000);
@@ -219,13 +219,13 @@ class Session {
     await this.fuse.unmount().catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'unmount failed'));
     await this.uploads.close().catch(() => undefined);
     await this.cache.close().catch(() => undefined);
-    await this.control?.close().catch(() => undefined);
     await this.client.close().catch(() => undefined);
     await this.unlock();
     this.logger.info({ mountpoint: this.mountpoint }, 'unmounted');
-    // Let the control server answer the unmount request before the process ends.
-    setTimeout(() => this.finish(0), 50).unref();
-    this.finish(0);
+    // An unmount request waits for its answer on the control socket: close it once that is sent.
+    setTimeout(() => {
+      void (this.control?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => this.finish(0));
+    }, 100);
   }
 
   /** After an outside `fusermount -u` the process would serve nothing: drain and end. */

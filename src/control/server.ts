@@ -32,7 +32,10 @@ export class ControlServer {
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.server.closeIdleConnections();
+    setTimeout(() => this.server.closeAllConnections(), 2000).unref();
+    await closed;
     await unlink(this.path).catch(() => undefined);
   }
 }
