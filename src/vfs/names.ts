@@ -42,7 +42,8 @@ export function suffixed(name: string, id: string): string {
 
 /**
  * A name a program asks for must be one Girder stores unchanged, or the file would vanish under
- * another name: Girder strips surrounding whitespace and the mount maps control characters.
+ * another name: Girder strips surrounding whitespace, the mount maps control characters, and a
+ * name that is not UTF-8 cannot be kept.
  */
 export function checkStorableName(name: string): void {
   if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `name too long: ${name.slice(0, 40)}...`);
@@ -50,6 +51,9 @@ export function checkStorableName(name: string): void {
   if (/[\u0000-\u001f\u007f]/.test(name)) {
     throw new FsError('EINVAL', 'control characters in names are not stored by the mount');
   }
+  // fuse-native decodes names as UTF-8: bytes that are not UTF-8 arrive as U+FFFD, and the file
+  // would be stored (and listed) under another name than the one the program asked for.
+  if (name.includes('\uFFFD')) throw new FsError('EINVAL', 'names must be valid UTF-8');
 }
 
 /** Split a mount path ("/a/b") into components; "/" gives []. */

@@ -7,9 +7,13 @@ const NETWORK_CODES = new Set([
   'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
 ]);
 
-/** Worth retrying: no answer, a 5xx, or a network error that escaped as a plain Error. */
+/**
+ * Worth retrying: no answer, a 5xx, a 2xx whose body could not be decoded (a garbled answer says
+ * nothing about the upload, which resumes from the server's offset), or a network error that
+ * escaped as a plain Error.
+ */
 export function isTransient(err: unknown): boolean {
-  if (err instanceof GirderError) return err.isTransient;
+  if (err instanceof GirderError) return err.isTransient || (err.type === 'malformed' && err.status >= 200 && err.status < 300);
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
     if (typeof code === 'string' && NETWORK_CODES.has(code)) return true;
