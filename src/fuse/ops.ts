@@ -9,7 +9,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import type Fuse from 'fuse-native';
-import { FsError } from '../errors.js';
+import { FsError, GirderError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
 import { errnoOf } from './errno.js';
@@ -33,6 +33,9 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
   function codeFor(op: string, path: string, err: unknown): number {
     if (err instanceof FsError) {
       if (logger.isLevelEnabled('trace')) logger.trace({ op, path, errno: err.errno }, 'fuse op failed');
+    } else if (err instanceof GirderError) {
+      // The server is down or refused: expected in operation, no stack needed.
+      logger.warn({ op, path, status: err.status, err: err.message }, 'Girder request failed');
     } else {
       logger.error({ op, path, err }, 'unexpected error in filesystem operation; answered EIO');
     }
