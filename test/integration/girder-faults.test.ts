@@ -1,16 +1,15 @@
-// The Girder layer under faults: a small proxy between the client and a real Girder answers 5xx,
+// The Girder layer under faults: the fault proxy (test/helpers/fault-proxy.ts) between the client and a real Girder answers 5xx,
 // cuts bodies, resets uploads, redirects downloads, or hangs, on chosen requests.
 import t from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { GirderError } from '../../src/errors.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { RestStore } from '../../src/girder/rest-store.js';
 import { silentLogger } from '../../src/log.js';
+import { startFaultProxy, type FaultAction } from '../helpers/fault-proxy.js';
 import { startGirder } from '../helpers/girder-server.js';
 
 const MiB = 1024 * 1024;
@@ -22,102 +21,18 @@ const upstream = new URL(info.apiUrl);
 const work = await mkdtemp(path.join(os.tmpdir(), 'girder-faults-test-'));
 t.teardown(() => rm(work, { recursive: true, force: true }));
 
-type Action =
-  | { kind: 'status'; status: number }
-  | { kind: 'cut'; afterBytes: number } // forward, then drop the connection after this many body bytes
-  | { kind: 'drop-request' } // read part of the request body, then drop the connection
-  | { kind: 'drop-answer' } // forward, then drop the connection instead of answering
-  | { kind: 'redirect'; location: string }
-  | { kind: 'hang' };
-
-interface Rule {
-  match: (method: string, url: string) => boolean;
-  action: Action;
-  times: number;
-}
-
-interface Seen {
-  method: string;
-  url: string;
-  headers: http.IncomingHttpHeaders;
-}
-
-const rules: Rule[] = [];
-const seen: Seen[] = [];
-
-function onNext(method: string, pattern: RegExp, action: Action, times = 1): void {
-  rules.push({ match: (m, url) => m === method && pattern.test(url), action, times });
-}
-
-const proxy = http.createServer((req, res) => {
-  const method = req.method ?? 'GET';
-  const url = req.url ?? '/';
-  seen.push({ method, url, headers: req.headers });
-  const rule = rules.find((r) => r.times > 0 && r.match(method, url));
-  if (rule !== undefined) rule.times--;
-  const action = rule?.action;
-
-  if (action?.kind === 'status') {
-    req.resume();
-    res.writeHead(action.status, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ message: 'injected failure', type: 'rest' }));
-    return;
-  }
-  if (action?.kind === 'redirect') {
-    req.resume();
-    res.writeHead(303, { location: action.location });
-    res.end();
-    return;
-  }
-  if (action?.kind === 'hang') {
-    req.resume();
-    return;
-  }
-  if (action?.kind === 'drop-request') {
-    let got = 0;
-    req.on('data', (chunk: Buffer) => {
-      got += chunk.length;
-      if (got > 64 * 1024) req.socket.destroy();
-    });
-    req.on('end', () => req.socket.destroy());
-    return;
-  }
+const proxy = await startFaultProxy({
+  upstream: info.apiUrl,
   // "/fake-s3/<rest>" stands for another server: forward it to Girder's API without credentials.
-  const target = url.startsWith('/fake-s3/') ? upstream.pathname + url.slice('/fake-s3'.length) : url;
-  const headers = { ...req.headers, host: upstream.host };
-  const up = http.request({ host: upstream.hostname, port: upstream.port, method, path: target, headers }, (upRes) => {
-    if (action?.kind === 'drop-answer') {
-      upRes.resume();
-      upRes.on('end', () => res.socket?.destroy());
-      return;
-    }
-    res.writeHead(upRes.statusCode ?? 502, upRes.headers);
-    if (action?.kind === 'cut') {
-      let sent = 0;
-      upRes.on('data', (chunk: Buffer) => {
-        const room = action.afterBytes - sent;
-        if (room <= 0) return;
-        sent += Math.min(room, chunk.length);
-        const last = sent >= action.afterBytes;
-        // Drop the connection once the bytes are handed to the kernel, so they all arrive.
-        res.write(chunk.subarray(0, room), () => {
-          if (last) setTimeout(() => res.socket?.destroy(), 20);
-        });
-      });
-      return;
-    }
-    upRes.pipe(res);
-  });
-  up.on('error', () => res.socket?.destroy());
-  req.pipe(up);
+  rewritePath: (url) => (url.startsWith('/fake-s3/') ? upstream.pathname + url.slice('/fake-s3'.length) : url),
 });
-await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
-const proxyPort = (proxy.address() as AddressInfo).port;
-const proxyOrigin = `http://127.0.0.1:${proxyPort}`;
-t.teardown(() => {
-  proxy.closeAllConnections();
-  return new Promise<void>((resolve) => proxy.close(() => resolve()));
-});
+t.teardown(() => proxy.close());
+const proxyOrigin = proxy.origin;
+const seen = proxy.seen;
+
+function onNext(method: string, pattern: RegExp, action: FaultAction, times = 1): void {
+  proxy.on(method, pattern, action, times);
+}
 
 const clients: GirderClient[] = [];
 t.teardown(async () => {
@@ -154,7 +69,7 @@ const uploaded = await store.uploadFile(item.id, 'src.bin', source);
 const ref = { id: uploaded.id, size: uploaded.size };
 
 t.afterEach(() => {
-  rules.length = 0;
+  proxy.clear();
 });
 
 t.test('a 503 on a GET is retried', async (tt) => {
@@ -234,7 +149,7 @@ t.test('an upload gives up after its retries with a transient error', async (tt)
   const err = await store.uploadFile(item.id, 'doomed.bin', local, { onUploadId: (id) => void ids.push(id) }).catch((e: unknown) => e);
   tt.ok(err instanceof GirderError && err.isTransient, String(err));
   tt.equal(ids.length, 1);
-  rules.length = 0;
+  proxy.clear();
   const doc = await store.uploadFile(item.id, 'doomed.bin', local, { resumeUploadId: ids[0] });
   tt.equal(doc.sha512, local.sha512, 'resumable afterwards');
 });
