@@ -12,6 +12,45 @@ import { scrubInitialEnviron } from './scrub-environ.js';
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 
+/** Options of the mount command; each can also be set as GIRDER_MOUNT_<NAME> in the environment. */
+const MOUNT_OPTIONS = {
+  'api-url': { type: 'string', describe: 'Girder API URL, e.g. https://girder.example.org/api/v1' },
+  'api-key-file': { type: 'string', describe: 'file holding a Girder API key (else env GIRDER_API_KEY)' },
+  'username': { type: 'string', describe: 'log in with a password (env GIRDER_PASSWORD or a prompt)' },
+  'attr-ttl': { type: 'number', default: 5, describe: 'seconds listings and attributes are trusted (0 = always ask)' },
+  'cache-dir': { type: 'string', describe: 'private cache directory (default ~/.cache/girder-mount/<folderId>, /var/cache/girder-mount/<folderId> for root)' },
+  'cache-max-size': { type: 'string', describe: 'byte cap of the read cache, e.g. 20G (default 10% of the free space)' },
+  'read-only': { type: 'boolean', default: false, alias: 'ro', describe: 'refuse every change (EROFS)' },
+  'sync-uploads': { type: 'boolean', default: false, describe: 'close() waits until Girder has the file' },
+  'allow-other': { type: 'boolean', default: false, describe: 'let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)' },
+  'uid': { type: 'number', describe: 'owner shown for every file (default: yours)' },
+  'gid': { type: 'number', describe: 'group shown for every file (default: yours)' },
+  'umask': { type: 'string', describe: 'permission bits to clear, octal (default 022)' },
+  'timeout': { type: 'number', default: 30, describe: 'seconds before a Girder request is given up' },
+  'retries': { type: 'number', default: 5, describe: 'retries of a failed idempotent request' },
+  'ca-file': { type: 'string', describe: 'extra CA certificate (PEM) to trust for https' },
+  'drain-timeout': { type: 'number', default: 120, describe: 'seconds to wait for pending uploads on SIGTERM' },
+  'log-level': { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error or silent' },
+} as const;
+
+/** GIRDER_MOUNT_* names the mount command takes (its options and positionals). */
+const MOUNT_ENV = new Set(
+  [...Object.keys(MOUNT_OPTIONS), 'folder-id', 'mountpoint'].map((k) => 'GIRDER_MOUNT_' + k.toUpperCase().replace(/-/g, '_')),
+);
+
+/**
+ * Unknown GIRDER_MOUNT_* variables (other tools' settings, typos) would fail the strict option check:
+ * warn and drop them instead.
+ */
+function dropUnknownEnv(): void {
+  for (const name of Object.keys(process.env)) {
+    if (name.startsWith('GIRDER_MOUNT_') && !MOUNT_ENV.has(name)) {
+      process.stderr.write(`girder-mount: warning: ignoring ${name}: no such option\n`);
+      delete process.env[name];
+    }
+  }
+}
+
 /** Ask on the terminal without echo; undefined when there is no terminal to ask on. */
 async function askPassword(prompt: string): Promise<string | undefined> {
   if (!process.stdin.isTTY) return undefined;
@@ -33,6 +72,7 @@ function fail(err: unknown): never {
 async function main(): Promise<void> {
   const env = { ...process.env };
   for (const name of SECRET_ENV) delete process.env[name];
+  dropUnknownEnv();
   // unsetenv leaves the bytes where /proc/<pid>/environ shows them
   await scrubInitialEnviron(SECRET_ENV);
 
@@ -47,23 +87,7 @@ async function main(): Promise<void> {
           .env('GIRDER_MOUNT')
           .positional('folderId', { type: 'string', demandOption: true, describe: 'id of the Girder folder to mount' })
           .positional('mountpoint', { type: 'string', demandOption: true, describe: 'an empty local directory' })
-          .option('api-url', { type: 'string', describe: 'Girder API URL, e.g. https://girder.example.org/api/v1' })
-          .option('api-key-file', { type: 'string', describe: 'file holding a Girder API key (else env GIRDER_API_KEY)' })
-          .option('username', { type: 'string', describe: 'log in with a password (env GIRDER_PASSWORD or a prompt)' })
-          .option('attr-ttl', { type: 'number', default: 5, describe: 'seconds listings and attributes are trusted (0 = always ask)' })
-          .option('cache-dir', { type: 'string', describe: 'private cache directory (default ~/.cache/girder-mount/<folderId>, /var/cache/girder-mount/<folderId> for root)' })
-          .option('cache-max-size', { type: 'string', describe: 'byte cap of the read cache, e.g. 20G (default 10% of the free space)' })
-          .option('read-only', { type: 'boolean', default: false, alias: 'ro', describe: 'refuse every change (EROFS)' })
-          .option('sync-uploads', { type: 'boolean', default: false, describe: 'close() waits until Girder has the file' })
-          .option('allow-other', { type: 'boolean', default: false, describe: 'let other users use the mount (needs user_allow_other in /etc/fuse.conf unless root)' })
-          .option('uid', { type: 'number', describe: 'owner shown for every file (default: yours)' })
-          .option('gid', { type: 'number', describe: 'group shown for every file (default: yours)' })
-          .option('umask', { type: 'string', describe: 'permission bits to clear, octal (default 022)' })
-          .option('timeout', { type: 'number', default: 30, describe: 'seconds before a Girder request is given up' })
-          .option('retries', { type: 'number', default: 5, describe: 'retries of a failed idempotent request' })
-          .option('ca-file', { type: 'string', describe: 'extra CA certificate (PEM) to trust for https' })
-          .option('drain-timeout', { type: 'number', default: 120, describe: 'seconds to wait for pending uploads on SIGTERM' })
-          .option('log-level', { type: 'string', default: 'info', describe: 'trace, debug, info, warn, error or silent' }),
+          .options(MOUNT_OPTIONS),
       async (argv) => {
         const config = await buildConfig(argv as unknown as MountArgs, env, askPassword);
         process.exitCode = await runMount(config);

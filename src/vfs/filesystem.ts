@@ -172,10 +172,11 @@ export class Vfs implements FileSystem {
       checkWritable(this.ctx, node, path);
       local = await this.startWriting(path, node, size === 0);
     }
-    await local.truncate(size);
-    if (local.openCount === 0) {
-      await this.sealIfDirty(local);
-      await this.sealer.disposeIfIdle(local);
+    try {
+      await local.truncate(size);
+      if (local.openCount === 0) await this.sealIfDirty(local);
+    } finally {
+      if (local.openCount === 0) await this.sealer.disposeIfIdle(local);
     }
   }
 

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { open, link, unlink, type FileHandle } from 'node:fs/promises';
+import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsError, toFsError } from '../errors.js';
 import type { UploadResult, UploadTarget } from './ports.js';
@@ -81,6 +81,7 @@ export class LocalFile {
 
   async truncate(size: number): Promise<void> {
     if (size > MAX_OFFSET) throw new FsError('EFBIG', `size past ${MAX_OFFSET}`);
+    if (size > this.size) await this.checkRoom(size - this.size);
     try {
       await this.unshare(Math.min(size, this.size));
       await this.fd.truncate(size);
@@ -134,6 +135,17 @@ export class LocalFile {
   async dispose(): Promise<void> {
     await this.fd.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
+  }
+
+  /**
+   * Growing by truncate costs no local space (the temp file is sparse) but every byte is uploaded:
+   * refuse a size the cache disk could not hold, as `truncate -s 1T` on a small disk would fail.
+   */
+  private async checkRoom(bytes: number): Promise<void> {
+    const fs = await statfs(this.dataDir);
+    if (bytes > fs.bavail * fs.bsize) {
+      throw new FsError('ENOSPC', `growing ${this.path} by ${bytes} bytes needs more than the cache disk's free space`);
+    }
   }
 
   private failed(err: unknown): FsError {

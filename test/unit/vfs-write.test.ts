@@ -255,3 +255,17 @@ t.test('writes after a close while the upload runs are not lost', async (t) => {
   await settled(fx);
   t.equal(onlyFile(fx, fx.store.rootId, 'busy.txt').data, 'first second');
 });
+
+t.test('truncate to a size the cache disk cannot hold: ENOSPC, nothing queued', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'small.txt', 'x');
+  t.equal(await errnoOf(fx.vfs.truncate('/small.txt', 2 ** 52)), 'ENOSPC');
+  const fh = await fx.vfs.create('/grow', 0o644, O_WRONLY);
+  t.equal(await errnoOf(fx.vfs.ftruncate(fh, 2 ** 52)), 'ENOSPC');
+  await fx.vfs.ftruncate(fh, 1 << 20);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(fx.store.contentOf(fx.store.filesIn(fx.store.itemsIn(fx.store.rootId).find((i) => i.name === 'grow')!.id)[0]!.id).length, 1 << 20);
+  t.equal(onlyFile(fx, fx.store.rootId, 'small.txt').data, 'x');
+});
