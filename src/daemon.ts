@@ -89,7 +89,6 @@ class Session {
     private readonly tree: Tree,
     private readonly cache: BlockCache,
     private readonly uploads: UploadQueue,
-    private readonly vfs: Vfs,
     private readonly fuse: FuseMount,
     private readonly unlock: () => Promise<void>,
   ) {
@@ -147,7 +146,7 @@ class Session {
         // Longer than a request with all its retries, so a slow server gives EIO, not ETIMEDOUT.
         opTimeoutMs: (config.timeoutS * (config.retries + 1) + 60) * 1000,
       }, logger);
-      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, vfs, fuse, unlock);
+      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, fuse, unlock);
       await session.afterMount();
       return session;
     } catch (err) {
