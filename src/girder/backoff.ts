@@ -2,10 +2,13 @@
 
 const MAX_DELAY_MS = 10_000;
 
-/** Delay before retry number `attempt` (1 for the first retry): base·2^(attempt-1), capped, plus up to 50 % jitter. */
-export function backoffDelay(attempt: number, baseMs: number): number {
-  const exp = Math.min(MAX_DELAY_MS, baseMs * 2 ** Math.max(0, attempt - 1));
-  return Math.round(exp * (1 + Math.random() * 0.5));
+/**
+ * Delay before retry number `attempt` (1 for the first retry): base·2^(attempt-1) plus up to 50 %
+ * jitter, never above `maxMs`.
+ */
+export function backoffDelay(attempt: number, baseMs: number, maxMs = MAX_DELAY_MS): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.min(30, Math.max(0, attempt - 1)));
+  return Math.round(Math.min(maxMs, exp * (1 + Math.random() * 0.5)));
 }
 
 /** Sleep `ms`, rejecting with the signal's reason if it aborts first. */

@@ -1,4 +1,7 @@
 import { GirderError } from '../../errors.js';
+import { backoffDelay } from '../../girder/backoff.js';
+
+export { sleep } from '../../girder/backoff.js';
 
 /** Socket-level failures that a later attempt may get past. */
 const NETWORK_CODES = new Set([
@@ -32,27 +35,7 @@ export function isMissing(err: unknown, model?: 'folder' | 'item' | 'file'): boo
   return err instanceof GirderError && err.isMissing && (model === undefined || err.message.startsWith(`Invalid ${model} id`));
 }
 
-/** Capped exponential backoff with up to 25 % jitter; attempt 1 is the first retry. */
+/** Capped exponential backoff with jitter; attempt 1 is the first retry. */
 export function retryDelay(attempt: number, range: { min: number; max: number }): number {
-  const base = Math.min(range.max, range.min * 2 ** Math.min(30, Math.max(0, attempt - 1)));
-  return Math.round(Math.min(range.max, base * (1 + Math.random() * 0.25)));
-}
-
-/** Sleep, rejecting with the signal's reason if it aborts first. */
-export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted === true) {
-      reject(signal.reason);
-      return;
-    }
-    const onAbort = (): void => {
-      clearTimeout(timer);
-      reject(signal?.reason);
-    };
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return backoffDelay(attempt, range.min, range.max);
 }
