@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { failingMount } from '../helpers/failing-mount.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { rest, type RawFolder } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
@@ -107,23 +108,13 @@ async function heldWriter(file: string, src: string): Promise<HeldWriter> {
 t.test('Girder down at start: one clear line, a non-zero exit, nothing mounted', async (tt) => {
   const folder = await freshFolder('down-at-start');
   await proxy.down();
-  const mnt = await mkdtemp(path.join(tmpdir(), 'girder-mnt-'));
-  const cache = await mkdtemp(path.join(tmpdir(), 'girder-cache-'));
-  tt.teardown(async () => {
-    await forceUnmount(mnt);
-    await rmdir(mnt).catch(() => undefined);
-    await rm(cache, { recursive: true, force: true });
-  });
-  const r = await run(
-    `${q(process.execPath)} ${q(cliPath())} ${folder._id} ${q(mnt)} --api-url ${q(proxy.apiUrl)} --cache-dir ${q(cache)} --timeout 2 --retries 1`,
-    { env: { GIRDER_API_KEY: info.admin.apiKey }, timeoutMs: 120_000 },
-  );
+  const r = await failingMount(tt, folder._id, ['--api-url', proxy.apiUrl, '--timeout', '2', '--retries', '1'], info.admin.apiKey);
   tt.notOk(r.timedOut, 'the daemon gives up by itself');
   tt.not(r.code, 0, `a non-zero exit (got ${r.code})`);
   const lines = r.stderr.trim().split('\n');
   tt.equal(lines.length, 1, `one line on stderr: ${r.stderr}`);
   tt.match(lines[0], /^girder-mount: cannot reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/, 'it says the server cannot be reached');
-  tt.notOk(await isMounted(mnt), 'nothing mounted');
+  tt.notOk(r.mounted, 'nothing mounted');
 });
 
 t.test('Girder goes down while mounted: EIO within the bound, the mount stays and recovers, a write closed meanwhile is uploaded', async (tt) => {

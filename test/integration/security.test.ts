@@ -6,6 +6,7 @@ import { chmod, mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from '
 import { networkInterfaces, tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
+import { failingMount } from '../helpers/failing-mount.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import { rest, type RawFolder } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
@@ -45,21 +46,6 @@ async function mountVia(tt: Teardown, proxy: FaultProxy, folderId: string, args:
   return m;
 }
 
-/** Runs the CLI to mount, expecting it to fail: its result, with the mountpoint checked afterwards. */
-async function failingMount(tt: Teardown, folderId: string, args: string[]): Promise<{ code: number | null; stderr: string; mounted: boolean; timedOut: boolean }> {
-  const mnt = await mkdtemp(path.join(tmpdir(), 'girder-mnt-'));
-  const cache = await mkdtemp(path.join(tmpdir(), 'girder-cache-'));
-  tt.teardown(async () => {
-    await forceUnmount(mnt);
-    await rmdir(mnt).catch(() => undefined);
-    await rm(cache, { recursive: true, force: true });
-  });
-  const r = await run(`${q(process.execPath)} ${q(cliPath())} ${folderId} ${q(mnt)} --cache-dir ${q(cache)} ${args.map(q).join(' ')}`, {
-    env: { GIRDER_API_KEY: info.admin.apiKey },
-    timeoutMs: 120_000,
-  });
-  return { code: r.code, stderr: r.stderr, mounted: await isMounted(mnt), timedOut: r.timedOut };
-}
 
 t.test('the API key and the tokens stay secret', async (tt) => {
   const folder = await freshFolder('secrets');
@@ -188,7 +174,7 @@ t.test('https: a self-signed certificate is refused clearly, and accepted with -
   const proxy = await proxyFor(tt, { tls: { key: good.key, cert: good.cert } });
   tt.match(proxy.apiUrl, /^https:\/\/127\.0\.0\.1:\d+\/api\/v1$/);
 
-  const refused = await failingMount(tt, folder._id, ['--api-url', proxy.apiUrl, '--timeout', '5', '--retries', '2']);
+  const refused = await failingMount(tt, folder._id, ['--api-url', proxy.apiUrl, '--timeout', '5', '--retries', '2'], info.admin.apiKey);
   tt.notOk(refused.timedOut, 'the daemon gives up by itself');
   tt.not(refused.code, 0, `a non-zero exit (${refused.code})`);
   tt.equal(refused.stderr.trim().split('\n').length, 1, `one line: ${refused.stderr}`);
@@ -207,7 +193,7 @@ t.test('https: a self-signed certificate is refused clearly, and accepted with -
   // A certificate for another name stays refused, CA or not.
   const wrongName = await cert('wrong-name', 'DNS:elsewhere.invalid');
   const other = await proxyFor(tt, { tls: { key: wrongName.key, cert: wrongName.cert } });
-  const mismatch = await failingMount(tt, folder._id, ['--api-url', other.apiUrl, '--ca-file', wrongName.certFile, '--timeout', '5', '--retries', '2']);
+  const mismatch = await failingMount(tt, folder._id, ['--api-url', other.apiUrl, '--ca-file', wrongName.certFile, '--timeout', '5', '--retries', '2'], info.admin.apiKey);
   tt.not(mismatch.code, 0, 'a certificate for another host: non-zero exit');
   tt.match(mismatch.stderr, /^girder-mount: the TLS certificate of 127\.0\.0\.1:\d+ was not accepted/, `it says so: ${mismatch.stderr}`);
   tt.notOk(mismatch.mounted, 'nothing mounted');

@@ -1,16 +1,8 @@
 import t from 'tap';
-import { FsError } from '../../src/errors.js';
+import { errnoOf } from '../helpers/errno.js';
 import { S_IFDIR, S_IFREG } from '../../src/vfs/api.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 
-async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'no error';
-  } catch (err) {
-    return err instanceof FsError ? err.errno : `not an FsError: ${String(err)}`;
-  }
-}
 
 t.test('Girder items map to files and directories', async (t) => {
   const fx = await vfsFixture();

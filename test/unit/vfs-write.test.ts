@@ -1,16 +1,8 @@
 import t from 'tap';
-import { FsError } from '../../src/errors.js';
+import { errnoOf } from '../helpers/errno.js';
 import { O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/vfs/api.js';
 import { vfsFixture, type VfsFixture } from '../helpers/vfs-fixture.js';
 
-async function errnoOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'no error';
-  } catch (err) {
-    return err instanceof FsError ? err.errno : `not an FsError: ${String(err)}`;
-  }
-}
 
 async function settled(fx: VfsFixture): Promise<void> {
   if (!(await fx.uploads.drain(20_000))) throw new Error('uploads did not drain');
