@@ -22,6 +22,7 @@ export async function readRange(
   length: number,
   into: Buffer,
   intoOffset = 0,
+  onProgress?: (filled: number) => void,
 ): Promise<number> {
   if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) {
     throw new RangeError(`invalid range: offset ${offset}, length ${length}`);
@@ -31,7 +32,7 @@ export async function readRange(
   }
   const end = Math.min(offset + length, file.size);
   if (offset >= end) return 0;
-  const state: ReadState = { pos: offset, end, into, shift: intoOffset - offset };
+  const state: ReadState = { pos: offset, end, into, shift: intoOffset - offset, report: onProgress === undefined ? undefined : () => onProgress(state.pos - offset) };
   let failures = 0;
   while (state.pos < end) {
     const before = state.pos;
@@ -56,6 +57,8 @@ interface ReadState {
   readonly into: Buffer;
   /** Buffer index = file offset + shift. */
   readonly shift: number;
+  /** Tells the caller that more bytes have landed. */
+  readonly report: (() => void) | undefined;
 }
 
 /** One GET (following redirects), copying what arrives; advances state.pos as bytes land. */
@@ -121,6 +124,7 @@ async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState):
       if (to > from) {
         chunk.copy(state.into, from + state.shift, from - at, to - at);
         state.pos = to;
+        state.report?.();
       }
       at += chunk.length;
       if (state.pos >= stopAt) break; // the rest (if any) is not wanted: drop it with the connection

@@ -82,8 +82,8 @@ export class RestStore implements GirderStore {
     return this.listAll('/item', { folderId, name }, decodeItem);
   }
 
-  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0): Promise<number> {
-    return readRange(this.client, file, offset, length, into, intoOffset);
+  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0, onProgress?: (filled: number) => void): Promise<number> {
+    return readRange(this.client, file, offset, length, into, intoOffset, onProgress);
   }
 
   async createFolder(parentId: string, name: string): Promise<FolderDoc> {

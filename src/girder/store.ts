@@ -21,9 +21,10 @@ export interface GirderStore {
 
   /**
    * Read `length` bytes at `offset` of a file into `into` (at `intoOffset`). Resolves with the
-   * number of bytes read: fewer than asked only at end of file.
+   * number of bytes read: fewer than asked only at end of file. `onProgress` hears how many bytes
+   * from the start of the range have landed so far, so callers can use them before the end.
    */
-  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset?: number): Promise<number>;
+  readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset?: number, onProgress?: (filled: number) => void): Promise<number>;
 
   createFolder(parentId: string, name: string): Promise<FolderDoc>;
   /** Creates an item; Girder may rename it `name (1)` on a clash: read the returned name. */

@@ -304,7 +304,7 @@ export class MemoryStore implements GirderStore {
     return this.itemsIn(folderId).filter((i) => i.name === name);
   }
 
-  async readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0): Promise<number> {
+  async readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0, onProgress?: (filled: number) => void): Promise<number> {
     await this.enter('readRange');
     const rec = this.fileRec(file.id);
     this.requireFileLevel(rec, AccessLevel.READ);
@@ -312,6 +312,7 @@ export class MemoryStore implements GirderStore {
     const end = Math.min(rec.bytes.length, offset + length, offset + (into.length - intoOffset));
     const n = rec.bytes.copy(into, intoOffset, offset, end);
     this.bytesRead += n;
+    onProgress?.(n);
     return n;
   }
 

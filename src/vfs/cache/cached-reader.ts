@@ -145,24 +145,37 @@ export class CachedReader {
     const slab = this.cache.slabs.take(length);
     const buf = slab.buf.subarray(0, length);
     this.inflightBytes += length;
-    const request = this.readRange(vf, offset, length, buf);
-    const entries: PendingBlock[] = [];
-    for (let b = first; b < end; b++) {
-      const start = (b - first) * bs;
-      const stop = start + vf.blockLength(b);
-      const promise = request.then((n) => buf.subarray(start, Math.max(start, Math.min(n, stop))));
+    // Each block is handed to its readers as soon as its bytes have landed, not when the whole
+    // request ends: a sequential reader follows the response as it streams in.
+    const landed: Array<(buf: Buffer) => void> = [];
+    const early = Array.from({ length: end - first }, () => new Promise<Buffer>((resolve) => landed.push(resolve)));
+    let nextLanded = 0;
+    const onProgress = (filled: number): void => {
+      for (; nextLanded < landed.length; nextLanded++) {
+        const start = nextLanded * bs;
+        const stop = start + vf.blockLength(first + nextLanded);
+        if (filled < stop) break;
+        (landed[nextLanded] as (buf: Buffer) => void)(buf.subarray(start, stop));
+      }
+    };
+    const done = this.readRange(vf, offset, length, buf, onProgress);
+    const entries: PendingBlock[] = early.map((landedBlock, i) => {
+      const start = i * bs;
+      const stop = start + vf.blockLength(first + i);
+      const whole = done.then((n) => buf.subarray(start, Math.max(start, Math.min(n, stop))));
+      const promise = Promise.race([landedBlock, whole]);
       promise.catch(noop); // a read-ahead nobody waits for may fail quietly
       const entry: PendingBlock = { promise, fromStore: true };
-      entries.push(entry);
-      vf.pending.set(b, entry);
-    }
+      vf.pending.set(first + i, entry);
+      return entry;
+    });
     const forget = (): void => {
       this.inflightBytes -= length;
       entries.forEach((entry, i) => {
         if (vf.pending.get(first + i) === entry) vf.pending.delete(first + i);
       });
     };
-    request.then(
+    done.then(
       (n) => {
         forget();
         this.cache.recordFetched(n);
@@ -189,8 +202,8 @@ export class CachedReader {
     );
   }
 
-  private async readRange(vf: VersionFile, offset: number, length: number, into: Buffer): Promise<number> {
-    return this.store.readRange({ id: vf.fileId, size: vf.size }, offset, length, into, 0);
+  private async readRange(vf: VersionFile, offset: number, length: number, into: Buffer, onProgress: (filled: number) => void): Promise<number> {
+    return this.store.readRange({ id: vf.fileId, size: vf.size }, offset, length, into, 0, onProgress);
   }
 
   /** Load a whole disk block into memory, shared by concurrent readers. */
