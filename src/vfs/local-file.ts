@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID, type Hash } from 'node:crypto';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsError, toFsError } from '../errors.js';
@@ -32,6 +32,13 @@ export class LocalFile {
   remoteVersion: string | undefined;
   /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
   failure: unknown;
+
+  /**
+   * SHA-512 of bytes [0, hashedUpTo), kept while the file is written front to back (cp, rsync,
+   * editors), so a close needs no second pass over the file to hash it. Gone after any other write.
+   */
+  private hasher: Hash | undefined = createHash('sha512');
+  private hashedUpTo = 0;
 
   /** The temp file is also the snapshot an upload reads: copy it before changing it. */
   private shared = false;
@@ -74,6 +81,7 @@ export class LocalFile {
     } catch (err) {
       throw this.failed(err);
     }
+    this.hashWrite(data, length, position);
     this.size = Math.max(this.size, position + length);
     this.touch();
     return length;
@@ -89,6 +97,12 @@ export class LocalFile {
       throw this.failed(err);
     }
     if (size === 0) this.failure = undefined; // nothing is left of what failed
+    if (size === 0) {
+      this.hasher = createHash('sha512');
+      this.hashedUpTo = 0;
+    } else if (size !== this.hashedUpTo) {
+      this.hasher = undefined;
+    }
     this.size = size;
     this.touch();
   }
@@ -97,13 +111,14 @@ export class LocalFile {
    * A second name for the current bytes, which the upload queue takes over (and removes when
    * done). Later changes copy the bytes first, so the upload never sees them change under it.
    */
-  async snapshot(): Promise<string> {
+  async snapshot(): Promise<{ path: string; sha512: string | undefined }> {
     await this.fd.sync();
     const path = join(this.dataDir, `${randomUUID()}.upload`);
     await link(this.tempPath, path);
     this.shared = true;
     this.dirty = false;
-    return path;
+    const sha512 = this.hasher !== undefined && this.hashedUpTo === this.size ? this.hasher.copy().digest('hex') : undefined;
+    return { path, sha512 };
   }
 
   /** Copy-on-write: move to a private copy of the first `keep` bytes before a change. */
@@ -145,6 +160,16 @@ export class LocalFile {
     const fs = await statfs(this.dataDir);
     if (bytes > fs.bavail * fs.bsize) {
       throw new FsError('ENOSPC', `growing ${this.path} by ${bytes} bytes needs more than the cache disk's free space`);
+    }
+  }
+
+  private hashWrite(data: Buffer, length: number, position: number): void {
+    if (this.hasher === undefined) return;
+    if (position === this.hashedUpTo) {
+      this.hasher.update(data.subarray(0, length));
+      this.hashedUpTo += length;
+    } else if (length > 0) {
+      this.hasher = undefined;
     }
   }
 

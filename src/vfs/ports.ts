@@ -15,6 +15,8 @@ export interface UploadJob {
   readonly target: UploadTarget;
   readonly tempPath: string;
   readonly size: number;
+  /** SHA-512 of the temp file, when it was computed as the bytes were written. */
+  readonly sha512?: string;
 }
 
 export interface UploadResult {

@@ -21,10 +21,10 @@ export class Sealer {
 
   /** Journal the file's current bytes for upload; resolves once the job is durable. */
   async seal(local: LocalFile): Promise<void> {
-    const tempPath = await local.snapshot().catch((err: unknown) => {
+    const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
       throw toFsError(err);
     });
-    const job = { path: local.path, target: local.target, tempPath, size: local.size };
+    const job = { path: local.path, target: local.target, tempPath, size: local.size, ...(sha512 !== undefined ? { sha512 } : {}) };
     let done: Promise<UploadResult>;
     try {
       ({ done } = await this.uploads.submit(job));
@@ -94,7 +94,8 @@ export class Sealer {
   private warnIfChangedRemotely(local: LocalFile): void {
     const target = local.target;
     const opened = local.remoteVersion;
-    if (target.kind !== 'file' || opened === undefined) return;
+    // An earlier upload of this file still in flight changes the server's version itself.
+    if (target.kind !== 'file' || opened === undefined || local.pendingUploads > 0) return;
     this.ctx.store.getFile(target.fileId).then(
       (now) => {
         if (versionKey(now) !== opened) {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { errnoOf } from '../helpers/errno.js';
 import { O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/vfs/api.js';
@@ -260,4 +261,32 @@ t.test('truncate to a size the cache disk cannot hold: ENOSPC, nothing queued', 
   await settled(fx);
   t.equal(fx.store.contentOf(fx.store.filesIn(fx.store.itemsIn(fx.store.rootId).find((i) => i.name === 'grow')!.id)[0]!.id).length, 1 << 20);
   t.equal(onlyFile(fx, fx.store.rootId, 'small.txt').data, 'x');
+});
+
+t.test('a file written front to back is hashed as it is written; any other order is hashed at upload', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const jobs: Array<{ path: string; sha512?: string }> = [];
+  const submit = fx.uploads.submit.bind(fx.uploads);
+  fx.uploads.submit = (job) => {
+    jobs.push({ path: job.path, ...(job.sha512 !== undefined ? { sha512: job.sha512 } : {}) });
+    return submit(job);
+  };
+  const data = Buffer.alloc(3 << 20);
+  for (let i = 0; i < data.length; i++) data[i] = (i * 31) & 0xff;
+  const hash = createHash('sha512').update(data).digest('hex');
+
+  let fh = await fx.vfs.create('/seq.bin', 0o644, O_WRONLY);
+  for (let pos = 0; pos < data.length; pos += 128 << 10) await fx.vfs.write(fh, data.subarray(pos), Math.min(128 << 10, data.length - pos), pos);
+  await fx.vfs.release(fh);
+
+  fh = await fx.vfs.create('/backwards.bin', 0o644, O_WRONLY);
+  for (let pos = data.length - (128 << 10); pos >= 0; pos -= 128 << 10) await fx.vfs.write(fh, data.subarray(pos), 128 << 10, pos);
+  await fx.vfs.release(fh);
+  await settled(fx);
+
+  t.equal(jobs.find((j) => j.path === '/seq.bin')?.sha512, hash, 'hash known at close');
+  t.equal(jobs.find((j) => j.path === '/backwards.bin')?.sha512, undefined, 'left to the upload queue');
+  t.equal(createHash('sha512').update(fx.store.contentOf(onlyFile(fx, fx.store.rootId, 'seq.bin').fileId)).digest('hex'), hash);
+  t.equal(createHash('sha512').update(fx.store.contentOf(onlyFile(fx, fx.store.rootId, 'backwards.bin').fileId)).digest('hex'), hash);
 });

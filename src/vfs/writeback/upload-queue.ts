@@ -235,7 +235,7 @@ export class UploadQueue {
     const signal = this.abort.signal;
     try {
       e.phase = 'hashing';
-      const hash = await sha512File(rec.job.tempPath, signal);
+      const hash = rec.job.sha512 !== undefined ? { sha512: rec.job.sha512, size: rec.job.size } : await sha512File(rec.job.tempPath, signal);
       if (hash.size !== rec.job.size) {
         this.log.warn({ path: rec.job.path, expected: rec.job.size, actual: hash.size }, 'temp file size differs from the job: uploading the file as it is');
       }
@@ -332,7 +332,6 @@ export class UploadQueue {
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'could not remove a finished upload from the journal');
     }
     this.remove(e);
-    if (this.entries.some((x) => x.rec.job.path === rec.job.path)) this.placedFor.set(rec.job.path, placed.file);
     if (forgotten) {
       await removeFile(rec.job.tempPath).catch((err: unknown) => {
         this.log.warn({ file: rec.job.tempPath, err: errorMessage(err) }, 'could not remove an uploaded temp file');
@@ -345,6 +344,10 @@ export class UploadQueue {
     } catch (err) {
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'onFinished callback threw');
     }
+    // Decided right before the waiters learn of the file (no await in between): every job of the path
+    // whose target was taken before that is queued or still being journaled, and replaces this file.
+    const later = this.entries.some((x) => x.rec.job.path === rec.job.path) || this.submitChains.has(rec.job.path);
+    if (later) this.placedFor.set(rec.job.path, placed.file);
     for (const w of e.waiters) w.resolve(result);
   }
 
@@ -390,6 +393,7 @@ function handled<T>(p: Promise<T>): Promise<T> {
 function plainJob(job: UploadJob): UploadJob {
   return {
     path: job.path, target: job.target, tempPath: job.tempPath, size: job.size,
+    ...(job.sha512 === undefined ? {} : { sha512: job.sha512 }),
     ...(job.meta === undefined ? {} : { meta: job.meta }),
   };
 }
