@@ -1,0 +1,123 @@
+// `ls -lR` and `find` over a seeded tree of single-file items in many folders, each on a fresh mount
+// (nothing cached) that talks to Girder through a counting proxy, vs curl fetching the same
+// listings through the same proxy: the listing pages only (GET /folder, GET /item), and every
+// request the mount made (the listing pages plus one GET /item/{id}/files per item).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { CountingProxy, type ProxiedRequest } from '../../test/helpers/counting-proxy.js';
+import { waitFor } from '../../test/helpers/wait.js';
+import type { BenchContext } from '../lib/context.js';
+import { curlReplay, type CurlTarget } from '../lib/curl.js';
+import { DaemonUsage, RssWatch } from '../lib/rss.js';
+import { seedTree } from '../lib/seed.js';
+import { median } from '../lib/stats.js';
+
+const SEED_IN_FLIGHT = 8;
+/** What the mount keeps in flight for the per-item file lists (src/vfs/tree.ts). */
+const CURL_PARALLEL = 16;
+
+function isListingPage(r: ProxiedRequest): boolean {
+  return r.pattern === 'GET /folder' || r.pattern === 'GET /item';
+}
+
+async function lineCount(file: string, pattern: RegExp): Promise<number> {
+  return (await readFile(file, 'utf8')).split('\n').filter((line) => pattern.test(line)).length;
+}
+
+export async function listing(ctx: BenchContext): Promise<void> {
+  const { items, folders } = ctx.opts;
+  const started = await ctx.startServer(); // its own server: 10,000 items would slow every other case on mongomock
+  ctx.log(`seeding ${items} items in ${folders} folders (${SEED_IN_FLIGHT} requests in flight)`);
+  const tree = await seedTree(started.admin, started.server.info.folders.adminPrivate, 'bench-tree', folders, items, SEED_IN_FLIGHT);
+  ctx.note(`listing case: seeded ${items} single-file items in ${folders} folders in ${tree.seconds.toFixed(0)} s (${(items / tree.seconds).toFixed(0)} items/s)`);
+
+  const proxy = await CountingProxy.start({ target: started.server.info.apiUrl });
+  ctx.onCleanup(() => proxy.close());
+  const curl: CurlTarget = { apiUrl: proxy.apiUrl, token: started.token, work: ctx.work };
+  const settle = (): Promise<boolean> => waitFor(() => proxy.inFlight() === 0, { timeoutMs: 120_000, what: 'the proxy to go idle' });
+
+  const ls: number[] = [];
+  const find: number[] = [];
+  const curlPages: number[] = [];
+  const curlSame: number[] = [];
+  const lsRequests: number[] = [];
+  const findRequests: number[] = [];
+  const pageRequests: number[] = [];
+  const lsUse = new DaemonUsage();
+  const findUse = new DaemonUsage();
+  let breakdown = '';
+  for (let run = 1; run <= ctx.opts.listingRuns; run++) {
+    // ls -lR on a fresh mount
+    let m = await ctx.mount(started.server, tree.rootId, `listing-ls-${run}`, { apiUrl: proxy.apiUrl });
+    let M = m.mount.mountpoint;
+    await settle();
+    let mark = proxy.mark();
+    let watch = await RssWatch.start(m.mount.pid);
+    const lsOut = path.join(ctx.work, 'ls-lR.txt');
+    ls.push((await ctx.timed(`ls -lR "$M" > "${lsOut}"`, { M })).seconds);
+    await lsUse.add(watch);
+    await settle();
+    const made = proxy.since(mark);
+    lsRequests.push(made.length);
+    breakdown = proxy.describe(mark).replace(/\n/g, ', ');
+    const listed = await lineCount(lsOut, /^-.* file-\d{6}\.txt$/);
+    if (listed !== items) throw new Error(`ls -lR listed ${listed} files, expected ${items}`);
+    await m.release();
+
+    // the same listings with curl, through the same proxy
+    const pages = made.filter(isListingPage);
+    pageRequests.push(pages.length);
+    curlPages.push(await curlReplay(curl, pages, 1, 'curl-pages.conf'));
+    curlSame.push(await curlReplay(curl, made.filter((r) => r.method === 'GET'), CURL_PARALLEL, 'curl-same.conf'));
+
+    // find on another fresh mount
+    m = await ctx.mount(started.server, tree.rootId, `listing-find-${run}`, { apiUrl: proxy.apiUrl });
+    M = m.mount.mountpoint;
+    await settle();
+    mark = proxy.mark();
+    watch = await RssWatch.start(m.mount.pid);
+    const findOut = path.join(ctx.work, 'find.txt');
+    find.push((await ctx.timed(`find "$M" > "${findOut}"`, { M })).seconds);
+    await findUse.add(watch);
+    await settle();
+    findRequests.push(proxy.mark() - mark);
+    const found = await lineCount(findOut, /\/file-\d{6}\.txt$/);
+    if (found !== items) throw new Error(`find found ${found} files, expected ${items}`);
+    await m.release(run === ctx.opts.listingRuns);
+    ctx.log(
+      `listing run ${run}: ls -lR ${ls.at(-1)?.toFixed(1)} s (${lsRequests.at(-1)} requests), find ${find.at(-1)?.toFixed(1)} s, ` +
+        `curl pages ${curlPages.at(-1)?.toFixed(1)} s, curl same requests ${curlSame.at(-1)?.toFixed(1)} s`,
+    );
+  }
+  ctx.note(`listing case: ${items} items in ${folders} folders; requests of one ls -lR: ${breakdown}`);
+  const what = `${items} items / ${folders} folders`;
+  ctx.addRow({
+    name: `ls -lR, ${what}`,
+    unit: 's',
+    ours: ls,
+    refName: `curl, ${median(pageRequests)} listing pages, sequential`,
+    ref: curlPages,
+    target: { kind: 'max', ratio: 1.5 },
+    ...lsUse.fields(),
+    requests: median(lsRequests),
+  });
+  ctx.addRow({
+    name: `ls -lR, ${what}`,
+    unit: 's',
+    ours: ls,
+    refName: `curl, the mount's ${median(lsRequests)} requests, ${CURL_PARALLEL} in flight`,
+    ref: curlSame,
+    target: { kind: 'max', ratio: 1.5 },
+    ...lsUse.fields(),
+    requests: median(lsRequests),
+  });
+  ctx.addRow({
+    name: `find, ${what}`,
+    unit: 's',
+    ours: find,
+    refName: 'curl, listing pages, sequential',
+    ref: curlPages,
+    ...findUse.fields(),
+    requests: median(findRequests),
+  });
+}

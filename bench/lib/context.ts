@@ -1,0 +1,169 @@
+// What every case shares: options, a local work dir, progress output, Girder servers and mounts
+// started as child processes (through the test helpers), shell commands timed from outside.
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { controlRequest } from '../../src/control/client.js';
+import { controlSocketPath } from '../../src/control/socket-path.js';
+import type { MountStatus } from '../../src/control/status.js';
+import { rest, type Rest } from '../../test/helpers/girder-rest.js';
+import { startGirder, type GirderServer } from '../../test/helpers/girder-server.js';
+import { startMount, type Mount } from '../../test/helpers/mount.js';
+import { sleep } from '../../test/helpers/wait.js';
+import { killRunningCommands, runCommand } from './command.js';
+import type { BenchOptions } from './options.js';
+import type { Row } from './report.js';
+
+export interface MountUnderTest {
+  mount: Mount;
+  /** The daemon's answer on its control socket (what `girder-mount status --json` prints). */
+  status(): Promise<MountStatus>;
+  /** Polls the status every 100 ms until no upload is pending. */
+  waitUploadsDone(timeoutMs?: number): Promise<MountStatus>;
+  /** SIGTERM and unmount, unless --keep and `keepIfAsked`; then it stays up until the bench ends. */
+  release(keepIfAsked?: boolean): Promise<void>;
+}
+
+export interface StartedServer {
+  server: GirderServer;
+  admin: Rest;
+  token: string;
+}
+
+export class BenchContext {
+  readonly rows: Row[] = [];
+  readonly notes: string[] = [];
+  private readonly cleanups: Array<() => Promise<unknown>> = [];
+  private readonly kept: Mount[] = [];
+  private readonly t0 = performance.now();
+
+  private constructor(
+    readonly opts: BenchOptions,
+    /** Local work dir (on the same disk as the cache dirs): local copies, references. */
+    readonly work: string,
+  ) {}
+
+  static async create(opts: BenchOptions): Promise<BenchContext> {
+    const work = await mkdtemp(path.join(tmpdir(), 'girder-bench-'));
+    const ctx = new BenchContext(opts, work);
+    ctx.onCleanup(() => rm(work, { recursive: true, force: true }));
+    return ctx;
+  }
+
+  log(message: string): void {
+    const s = ((performance.now() - this.t0) / 1000).toFixed(0).padStart(5);
+    process.stderr.write(`[bench ${s}s] ${message}\n`);
+  }
+
+  note(message: string): void {
+    this.notes.push(message);
+    this.log(`note: ${message}`);
+  }
+
+  addRow(row: Row): void {
+    this.rows.push(row);
+  }
+
+  onCleanup(fn: () => Promise<unknown>): void {
+    this.cleanups.push(fn);
+  }
+
+  async startServer(): Promise<StartedServer> {
+    const server = await startGirder();
+    this.onCleanup(() => server.stop());
+    const admin = rest(server, 'admin');
+    return { server, admin, token: await admin.token() };
+  }
+
+  /** Mounts `folderId` from a fresh, empty cache dir (through `apiUrl` when given, e.g. a proxy). */
+  async mount(server: GirderServer, folderId: string, label: string, extra: { apiUrl?: string; args?: string[] } = {}): Promise<MountUnderTest> {
+    const env: NodeJS.ProcessEnv = {};
+    if (this.opts.cpuProfDir !== undefined) {
+      const dir = path.resolve(this.opts.cpuProfDir, label);
+      await mkdir(dir, { recursive: true });
+      // Node 20 refuses --cpu-prof in NODE_OPTIONS; a preloaded module does the same job
+      const preload = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cpu-profile-preload.js');
+      env.NODE_OPTIONS = `--import=${preload}`;
+      env.BENCH_CPU_PROF_DIR = dir;
+    }
+    const info = extra.apiUrl === undefined ? server.info : { ...server.info, apiUrl: extra.apiUrl };
+    const mount = await startMount({ server: info, folderId, args: extra.args ?? [], env, timeoutMs: 120_000 });
+    let released = false;
+    const release = async (): Promise<void> => {
+      if (released) return;
+      released = true;
+      await mount.cleanup();
+    };
+    this.onCleanup(release);
+    const socket = controlSocketPath(mount.mountpoint);
+    const status = async (): Promise<MountStatus> => {
+      const answer = await controlRequest(socket, 'GET', '/status', 30_000);
+      if (answer.status !== 200) throw new Error(`status of ${mount.mountpoint}: HTTP ${answer.status}`);
+      return answer.body as MountStatus;
+    };
+    const keep = (): boolean => this.opts.keep;
+    const kept = this.kept;
+    return {
+      mount,
+      status,
+      async waitUploadsDone(timeoutMs = 3_600_000) {
+        const deadline = Date.now() + timeoutMs;
+        for (;;) {
+          const s = await status();
+          if (s.uploads.length === 0) return s;
+          const failed = s.uploads.find((u) => u.error !== undefined);
+          if (failed !== undefined && /fail/i.test(failed.state)) throw new Error(`upload of ${failed.path} failed: ${failed.error}`);
+          if (Date.now() > deadline) throw new Error(`uploads of ${mount.mountpoint} still pending after ${timeoutMs} ms`);
+          await sleep(100);
+        }
+      },
+      async release(keepIfAsked = false) {
+        if (keepIfAsked && keep()) {
+          kept.push(mount);
+          return;
+        }
+        await release();
+      },
+    };
+  }
+
+  /**
+   * Runs `cmd` with bash in a child process (with $M, $W and `vars` in its environment), throws
+   * unless it exits 0, and resolves with its wall time in seconds and its output.
+   */
+  async timed(cmd: string, vars: Record<string, string> = {}, timeoutMs = 3_600_000): Promise<{ seconds: number; stdout: string; stderr: string }> {
+    const started = performance.now();
+    const r = await runCommand(`set -o pipefail; ${cmd}`, { W: this.work, ...vars }, timeoutMs);
+    const seconds = (performance.now() - started) / 1000;
+    if (r.code !== 0) {
+      throw new Error(`\`${cmd}\` exited ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`);
+    }
+    return { seconds, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /** Mounts kept by --keep: print where they are and wait for Ctrl-C. */
+  async holdKept(servers: StartedServer[]): Promise<void> {
+    if (!this.opts.keep) return;
+    for (const s of servers) process.stderr.write(`server ${s.server.info.apiUrl}  Girder-Token: ${s.token}\n`);
+    for (const m of this.kept) process.stderr.write(`mount ${m.mountpoint} (daemon pid ${m.pid}, cache ${m.cacheDir})\n`);
+    process.stderr.write(`work dir ${this.work}\n--keep: press Ctrl-C to stop everything\n`);
+    await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+  }
+
+  async cleanup(): Promise<void> {
+    killRunningCommands(); // nothing may keep a mount busy while it is stopped
+    for (const fn of this.cleanups.reverse()) {
+      await fn().catch((err: unknown) => this.log(`cleanup: ${err instanceof Error ? err.message : String(err)}`));
+    }
+    this.cleanups.length = 0;
+  }
+}
+
+/** dd's summary line on stderr: the byte count it copied. */
+export function ddBytes(stderr: string): number {
+  const m = /^(\d+) bytes/m.exec(stderr);
+  if (m === null) throw new Error(`dd printed no byte count: ${stderr}`);
+  return Number(m[1]);
+}

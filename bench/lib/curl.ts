@@ -1,0 +1,99 @@
+// The references made with curl against the same server: a plain download, ranged GETs, a
+// chunked upload, and a replay of a list of GETs. Each is a child process timed from outside.
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { shellQuote as q } from '../../test/helpers/mount.js';
+import { runCommand } from './command.js';
+import { CHUNK_SIZE } from '../../test/helpers/girder-rest.js';
+
+export interface CurlTarget {
+  apiUrl: string;
+  token: string;
+  /** A directory for curl config files (they hold the token: mode 0600). */
+  work: string;
+}
+
+async function curl(args: string, timeoutMs = 3_600_000): Promise<{ seconds: number; stdout: string }> {
+  const started = performance.now();
+  const r = await runCommand(`curl -sS --fail ${args}`, {}, timeoutMs);
+  const seconds = (performance.now() - started) / 1000;
+  if (r.code !== 0) throw new Error(`curl ${args.slice(0, 300)} exited ${r.code}: ${r.stderr.slice(-2000)}`);
+  return { seconds, stdout: r.stdout };
+}
+
+function header(t: CurlTarget): string {
+  return `-H ${q(`Girder-Token: ${t.token}`)}`;
+}
+
+/** Seconds curl takes to download the file to /dev/null; checks the byte count. */
+export async function curlDownload(t: CurlTarget, fileId: string, expectBytes: number): Promise<number> {
+  const r = await curl(`-o /dev/null -w '%{size_download}' ${header(t)} ${q(`${t.apiUrl}/file/${fileId}/download`)}`);
+  if (Number(r.stdout) !== expectBytes) throw new Error(`curl downloaded ${r.stdout} bytes, expected ${expectBytes}`);
+  return r.seconds;
+}
+
+/** One curl process, one connection, a ranged GET of `length` bytes per offset; each GET's time in ms. */
+export async function curlRangedLatencies(t: CurlTarget, fileId: string, offsets: readonly number[], length: number): Promise<number[]> {
+  const url = `${t.apiUrl}/file/${fileId}/download`;
+  const blocks = offsets.map((o) =>
+    [`url = "${url}"`, `header = "Girder-Token: ${t.token}"`, `range = "${o}-${o + length - 1}"`, 'output = "/dev/null"', 'write-out = "%{time_total} %{size_download}\\n"'].join('\n'),
+  );
+  const config = path.join(t.work, 'curl-ranges.conf');
+  await writeFile(config, blocks.join('\nnext\n') + '\n', { mode: 0o600 });
+  const r = await curl(`-K ${q(config)}`);
+  const lines = r.stdout.trim().split('\n');
+  if (lines.length !== offsets.length) throw new Error(`curl made ${lines.length} ranged GETs, expected ${offsets.length}`);
+  return lines.map((line) => {
+    const [time, size] = line.split(' ');
+    if (Number(size) !== length) throw new Error(`a ranged GET returned ${size} bytes, expected ${length}`);
+    return Number(time) * 1000;
+  });
+}
+
+/**
+ * A chunked upload as a shell user would script it: POST /file, then POST /file/chunk of 64 MiB
+ * slices cut by dd. Resolves with the seconds it took and the new file's id.
+ */
+export async function curlChunkedUpload(t: CurlTarget, folderId: string, name: string, localPath: string, size: number): Promise<{ seconds: number; fileId: string }> {
+  const started = performance.now();
+  const query = new URLSearchParams({ parentType: 'folder', parentId: folderId, name, size: String(size) });
+  const init = await curl(`-X POST -H 'Content-Length: 0' ${header(t)} ${q(`${t.apiUrl}/file?${query}`)}`);
+  let doc = JSON.parse(init.stdout) as { _id: string; _modelType?: string };
+  const uploadId = doc._id;
+  const chunkMiB = CHUNK_SIZE / 2 ** 20;
+  for (let offset = 0, index = 0; offset < size; offset += CHUNK_SIZE, index++) {
+    const slice = `dd if=${q(localPath)} bs=1M skip=${index * chunkMiB} count=${chunkMiB} status=none`;
+    const chunkUrl = `${t.apiUrl}/file/chunk?uploadId=${uploadId}&offset=${offset}`;
+    const r = await runCommand(
+      `set -o pipefail; ${slice} | curl -sS --fail -X POST ${header(t)} -H 'Content-Type: application/octet-stream' --data-binary @- ${q(chunkUrl)}`,
+      {},
+      3_600_000,
+    );
+    if (r.code !== 0) throw new Error(`chunk at ${offset} failed (${r.code}): ${r.stderr.slice(-2000)}`);
+    doc = JSON.parse(r.stdout) as { _id: string; _modelType?: string };
+  }
+  if (doc._modelType !== 'file') throw new Error(`the curl upload of ${name} did not finish: ${JSON.stringify(doc).slice(0, 500)}`);
+  return { seconds: (performance.now() - started) / 1000, fileId: doc._id };
+}
+
+/**
+ * GETs every URL (path and query below the API root) with one curl process, `parallel` at a time
+ * over kept-alive connections; seconds it took. Every answer must be 200.
+ */
+export async function curlReplay(t: CurlTarget, requests: ReadonlyArray<{ path: string; query: string }>, parallel: number, configName: string): Promise<number> {
+  if (requests.length === 0) return 0;
+  const blocks = requests.map((r) =>
+    [`url = "${t.apiUrl}${r.path}${r.query ? `?${r.query}` : ''}"`, `header = "Girder-Token: ${t.token}"`, 'output = "/dev/null"', 'write-out = "%{http_code}\\n"'].join('\n'),
+  );
+  const config = path.join(t.work, configName);
+  await writeFile(config, blocks.join('\nnext\n') + '\n', { mode: 0o600 });
+  const par = parallel > 1 ? `--parallel --parallel-immediate --parallel-max ${parallel}` : '';
+  const r = await curl(`${par} -K ${q(config)}`);
+  const codes = r.stdout.trim().split('\n');
+  const bad = codes.filter((c) => c !== '200');
+  if (codes.length !== requests.length || bad.length > 0) {
+    throw new Error(`curl replay: ${codes.length} answers for ${requests.length} requests, ${bad.length} not 200 (${bad.slice(0, 5).join(', ')})`);
+  }
+  return r.seconds;
+}
