@@ -13,6 +13,8 @@ const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
  * open or an upload of it is pending, and serves reads of the path meanwhile.
  */
 export class LocalFile {
+  /** Names this file's uploads across renames (see UploadJob.key). */
+  readonly key = randomUUID();
   /** Handles open on it (readers and writers). */
   openCount = 0;
   /** Written since the last hand-off to the upload queue. */

@@ -17,6 +17,11 @@ export interface UploadJob {
   readonly size: number;
   /** SHA-512 of the temp file, when it was computed as the bytes were written. */
   readonly sha512?: string;
+  /**
+   * Names the file across renames of it or its directories: jobs of one key run in order, so the
+   * last close wins even when the path changed between two uploads (default: the path).
+   */
+  readonly key?: string;
 }
 
 export interface UploadResult {

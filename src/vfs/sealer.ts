@@ -24,7 +24,7 @@ export class Sealer {
     const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
       throw toFsError(err);
     });
-    const job = { path: local.path, target: local.target, tempPath, size: local.size, ...(sha512 !== undefined ? { sha512 } : {}) };
+    const job = { path: local.path, key: local.key, target: local.target, tempPath, size: local.size, ...(sha512 !== undefined ? { sha512 } : {}) };
     let done: Promise<UploadResult>;
     try {
       ({ done } = await this.uploads.submit(job));

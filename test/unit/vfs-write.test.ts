@@ -290,3 +290,25 @@ t.test('a file written front to back is hashed as it is written; any other order
   t.equal(createHash('sha512').update(fx.store.contentOf(onlyFile(fx, fx.store.rootId, 'seq.bin').fileId)).digest('hex'), hash);
   t.equal(createHash('sha512').update(fx.store.contentOf(onlyFile(fx, fx.store.rootId, 'backwards.bin').fileId)).digest('hex'), hash);
 });
+
+t.test('last close wins when the directory moves while an earlier upload of the file runs', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const a = fx.store.seedFolder(fx.store.rootId, 'a');
+  fx.store.seedFile(a.id, 'P', 'original');
+  const gate = fx.store.gate('replaceFile');
+  let fh = await fx.vfs.open('/a/P', O_WRONLY | O_TRUNC);
+  await fx.vfs.write(fh, Buffer.alloc(2 << 20, 1), 2 << 20, 0);
+  await fx.vfs.release(fh);
+  await gate.reached;
+  await fx.vfs.rename('/a', '/b');
+  fh = await fx.vfs.open('/b/P', O_WRONLY | O_TRUNC);
+  await fx.vfs.write(fh, Buffer.from('newest'), 6, 0);
+  await fx.vfs.release(fh);
+  // Give a wrongly parallel second upload the time to finish before the first one goes on.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  gate.release();
+  await settled(fx);
+  t.equal(onlyFile(fx, a.id, 'P').data, 'newest', 'the server holds the last close');
+  t.equal((await fx.readFile('/b/P')).toString(), 'newest');
+});

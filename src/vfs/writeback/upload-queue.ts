@@ -69,7 +69,7 @@ export class UploadQueue {
   /** Unfinished jobs, in submission order. */
   private readonly entries: Entry[] = [];
   private readonly running = new Set<Promise<void>>();
-  private readonly busyPaths = new Set<string>();
+  private readonly busyKeys = new Set<string>();
   /** Journal writes of new jobs, chained per path so they enter the queue in order. */
   private readonly submitChains = new Map<string, Promise<void>>();
   /** File made by a finished job whose path has later jobs queued: those replace it. */
@@ -97,9 +97,9 @@ export class UploadQueue {
     await this.journal.init();
     const records = await this.journal.readAll();
     this.seq = records.reduce((max, r) => Math.max(max, r.seq + 1), 0);
-    const newest = new Map(records.map((r) => [r.job.path, r]));
+    const newest = new Map(records.map((r) => [keyOf(r.job), r]));
     for (const rec of records) {
-      if (newest.get(rec.job.path) !== rec) await this.discard(rec);
+      if (newest.get(keyOf(rec.job)) !== rec) await this.discard(rec);
     }
     this.started = true;
     const resumed = [...newest.values()].sort((a, b) => a.seq - b.seq);
@@ -124,12 +124,13 @@ export class UploadQueue {
       job: plainJob(job), resume: {},
     };
     const path = job.path;
-    const written = (this.submitChains.get(path) ?? Promise.resolve()).catch(() => undefined).then(() => this.journal.write(rec));
-    this.submitChains.set(path, written);
+    const key = keyOf(job);
+    const written = (this.submitChains.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => this.journal.write(rec));
+    this.submitChains.set(key, written);
     try {
       await written;
     } finally {
-      if (this.submitChains.get(path) === written) this.submitChains.delete(path);
+      if (this.submitChains.get(key) === written) this.submitChains.delete(key);
     }
     if (this.closed) return { done: handled(Promise.reject(new UploadQueueClosedError(path))) };
     const entry = this.enqueue(rec, job);
@@ -191,7 +192,7 @@ export class UploadQueue {
     const entry: Entry = { job, rec, promise, waiters, started: false, phase: 'queued', sent: 0, lastProgressLog: 0 };
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const old = this.entries[i] as Entry;
-      if (old.rec.job.path !== rec.job.path || old.started) continue;
+      if (keyOf(old.rec.job) !== keyOf(rec.job) || old.started) continue;
       this.entries.splice(i, 1);
       entry.waiters.push(...old.waiters); // they get the newer job's outcome
       void this.discard(old.rec);
@@ -215,13 +216,13 @@ export class UploadQueue {
     if (this.closed) return;
     for (const e of this.entries) {
       if (this.running.size >= this.concurrency) break;
-      const path = e.rec.job.path;
-      if (e.started || this.busyPaths.has(path)) continue;
+      const key = keyOf(e.rec.job);
+      if (e.started || this.busyKeys.has(key)) continue;
       e.started = true;
-      this.busyPaths.add(path);
+      this.busyKeys.add(key);
       const run: Promise<void> = this.run(e).finally(() => {
         this.running.delete(run);
-        this.busyPaths.delete(path);
+        this.busyKeys.delete(key);
         this.schedule();
         this.notifyDrain();
       });
@@ -311,8 +312,8 @@ export class UploadQueue {
   /** A new-file job queued behind an earlier one of its path replaces the file that one made. */
   private async narrowToEarlierFile(e: Entry): Promise<void> {
     const { rec } = e;
-    const earlier = this.placedFor.get(rec.job.path);
-    this.placedFor.delete(rec.job.path);
+    const earlier = this.placedFor.get(keyOf(rec.job));
+    this.placedFor.delete(keyOf(rec.job));
     const t = rec.job.target;
     if (earlier === undefined || t.kind === 'file') return;
     const fallback = t.kind === 'folder' ? { folderId: t.folderId, name: t.name } : { itemId: t.itemId, name: t.name };
@@ -346,8 +347,8 @@ export class UploadQueue {
     }
     // Decided right before the waiters learn of the file (no await in between): every job of the path
     // whose target was taken before that is queued or still being journaled, and replaces this file.
-    const later = this.entries.some((x) => x.rec.job.path === rec.job.path) || this.submitChains.has(rec.job.path);
-    if (later) this.placedFor.set(rec.job.path, placed.file);
+    const later = this.entries.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
+    if (later) this.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
   }
 
@@ -362,7 +363,7 @@ export class UploadQueue {
       this.log.error({ path: rec.job.path, err: errorMessage(moveErr) }, 'could not move a failed upload to failed/: its journal record stays');
     }
     this.remove(e);
-    this.placedFor.delete(rec.job.path);
+    this.placedFor.delete(keyOf(rec.job));
     this.log.error({ path: rec.job.path, reason, keptAt: keptAt ?? rec.job.tempPath }, 'upload failed for good; the data is kept');
     const error = err instanceof Error ? err : new Error(reason);
     try {
@@ -390,9 +391,15 @@ function handled<T>(p: Promise<T>): Promise<T> {
   return p;
 }
 
+/** Jobs of one key run in order and supersede each other: the file's own key, or its path. */
+function keyOf(job: UploadJob): string {
+  return job.key ?? job.path;
+}
+
 function plainJob(job: UploadJob): UploadJob {
   return {
     path: job.path, target: job.target, tempPath: job.tempPath, size: job.size,
+    ...(job.key === undefined ? {} : { key: job.key }),
     ...(job.sha512 === undefined ? {} : { sha512: job.sha512 }),
     ...(job.meta === undefined ? {} : { meta: job.meta }),
   };
