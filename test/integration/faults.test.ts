@@ -433,6 +433,8 @@ t.test('two processes writing the same path', async (tt) => {
     const src = path.join(dir, 'local.txt');
     const local = Buffer.from('written here, closed last\n');
     await writeFile(src, local);
+    // The writer must open the file the mount knows (not create it anew past a cached listing).
+    await waitFor(async () => (await run(`test -f ${q(path.join(M, 'shared.txt'))}`)).code === 0, { what: 'the mount to list shared.txt' });
     const writer = await heldWriter(path.join(M, 'shared.txt'), src);
     await replaceContents(admin, original._id, Buffer.from('changed elsewhere meanwhile\n'));
     await writer.go();
