@@ -100,19 +100,22 @@ async function until(cond: () => boolean | Promise<boolean>, what: string, timeo
   }
 }
 
+/** Read the first 4 blocks of `a`, then of `c`, each cached in turn: the 8-block cap is then full. */
+async function fillCap(t: { ok(value: unknown): void }, rig: Rig, a: Parameters<Rig['readBlock']>[0], c: Parameters<Rig['readBlock']>[0]): Promise<void> {
+  for (const [file, name, base] of [[a, 'a', 0], [c, 'c', 4]] as const) {
+    for (let i = 0; i < 4; i++) {
+      t.ok(await rig.readBlock(file, i));
+      await until(() => rig.cached === (base + i + 1) * BLOCK, `${name}${i} cached`);
+    }
+  }
+}
+
 t.test('LRU eviction keeps the cap and drops the least recently used block', async (t) => {
   const rig = await Rig.make(t, 8 * BLOCK);
   const a = rig.seed('a', 16);
   const c = rig.seed('c', 16);
   const d = rig.seed('d', 16);
-  for (let i = 0; i < 4; i++) {
-    t.ok(await rig.readBlock(a, i));
-    await until(() => rig.cached === (i + 1) * BLOCK, `a${i} cached`);
-  }
-  for (let i = 0; i < 4; i++) {
-    t.ok(await rig.readBlock(c, i));
-    await until(() => rig.cached === (i + 5) * BLOCK, `c${i} cached`);
-  }
+  await fillCap(t, rig, a, c);
   const calls = rig.calls;
   t.ok(await rig.readBlock(a, 0), 'a0 again');
   t.equal(rig.calls, calls, 'a0 came from the cache');
@@ -293,14 +296,7 @@ t.test('without hole punching (no fallocate), eviction drops whole files', async
   const a = rig.seed('a', 16);
   const c = rig.seed('c', 16);
   const d = rig.seed('d', 16);
-  for (let i = 0; i < 4; i++) {
-    t.ok(await rig.readBlock(a, i));
-    await until(() => rig.cached === (i + 1) * BLOCK, `a${i} cached`);
-  }
-  for (let i = 0; i < 4; i++) {
-    t.ok(await rig.readBlock(c, i));
-    await until(() => rig.cached === (i + 5) * BLOCK, `c${i} cached`);
-  }
+  await fillCap(t, rig, a, c);
   const path = process.env.PATH;
   process.env.PATH = join(rig.dir, 'no-such-bin');
   t.teardown(() => {
