@@ -11,6 +11,7 @@ interface CallFrame {
 interface ProfileNode {
   id: number;
   callFrame: CallFrame;
+  children?: number[];
 }
 interface CpuProfile {
   nodes: ProfileNode[];
@@ -50,6 +51,7 @@ async function main(): Promise<void> {
   if (args.length === 0) throw new Error('usage: profile-summary <file.cpuprofile|dir>... [--top N]');
   const byFunction = new Map<string, number>();
   const byFile = new Map<string, number>();
+  const byOwner = new Map<string, number>();
   let all = 0;
   let wall = 0;
   let files = 0;
@@ -59,6 +61,19 @@ async function main(): Promise<void> {
       const profile = JSON.parse(await readFile(file, 'utf8')) as CpuProfile;
       wall += profile.endTime - profile.startTime;
       const nodes = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
+      const parents = new Map<number, number>();
+      for (const n of profile.nodes) for (const c of n.children ?? []) parents.set(c, n.id);
+      // the nearest frame of our code (dist/...) or of a package on the sample's stack
+      const ownerOf = (id: number): string => {
+        for (let at: number | undefined = id; at !== undefined; at = parents.get(at)) {
+          const url = nodes.get(at)?.url ?? '';
+          const pkg = /\/node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(url)?.[1];
+          if (pkg !== undefined) return `package ${pkg}`;
+          if (/\/dist\//.test(url)) return shortUrl(url);
+        }
+        const frame = nodes.get(id);
+        return frame?.url ? 'node internals' : `${frame?.functionName ?? '?'}`;
+      };
       profile.samples.forEach((id, i) => {
         const us = profile.timeDeltas[i] ?? 0;
         const frame = nodes.get(id);
@@ -67,14 +82,17 @@ async function main(): Promise<void> {
         const fn = `${frame.functionName || '(anonymous)'}  ${where}${frame.url ? `:${frame.lineNumber + 1}` : ''}`;
         byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
         byFile.set(where, (byFile.get(where) ?? 0) + us);
+        const owner = ownerOf(id);
+        byOwner.set(owner, (byOwner.get(owner) ?? 0) + us);
         all += us;
       });
     }
   }
-  const busy = all - (byFile.get('(native)') !== undefined ? (byFunction.get('(idle)  (native)') ?? 0) : 0);
+  const busy = all - (byFunction.get('(idle)  (native)') ?? 0);
   process.stdout.write(
     `${files} profile(s), ${(wall / 1e6).toFixed(1)} s of wall time, ${(busy / 1e6).toFixed(1)} s on the CPU (not idle)\n\n` +
-      `${table('self time by function', byFunction, all, top)}\n\n${table('self time by file', byFile, all, top)}\n`,
+      `${table('self time by function', byFunction, all, top)}\n\n${table('self time by file', byFile, all, top)}\n\n` +
+      `${table('time by the nearest caller of ours (dist/) or package on the stack', byOwner, all, top)}\n`,
   );
 }
 
