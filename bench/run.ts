@@ -35,10 +35,10 @@ async function main(): Promise<void> {
   const loadAtStart = hostInfo().load1;
   const ctx = await BenchContext.create(opts);
   let interrupted = false;
-  const onSignal = (): void => {
+  const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) process.exit(130);
     interrupted = true;
-    ctx.log('interrupted: cleaning up (again to quit at once)');
+    ctx.log(`${signal}: cleaning up (again to quit at once)`);
     void ctx.cleanup().then(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);

@@ -11,6 +11,7 @@ import type { BenchContext } from '../lib/context.js';
 import { curlReplay, type CurlTarget } from '../lib/curl.js';
 import { DaemonUsage, RssWatch } from '../lib/rss.js';
 import { seedTree } from '../lib/seed.js';
+import type { Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 
 const SEED_IN_FLIGHT = 8;
@@ -47,6 +48,17 @@ export async function listing(ctx: BenchContext): Promise<void> {
   const lsUse = new DaemonUsage();
   const findUse = new DaemonUsage();
   let breakdown = '';
+  const what = `${items} items / ${folders} folders`;
+  // the rows go in first and fill up as runs finish, so an interrupted run still reports them
+  const lsVsPages: Row = { name: `ls -lR, ${what}`, unit: 's', ours: ls, refName: 'curl, listing pages once each, sequential', ref: curlPages, target: { kind: 'max', ratio: 1.5 } };
+  const lsVsSame: Row = { name: `ls -lR, ${what}`, unit: 's', ours: ls, refName: `curl, the mount's requests, ${CURL_PARALLEL} in flight`, ref: curlSame, target: { kind: 'max', ratio: 1.5 } };
+  const findVsPages: Row = { name: `find, ${what}`, unit: 's', ours: find, refName: 'curl, listing pages once each, sequential', ref: curlPages };
+  for (const row of [lsVsPages, lsVsSame, findVsPages]) ctx.addRow(row);
+  const update = (): void => {
+    Object.assign(lsVsPages, lsUse.fields(), { requests: median(lsRequests), refName: `curl, ${median(pageRequests)} listing pages once each, sequential` });
+    Object.assign(lsVsSame, lsUse.fields(), { requests: median(lsRequests), refName: `curl, the mount's ${median(lsRequests)} requests, ${CURL_PARALLEL} in flight` });
+    if (find.length > 0) Object.assign(findVsPages, findUse.fields(), { requests: median(findRequests) });
+  };
   for (let run = 1; run <= ctx.opts.listingRuns; run++) {
     // ls -lR on a fresh mount
     let m = await ctx.mount(started.server, tree.rootId, `listing-ls-${run}`, { apiUrl: proxy.apiUrl });
@@ -71,6 +83,8 @@ export async function listing(ctx: BenchContext): Promise<void> {
     pageRequests.push(pages.length);
     curlPages.push(await curlReplay(curl, pages, 1, 'curl-pages.conf'));
     curlSame.push(await curlReplay(curl, made.filter((r) => r.method === 'GET'), CURL_PARALLEL, 'curl-same.conf'));
+    update();
+    ctx.log(`listing run ${run}: ls -lR ${ls.at(-1)?.toFixed(1)} s (${made.length} requests: ${breakdown}), curl pages ${curlPages.at(-1)?.toFixed(1)} s, curl same requests ${curlSame.at(-1)?.toFixed(1)} s`);
 
     // find on another fresh mount
     m = await ctx.mount(started.server, tree.rootId, `listing-find-${run}`, { apiUrl: proxy.apiUrl });
@@ -86,40 +100,8 @@ export async function listing(ctx: BenchContext): Promise<void> {
     const found = await lineCount(findOut, /\/file-\d{6}\.txt$/);
     if (found !== items) throw new Error(`find found ${found} files, expected ${items}`);
     await m.release(run === ctx.opts.listingRuns);
-    ctx.log(
-      `listing run ${run}: ls -lR ${ls.at(-1)?.toFixed(1)} s (${lsRequests.at(-1)} requests), find ${find.at(-1)?.toFixed(1)} s, ` +
-        `curl pages ${curlPages.at(-1)?.toFixed(1)} s, curl same requests ${curlSame.at(-1)?.toFixed(1)} s`,
-    );
+    update();
+    ctx.log(`listing run ${run}: find ${find.at(-1)?.toFixed(1)} s (${findRequests.at(-1)} requests)`);
   }
   ctx.note(`listing case: ${items} items in ${folders} folders; requests of one ls -lR: ${breakdown}`);
-  const what = `${items} items / ${folders} folders`;
-  ctx.addRow({
-    name: `ls -lR, ${what}`,
-    unit: 's',
-    ours: ls,
-    refName: `curl, ${median(pageRequests)} listing pages, sequential`,
-    ref: curlPages,
-    target: { kind: 'max', ratio: 1.5 },
-    ...lsUse.fields(),
-    requests: median(lsRequests),
-  });
-  ctx.addRow({
-    name: `ls -lR, ${what}`,
-    unit: 's',
-    ours: ls,
-    refName: `curl, the mount's ${median(lsRequests)} requests, ${CURL_PARALLEL} in flight`,
-    ref: curlSame,
-    target: { kind: 'max', ratio: 1.5 },
-    ...lsUse.fields(),
-    requests: median(lsRequests),
-  });
-  ctx.addRow({
-    name: `find, ${what}`,
-    unit: 's',
-    ours: find,
-    refName: 'curl, listing pages, sequential',
-    ref: curlPages,
-    ...findUse.fields(),
-    requests: median(findRequests),
-  });
 }
