@@ -1,7 +1,8 @@
-import { createHash, randomUUID, type Hash } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { FsError, toFsError } from '../errors.js';
+import { localWriter, type LocalWriter } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
@@ -36,11 +37,15 @@ export class LocalFile {
   failure: unknown;
 
   /**
-   * SHA-512 of bytes [0, hashedUpTo), kept while the file is written front to back (cp, rsync,
-   * editors), so a close needs no second pass over the file to hash it. Gone after any other write.
+   * The write thread keeps the SHA-512 of bytes [0, hashedUpTo) while the file is written front to
+   * back (cp, rsync, editors), so a close needs no second pass over the file to hash it. Gone
+   * after any other write.
    */
-  private hasher: Hash | undefined = createHash('sha512');
+  private hashing = true;
   private hashedUpTo = 0;
+  /** The file's ops on the write thread, and the newest write among them. */
+  private readonly writeKey: number;
+  private lastWrite = -1;
 
   /** The temp file is also the snapshot an upload reads: copy it before changing it. */
   private shared = false;
@@ -53,11 +58,16 @@ export class LocalFile {
     private tempPath: string,
     private fd: FileHandle,
     public size: number,
-  ) {}
+    private readonly writer: LocalWriter,
+  ) {
+    this.writeKey = writer.register((err) => {
+      this.failure ??= err;
+    });
+  }
 
-  static async create(dataDir: string, path: string, target: UploadTarget): Promise<LocalFile> {
+  static async create(dataDir: string, path: string, target: UploadTarget, writer = localWriter()): Promise<LocalFile> {
     const { tempPath, fd } = await newTemp(dataDir);
-    return new LocalFile(dataDir, path, target, tempPath, fd, 0);
+    return new LocalFile(dataDir, path, target, tempPath, fd, 0, writer);
   }
 
   get isNew(): boolean {
@@ -67,26 +77,36 @@ export class LocalFile {
   async read(into: Buffer, length: number, position: number): Promise<number> {
     if (position >= this.size) return 0;
     while (this.unsharing !== undefined) await this.unsharing;
+    await this.writer.reached(this.lastWrite);
     const { bytesRead } = await this.fd.read(into, 0, Math.min(length, this.size - position), position);
     return bytesRead;
   }
 
+  /**
+   * Answered once the bytes are copied to the write thread, which writes them to the temp file: a
+   * failure there is reported by a later write, and always by flush (close) and fsync.
+   */
   async write(data: Buffer, length: number, position: number): Promise<number> {
     if (position + length > MAX_OFFSET) throw new FsError('EFBIG', `write past ${MAX_OFFSET}`);
+    if (this.failure !== undefined) throw toFsError(this.failure);
+    if (length <= 0) return 0;
     try {
       await this.unshare(this.size);
-      let done = 0;
-      while (done < length) {
-        const { bytesWritten } = await this.fd.write(data, done, length - done, position + done);
-        done += bytesWritten;
-      }
+      const hashed = this.hashing && position === this.hashedUpTo;
+      if (hashed) this.hashedUpTo += length;
+      else this.hashing = false;
+      this.lastWrite = await this.writer.write(this.writeKey, this.fd.fd, position, data.subarray(0, length), hashed);
     } catch (err) {
       throw this.failed(err);
     }
-    this.hashWrite(data, length, position);
     this.size = Math.max(this.size, position + length);
     this.touch();
     return length;
+  }
+
+  /** SHA-512 of the file once its writes are done, when they went front to back; throws the first write that failed. */
+  async digest(): Promise<string | undefined> {
+    return this.settled(this.hashing && this.hashedUpTo === this.size);
   }
 
   async truncate(size: number): Promise<void> {
@@ -94,17 +114,20 @@ export class LocalFile {
     if (size > this.size) await this.checkRoom(size - this.size);
     try {
       await this.unshare(Math.min(size, this.size));
+      await this.writer.barrier(this.writeKey, false);
       await this.fd.truncate(size);
+      if (size === 0) {
+        await this.writer.reset(this.writeKey);
+        this.hashing = true;
+        this.hashedUpTo = 0;
+      } else if (size !== this.hashedUpTo && this.hashing) {
+        await this.writer.unhash(this.writeKey);
+        this.hashing = false;
+      }
     } catch (err) {
       throw this.failed(err);
     }
     if (size === 0) this.failure = undefined; // nothing is left of what failed
-    if (size === 0) {
-      this.hasher = createHash('sha512');
-      this.hashedUpTo = 0;
-    } else if (size !== this.hashedUpTo) {
-      this.hasher = undefined;
-    }
     this.size = size;
     this.touch();
   }
@@ -114,13 +137,22 @@ export class LocalFile {
    * done). Later changes copy the bytes first, so the upload never sees them change under it.
    */
   async snapshot(): Promise<{ path: string; sha512: string | undefined }> {
+    const sha512 = await this.settled(this.hashing && this.hashedUpTo === this.size);
     await this.fd.sync();
     const path = join(this.dataDir, `${randomUUID()}.upload`);
     await link(this.tempPath, path);
     this.shared = true;
     this.dirty = false;
-    const sha512 = this.hasher !== undefined && this.hashedUpTo === this.size ? this.hasher.copy().digest('hex') : undefined;
     return { path, sha512 };
+  }
+
+  /** Every queued write is in the temp file: the file's hash if asked for, or its first write error. */
+  private async settled(wantDigest: boolean): Promise<string | undefined> {
+    while (this.unsharing !== undefined) await this.unsharing;
+    const { digest, error } = await this.writer.barrier(this.writeKey, wantDigest);
+    if (error !== undefined) this.failure ??= error;
+    if (this.failure !== undefined) throw toFsError(this.failure);
+    return digest;
   }
 
   /** Copy-on-write: move to a private copy of the first `keep` bytes before a change. */
@@ -128,6 +160,7 @@ export class LocalFile {
     while (this.unsharing !== undefined) await this.unsharing;
     if (!this.shared) return;
     this.unsharing = (async () => {
+      await this.writer.barrier(this.writeKey, false);
       const next = await newTemp(this.dataDir);
       const chunk = Buffer.allocUnsafe(1 << 20);
       for (let pos = 0; pos < keep; ) {
@@ -150,6 +183,8 @@ export class LocalFile {
   }
 
   async dispose(): Promise<void> {
+    while (this.unsharing !== undefined) await this.unsharing.catch(() => undefined);
+    await this.writer.forget(this.writeKey).catch(() => undefined);
     await this.fd.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
   }
@@ -162,16 +197,6 @@ export class LocalFile {
     const fs = await statfs(this.dataDir);
     if (bytes > fs.bavail * fs.bsize) {
       throw new FsError('ENOSPC', `growing ${this.path} by ${bytes} bytes needs more than the cache disk's free space`);
-    }
-  }
-
-  private hashWrite(data: Buffer, length: number, position: number): void {
-    if (this.hasher === undefined) return;
-    if (position === this.hashedUpTo) {
-      this.hasher.update(data.subarray(0, length));
-      this.hashedUpTo += length;
-    } else if (length > 0) {
-      this.hasher = undefined;
     }
   }
 

@@ -1,0 +1,1 @@
+export { LocalWriter, localWriter, type BarrierResult } from './writer.js';

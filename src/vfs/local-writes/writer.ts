@@ -1,0 +1,235 @@
+/**
+ * The main thread's side of the write thread (worker.ts). A FUSE write costs the main thread one
+ * copy into the ring and is answered at once; the write thread does the pwrite and the SHA-512 on
+ * the other core. Errors of those pwrites reach the file through `onError` (soon) and through its
+ * next barrier (for sure), so close() and fsync() report them as a disk file system would.
+ */
+import { Worker } from 'node:worker_threads';
+import { FsError, toFsError } from '../../errors.js';
+import { allocateRing, F_FD, F_KEY, F_LEN, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type WriterMessage } from './ring.js';
+
+export interface BarrierResult {
+  /** SHA-512 of the file's bytes when they were written front to back, and asked for. */
+  readonly digest: string | undefined;
+  /** The first write of the file that failed. */
+  readonly error: FsError | undefined;
+}
+
+interface Submission {
+  readonly op: Op;
+  readonly key: number;
+  readonly fd: number;
+  readonly pos: number;
+  readonly len: number;
+  readonly req: number;
+  readonly bytes: Buffer | undefined;
+  readonly resolve: (seq: number) => void;
+  readonly reject: (err: unknown) => void;
+}
+
+export class LocalWriter {
+  private readonly worker: Worker;
+  private readonly data: Buffer;
+  private readonly counters: Int32Array;
+  private readonly meta: Float64Array;
+  /** Ops published (unwrapped). */
+  private head = 0;
+  private nextKey = 1;
+  private nextReq = 1;
+  private readonly queue: Submission[] = [];
+  private readonly tailWaiters: Array<{ readonly seq: number; readonly resolve: () => void; readonly reject: (err: unknown) => void }> = [];
+  private readonly replies = new Map<number, { readonly resolve: (r: BarrierResult) => void; readonly reject: (err: unknown) => void }>();
+  private readonly errorHandlers = new Map<number, (err: FsError) => void>();
+  private watchingTail = false;
+  private referenced = false;
+  private dead: FsError | undefined;
+
+  constructor() {
+    const ring = allocateRing();
+    this.data = Buffer.from(ring.data);
+    this.counters = new Int32Array(ring.counters);
+    this.meta = new Float64Array(ring.meta);
+    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: ring });
+    this.worker.on('message', (m: WriterMessage) => this.onMessage(m));
+    this.worker.on('error', (err) => this.die(err));
+    this.worker.on('exit', (code) => this.die(new Error(`the write thread exited with code ${code}`)));
+    this.worker.unref(); // (after the listeners, which ref it) held only while something waits on it: see holdWhileWaiting
+  }
+
+  /** A key for a file's ops; `onError` hears of its first failed write. */
+  register(onError: (err: FsError) => void): number {
+    const key = this.nextKey++;
+    this.errorHandlers.set(key, onError);
+    return key;
+  }
+
+  /** Queue bytes for `fd` at `pos` (copied before this resolves). Resolves with the last op's sequence number. */
+  write(key: number, fd: number, pos: number, bytes: Buffer, hashed: boolean): Promise<number> {
+    // All pieces are submitted at once, so no other write lands between them.
+    let last: Promise<number> = Promise.resolve(-1);
+    for (let done = 0; done < bytes.length; done += SLOT_BYTES) {
+      last.catch(noop); // only the last one is awaited; a failure fails them all alike
+      const piece = bytes.subarray(done, done + SLOT_BYTES);
+      last = this.submit(hashed ? Op.WriteHashed : Op.Write, key, fd, pos + done, piece.length, 0, piece);
+    }
+    return last;
+  }
+
+  async reset(key: number): Promise<void> {
+    await this.submit(Op.Reset, key, -1, 0, 0, 0, undefined);
+  }
+
+  async unhash(key: number): Promise<void> {
+    await this.submit(Op.Unhash, key, -1, 0, 0, 0, undefined);
+  }
+
+  /** Resolves once every op queued so far for any file is done, with the file's state. */
+  barrier(key: number, wantDigest: boolean): Promise<BarrierResult> {
+    return this.request(Op.Barrier, key, wantDigest ? 1 : 0);
+  }
+
+  /** Like barrier, and the write thread forgets the file. */
+  async forget(key: number): Promise<BarrierResult> {
+    try {
+      return await this.request(Op.Forget, key, 0);
+    } finally {
+      this.errorHandlers.delete(key);
+    }
+  }
+
+  /** Resolves once op `seq` (from write()) is done: its bytes are in the file. */
+  reached(seq: number): Promise<void> {
+    if (seq < 0 || this.completed() > seq) return Promise.resolve();
+    if (this.dead !== undefined) return Promise.reject(this.dead);
+    return new Promise((resolve, reject) => {
+      this.tailWaiters.push({ seq, resolve, reject });
+      this.watchTail();
+      this.holdWhileWaiting();
+    });
+  }
+
+  private request(op: Op.Barrier | Op.Forget, key: number, len: number): Promise<BarrierResult> {
+    const req = this.nextReq++;
+    return new Promise((resolve, reject) => {
+      this.replies.set(req, { resolve, reject });
+      this.holdWhileWaiting();
+      this.submit(op, key, -1, 0, len, req, undefined).catch((err: unknown) => {
+        this.replies.delete(req);
+        this.holdWhileWaiting();
+        reject(err);
+      });
+    });
+  }
+
+  private submit(op: Op, key: number, fd: number, pos: number, len: number, req: number, bytes: Buffer | undefined): Promise<number> {
+    if (this.dead !== undefined) return Promise.reject(this.dead);
+    if (this.queue.length === 0 && this.free() > 0) return Promise.resolve(this.publish(op, key, fd, pos, len, req, bytes));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ op, key, fd, pos, len, req, bytes, resolve, reject });
+      this.watchTail();
+      this.holdWhileWaiting();
+    });
+  }
+
+  /** Ops the write thread has finished (unwrapped from the int32 counter). */
+  private completed(): number {
+    return this.head - (((this.head | 0) - Atomics.load(this.counters, TAIL)) | 0);
+  }
+
+  private free(): number {
+    return SLOTS - (this.head - this.completed());
+  }
+
+  private publish(op: Op, key: number, fd: number, pos: number, len: number, req: number, bytes: Buffer | undefined): number {
+    const slot = this.head % SLOTS;
+    if (bytes !== undefined) bytes.copy(this.data, slot * SLOT_BYTES, 0, len);
+    const row = slot * FIELDS;
+    this.meta[row + F_OP] = op;
+    this.meta[row + F_KEY] = key;
+    this.meta[row + F_FD] = fd;
+    this.meta[row + F_POS] = pos;
+    this.meta[row + F_LEN] = len;
+    this.meta[row + F_REQ] = req;
+    const seq = this.head++;
+    Atomics.store(this.counters, HEAD, this.head | 0);
+    Atomics.notify(this.counters, HEAD);
+    return seq;
+  }
+
+  /** Wait (without blocking the event loop) for the write thread to finish an op, then pump. */
+  private watchTail(): void {
+    if (this.watchingTail || this.dead !== undefined) return;
+    this.watchingTail = true;
+    const wait = Atomics.waitAsync(this.counters, TAIL, Atomics.load(this.counters, TAIL));
+    const next = (): void => {
+      this.watchingTail = false;
+      this.pump();
+    };
+    if (wait.async) void wait.value.then(next);
+    else queueMicrotask(next);
+  }
+
+  private pump(): void {
+    while (this.queue.length > 0 && this.free() > 0) {
+      const s = this.queue.shift() as Submission;
+      s.resolve(this.publish(s.op, s.key, s.fd, s.pos, s.len, s.req, s.bytes));
+    }
+    const done = this.completed();
+    for (let i = this.tailWaiters.length - 1; i >= 0; i--) {
+      const w = this.tailWaiters[i] as (typeof this.tailWaiters)[number];
+      if (done > w.seq) {
+        this.tailWaiters.splice(i, 1);
+        w.resolve();
+      }
+    }
+    if (this.queue.length > 0 || this.tailWaiters.length > 0) this.watchTail();
+    this.holdWhileWaiting();
+  }
+
+  /** Keep the process alive while a promise waits on the write thread, and only then. */
+  private holdWhileWaiting(): void {
+    const waiting = this.queue.length > 0 || this.tailWaiters.length > 0 || this.replies.size > 0;
+    if (waiting === this.referenced) return;
+    this.referenced = waiting;
+    if (waiting) this.worker.ref();
+    else this.worker.unref();
+  }
+
+  private onMessage(m: WriterMessage): void {
+    if (m.t === 'error') {
+      this.errorHandlers.get(m.key)?.(codeError(m.code, m.message));
+      return;
+    }
+    const waiter = this.replies.get(m.req);
+    if (waiter === undefined) return;
+    this.replies.delete(m.req);
+    this.holdWhileWaiting();
+    waiter.resolve({ digest: m.digest, error: m.code === undefined ? undefined : codeError(m.code, m.message ?? m.code) });
+  }
+
+  /** The write thread is gone (a bug): every write waiting or to come fails with EIO. */
+  private die(cause: unknown): void {
+    if (this.dead !== undefined) return;
+    this.dead = new FsError('EIO', 'the write thread stopped', { cause });
+    for (const s of this.queue.splice(0)) s.reject(this.dead);
+    for (const w of this.tailWaiters.splice(0)) w.reject(this.dead);
+    for (const r of this.replies.values()) r.reject(this.dead);
+    this.replies.clear();
+    this.holdWhileWaiting();
+    for (const onError of this.errorHandlers.values()) onError(this.dead);
+  }
+}
+
+function noop(): void {}
+
+function codeError(code: string, message: string): FsError {
+  return toFsError(Object.assign(new Error(message), { code }));
+}
+
+let shared: LocalWriter | undefined;
+
+/** The process's write thread, started on first use. */
+export function localWriter(): LocalWriter {
+  shared ??= new LocalWriter();
+  return shared;
+}

@@ -1,0 +1,104 @@
+// The write thread: bytes reach the file in order, the running SHA-512 matches, backpressure holds
+// the main thread once the ring is full, and a failed pwrite is reported (soon, and at the barrier).
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import type { FsError } from '../../src/errors.js';
+import { LocalWriter } from '../../src/vfs/local-writes/index.js';
+import { SLOT_BYTES, SLOTS } from '../../src/vfs/local-writes/ring.js';
+
+const sha512 = (b: Buffer): string => createHash('sha512').update(b).digest('hex');
+
+t.test('front-to-back writes: exact bytes and hash, far more data than the ring holds', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const writer = new LocalWriter();
+  const fh = await open(path.join(dir, 'a'), 'w+');
+  t.teardown(() => fh.close());
+  const key = writer.register(() => t.fail('no write fails'));
+  const content = randomBytes(SLOTS * SLOT_BYTES * 3 + 12345);
+  // pieces of odd sizes, some bigger than a slot, all submitted before any is awaited
+  const sizes = [1, 4096, SLOT_BYTES, SLOT_BYTES * 2 + 7, 999_999];
+  const pending: Array<Promise<number>> = [];
+  for (let pos = 0, i = 0; pos < content.length; i++) {
+    const len = Math.min(sizes[i % sizes.length] as number, content.length - pos);
+    pending.push(writer.write(key, fh.fd, pos, content.subarray(pos, pos + len), true));
+    pos += len;
+  }
+  const seqs = await Promise.all(pending);
+  t.ok(seqs.every((s, i) => i === 0 || s > (seqs[i - 1] as number)), 'ops are numbered in submission order');
+  await writer.reached(seqs.at(-1) as number);
+  t.ok((await readFile(path.join(dir, 'a'))).equals(content), 'the file holds exactly the bytes written');
+  const { digest, error } = await writer.barrier(key, true);
+  t.equal(error, undefined);
+  t.equal(digest, sha512(content), 'the running hash is the SHA-512 of the file');
+});
+
+t.test('two files written at once: a write bigger than a slot is never split by another file', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const writer = new LocalWriter();
+  const a = await open(path.join(dir, 'a'), 'w+');
+  const b = await open(path.join(dir, 'b'), 'w+');
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+  });
+  const ka = writer.register(() => undefined);
+  const kb = writer.register(() => undefined);
+  const ca = randomBytes(5 * SLOT_BYTES + 3);
+  const cb = randomBytes(3 * SLOT_BYTES + 1);
+  const writes: Array<Promise<number>> = [];
+  for (let i = 0; i < 40; i++) {
+    writes.push(writer.write(ka, a.fd, i * ca.length, ca, true));
+    writes.push(writer.write(kb, b.fd, i * cb.length, cb, true));
+  }
+  await Promise.all(writes);
+  const [ra, rb] = await Promise.all([writer.barrier(ka, true), writer.barrier(kb, true)]);
+  t.equal(ra.digest, sha512(Buffer.concat(Array(40).fill(ca) as Buffer[])));
+  t.equal(rb.digest, sha512(Buffer.concat(Array(40).fill(cb) as Buffer[])));
+});
+
+t.test('an out-of-order write drops the hash; reset starts a new one', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const writer = new LocalWriter();
+  const fh = await open(path.join(dir, 'a'), 'w+');
+  t.teardown(() => fh.close());
+  const key = writer.register(() => undefined);
+  await writer.write(key, fh.fd, 0, Buffer.from('hello '), true);
+  await writer.write(key, fh.fd, 100, Buffer.from('far'), false);
+  t.equal((await writer.barrier(key, true)).digest, undefined, 'no hash after a write elsewhere');
+  await writer.write(key, fh.fd, 6, Buffer.from('more'), true);
+  t.equal((await writer.barrier(key, true)).digest, undefined, 'and it does not come back');
+  await fh.truncate(0);
+  await writer.reset(key);
+  await writer.write(key, fh.fd, 0, Buffer.from('again'), true);
+  t.equal((await writer.barrier(key, true)).digest, sha512(Buffer.from('again')), 'reset: a new hash from byte 0');
+  t.equal((await writer.barrier(writer.register(() => undefined), true)).digest, sha512(Buffer.alloc(0)), 'a file never written hashes as empty');
+});
+
+t.test('a failed pwrite: onError hears of it, the barrier reports it, later writes of the file are skipped, reset clears it', async (t) => {
+  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const writer = new LocalWriter();
+  const readOnly = await open(path.join(dir, 'ro'), 'w+').then(async (fh) => {
+    await fh.close();
+    return open(path.join(dir, 'ro'), 'r');
+  });
+  t.teardown(() => readOnly.close());
+  const heard: FsError[] = [];
+  const key = writer.register((err) => heard.push(err));
+  await writer.write(key, readOnly.fd, 0, Buffer.from('x'), true);
+  await writer.write(key, readOnly.fd, 1, Buffer.from('y'), true);
+  const { error } = await writer.barrier(key, false);
+  t.equal(error?.errno, 'EBADF', 'the barrier gives the errno of the failed write');
+  t.equal(heard.length, 1, 'onError heard once, for the first failure');
+  t.equal(heard[0]?.errno, 'EBADF');
+  await writer.reset(key);
+  t.equal((await writer.barrier(key, false)).error, undefined, 'reset: the failure no longer matters');
+  const forgotten = await writer.forget(key);
+  t.equal(forgotten.error, undefined);
+});
