@@ -8,7 +8,11 @@
 #   1. passes l->mtime as the mtime argument;
 #   2. sets flag_utime_omit_ok and maps UTIME_NOW to the current time and UTIME_OMIT to UINT64_MAX,
 #      which src/fuse/ops.ts reads as "leave this time unchanged";
-#   3. exports girder_mount_patch=1 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+#   3. answers getxattr of any name outside the user.* namespace with ENODATA in C, without a trip
+#      to JavaScript: the kernel asks for security.capability before every write(2), and that round
+#      trip cost as much as the write itself (cp writes 128 KiB at a time). girder-mount keeps no
+#      other namespace (src/vfs/xattrs.ts answers ENODATA too), so the answer is the same;
+#   4. exports girder_mount_patch=2 so src/fuse/native-addon.ts can tell the patched addon is loaded.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -53,7 +57,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  static const uint32_t op_rmdir = 33;
  
 +// girder-mount patch marker, read by src/fuse/native-addon.ts.
-+static const uint32_t girder_mount_patch = 1;
++static const uint32_t girder_mount_patch = 2;
 +
  // Data structures
  
@@ -82,7 +86,18 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  })
  
  FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {
-@@ -838,6 +848,7 @@
+@@ -500,6 +510,10 @@
+ })
+ 
+ FUSE_METHOD(getxattr, 4, 1, (const char *path, const char *name, char *value, size_t size), {
++  // girder-mount patch: only user.* attributes exist (src/vfs/xattrs.ts); answer the rest here,
++  // e.g. the security.capability lookup the kernel makes before every write(2).
++  if (strncmp(name, "user.", 5) != 0) return -ENODATA;
++
+   l->path = path;
+   l->name = name;
+   l->value = value;
+@@ -838,6 +852,7 @@
    if (implemented[op_releasedir]) ops.releasedir = fuse_native_releasedir;
    if (implemented[op_create]) ops.create = fuse_native_create;
    if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;
@@ -90,7 +105,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    if (implemented[op_unlink]) ops.unlink = fuse_native_unlink;
    if (implemented[op_rename]) ops.rename = fuse_native_rename;
    if (implemented[op_link]) ops.link = fuse_native_link;
-@@ -986,4 +997,5 @@
+@@ -986,4 +1001,5 @@
    NAPI_EXPORT_UINT32(op_symlink)
    NAPI_EXPORT_UINT32(op_mkdir)
    NAPI_EXPORT_UINT32(op_rmdir)
@@ -116,5 +131,5 @@ loaded="$(node -e '
   const b = require("node-gyp-build")(process.argv[1]);
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
-[[ "$loaded" == 1 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
-say "installed $fn_dir/build/Release/fuse.node (patched utimens)"
+[[ "$loaded" == 2 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+say "installed $fn_dir/build/Release/fuse.node (patched utimens and getxattr)"

@@ -64,7 +64,7 @@ export async function mountFuse(
   const utimensFixed = isPatchedAddon();
   if (!utimensFixed) {
     logger.warn({ addon: addonPath() },
-      'fuse-native addon lacks the utimens fix (mtime set through the mount becomes atime); run scripts/build-fuse-native.sh');
+      'fuse-native addon lacks the girder-mount patch (mtime set through the mount becomes atime, writes are slower); run scripts/build-fuse-native.sh');
   }
   const fuse = new GirderFuse(mountpoint, buildOperations(fs, logger), { timeout: operationTimeouts(options.opTimeoutMs) }, optionString);
   const path = fuse.mnt;

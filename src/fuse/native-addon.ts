@@ -39,7 +39,7 @@ export function addonPath(): string {
   return nodeGypBuild.path(fuseNativeDir);
 }
 
-/** True when the addon carries scripts/build-fuse-native.sh's utimens fix. */
+/** True when the addon carries scripts/build-fuse-native.sh's current patch (utimens, getxattr). */
 export function isPatchedAddon(): boolean {
-  return fuseBinding().girder_mount_patch === 1;
+  return (fuseBinding().girder_mount_patch ?? 0) >= 2;
 }

@@ -32,13 +32,15 @@ export interface WriteStats {
   maxWrite: number;
   /** Calls with length >= 64 KiB. */
   bigWrites: number;
+  /** getxattr calls that reached JavaScript. */
+  getxattrCalls: number;
 }
 
 /** Per path: an errno name (FsError) or 'crash' (a plain Error, i.e. a bug below the fuse layer). */
 export type Faults = Record<string, Errno | 'crash'>;
 
 export class MemoryFs implements FileSystem {
-  readonly stats: WriteStats = { writeCalls: 0, writeBytes: 0, minWrite: 0, maxWrite: 0, bigWrites: 0 };
+  readonly stats: WriteStats = { writeCalls: 0, writeBytes: 0, minWrite: 0, maxWrite: 0, bigWrites: 0, getxattrCalls: 0 };
   /** Every utimens call as it arrived, for tests. */
   readonly utimensCalls: Array<{ path: string; atime: number; mtime: number }> = [];
   private readonly root: Node;
@@ -220,6 +222,7 @@ export class MemoryFs implements FileSystem {
   }
 
   async getxattr(path: string, name: string): Promise<Buffer> {
+    this.stats.getxattrCalls++;
     const value = this.lookup(path).xattrs.get(name);
     if (value === undefined) throw new FsError('ENODATA');
     return value;

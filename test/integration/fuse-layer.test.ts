@@ -139,6 +139,17 @@ t.test('dd bs=1M arrives in big write calls (big_writes) and reads back the same
   t.equal(after.openHandles, 0, 'every handle released');
 });
 
+t.test('the security.capability lookup before each write(2) is answered without JavaScript', async (t) => {
+  const src = path.join(base, 'random-128k.bin');
+  t.equal((await run('dd', ['if=/dev/urandom', `of=${src}`, 'bs=128k', 'count=64'])).code, 0);
+  const before = await main.stats();
+  t.equal((await run('dd', [`if=${src}`, `of=${at('small-writes.bin')}`, 'bs=128k'])).code, 0);
+  const after = await main.stats();
+  t.equal(after.writeCalls - before.writeCalls, 64, '64 write(2) calls of 128 KiB');
+  t.equal(after.getxattrCalls - before.getxattrCalls, 0, 'and no getxattr reached the FileSystem');
+  t.equal((await run('getfattr', ['-n', 'security.capability', at('small-writes.bin')])).code, 1, 'asking for it still gets ENODATA');
+});
+
 t.test('O_TRUNC open of an existing file, truncate, fstat of an open file', async (t) => {
   t.equal((await sh(`printf 0123456789 > ${at('t.txt')} && printf ab > ${at('t.txt')}`)).code, 0);
   t.equal((await run('cat', [at('t.txt')])).stdout, 'ab');
