@@ -21,6 +21,10 @@ export class Sealer {
 
   /** Journal the file's current bytes for upload; resolves once the job is durable. */
   async seal(local: LocalFile): Promise<void> {
+    if (await this.sameAsServer(local)) {
+      local.dirty = false; // rewritten with the bytes Girder has: nothing to sync, journal or send
+      return;
+    }
     const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
       throw toFsError(err);
     });
@@ -47,6 +51,23 @@ export class Sealer {
       local.pendingUploads--;
       void this.disposeIfIdle(local);
     });
+  }
+
+  /**
+   * The file holds exactly the bytes of its Girder file, as it is now (an identical re-copy). Only
+   * asked when the hash is at hand; any doubt (another upload of it in flight, an mtime to store,
+   * the server not answering) says no, and the normal upload path decides.
+   */
+  private async sameAsServer(local: LocalFile): Promise<boolean> {
+    const target = local.target;
+    if (target.kind !== 'file' || target.remoteSha512 === undefined) return false;
+    if (local.pendingUploads > 0 || local.explicitMtime !== undefined) return false;
+    const sha512 = await local.digest().catch((err: unknown) => {
+      throw toFsError(err);
+    });
+    if (sha512 !== target.remoteSha512) return false;
+    const now = await this.ctx.store.getFile(target.fileId).catch(() => undefined);
+    return now?.sha512 === sha512 && now.size === local.size;
   }
 
   async disposeIfIdle(local: LocalFile): Promise<void> {

@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import t from 'tap';
 import { errnoOf } from '../helpers/errno.js';
 import { O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/vfs/api.js';
@@ -73,6 +75,34 @@ t.test('identical contents upload nothing', async (t) => {
   await fx.vfs.release(fh);
   await settled(fx);
   t.equal(fx.store.bytesUploaded, before, '0 bytes sent');
+});
+
+t.test('an identical rewrite is not even queued; one that the server changed meanwhile is uploaded (last close wins)', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { file } = fx.store.seedFile(fx.store.rootId, 'same.bin', Buffer.alloc(1 << 20, 7));
+  let queued = 0;
+  const submit = fx.uploads.submit.bind(fx.uploads);
+  fx.uploads.submit = (job) => {
+    queued++;
+    return submit(job);
+  };
+  const rewrite = async (): Promise<void> => {
+    const fh = await fx.vfs.open('/same.bin', O_WRONLY | O_TRUNC);
+    await fx.vfs.write(fh, Buffer.alloc(1 << 20, 7), 1 << 20, 0);
+    await fx.vfs.fsync(fh);
+    await fx.vfs.release(fh);
+    await settled(fx);
+  };
+  await rewrite();
+  t.equal(queued, 0, 'same bytes as the server: no upload job');
+
+  const other = path.join(fx.dir, 'other-client.bin');
+  await writeFile(other, 'changed elsewhere');
+  await fx.store.replaceFile(file.id, { path: other, size: 17 });
+  await rewrite();
+  t.equal(queued, 1, 'the server changed since: the local close is uploaded');
+  t.ok(fx.store.contentOf(file.id).equals(Buffer.alloc(1 << 20, 7)), 'and wins');
 });
 
 t.test('opening for writing without changes uploads nothing', async (t) => {
