@@ -5,7 +5,7 @@
 import type { BenchContext } from '../lib/context.js';
 import { curlChunkedUpload } from '../lib/curl.js';
 import type { DataSet } from '../lib/dataset.js';
-import { DaemonUsage, RssWatch } from '../lib/rss.js';
+import { DaemonUsage, RssWatch, waitIdle } from '../lib/rss.js';
 import { median, mibPerS } from '../lib/stats.js';
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
@@ -24,6 +24,7 @@ export async function bigCopy(ctx: BenchContext, data: DataSet): Promise<void> {
   const firstUse = new DaemonUsage();
   const againUse = new DaemonUsage();
   const admin = data.server.admin;
+  const settle = (): Promise<void> => waitIdle(data.server.server.info.pid);
   const upLocal = path.join(ctx.work, 'up.bin');
   await ctx.timed(`cp "$W/${data.bigName}" "${upLocal}"`);
   for (let run = 1; run <= ctx.opts.runs; run++) {
@@ -36,6 +37,7 @@ export async function bigCopy(ctx: BenchContext, data: DataSet): Promise<void> {
     await ctx.timed('ls "$M" > /dev/null', { M });
     const copy = `cp "${upLocal}" "$M/${name}"`;
 
+    await settle();
     let before = (await m.status()).requests;
     let watch = await RssWatch.start(m.mount.pid);
     let started = performance.now();
@@ -49,6 +51,7 @@ export async function bigCopy(ctx: BenchContext, data: DataSet): Promise<void> {
       ctx.note(`big-copy run ${run}: the daemon counted ${after.bytesUploaded - before.bytesUploaded} bytes uploaded for a ${data.bigSize}-byte file`);
     }
 
+    await settle();
     before = after;
     watch = await RssWatch.start(m.mount.pid);
     started = performance.now();
@@ -62,9 +65,11 @@ export async function bigCopy(ctx: BenchContext, data: DataSet): Promise<void> {
     }
     await m.release(run === ctx.opts.runs);
 
+    await settle();
     const up = await curlChunkedUpload(data.curl, data.folderId, `curl-${run}.bin`, upLocal, data.bigSize);
     curl.push(mibPerS(data.bigSize, up.seconds));
     localCp.push(mibPerS(data.bigSize, (await ctx.timed(`cp "${upLocal}" "$W/local-copy.bin" && rm "$W/local-copy.bin"`)).seconds));
+    await settle();
     sha.push((await ctx.timed(`sha512sum "${upLocal}" > /dev/null`)).seconds);
     ctx.log(`big-copy run ${run}: cp ${first.at(-1)?.toFixed(0)} MiB/s (curl ${curl.at(-1)?.toFixed(0)}), re-copy ${again.at(-1)?.toFixed(1)} s (sha512sum ${sha.at(-1)?.toFixed(1)} s)`);
 

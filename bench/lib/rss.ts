@@ -83,3 +83,18 @@ export class DaemonUsage {
     return { rssMiB: this.peakMiB, daemonCpuS: this.cpuS };
   }
 }
+
+/**
+ * Wait until `pid` is idle (under 5% of a CPU over half a second, or 60 s have passed), so a
+ * timing does not include the server still digesting the previous step (Girder hashes uploads).
+ */
+export async function waitIdle(pid: number): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let last = await cpuSeconds(pid);
+  while (Date.now() < deadline) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const now = await cpuSeconds(pid);
+    if (now - last < 0.025) return;
+    last = now;
+  }
+}
