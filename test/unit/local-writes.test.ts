@@ -1,22 +1,35 @@
 // The write thread: bytes reach the file in order, the running SHA-512 matches, backpressure holds
 // the main thread once the ring is full, and a failed pwrite is reported (soon, and at the barrier).
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, open, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { FsError } from '../../src/errors.js';
 import { LocalWriter } from '../../src/vfs/local-writes/index.js';
 import { SLOT_BYTES, SLOTS } from '../../src/vfs/local-writes/ring.js';
 
 const sha512 = (b: Buffer): string => createHash('sha512').update(b).digest('hex');
 
-t.test('front-to-back writes: exact bytes and hash, far more data than the ring holds', async (t) => {
+/** A writer of its own and a temp dir whose files (opened w+ unless said) are closed and removed after the test. */
+async function rig(t: Test): Promise<{ writer: LocalWriter; dir: string; file: (name: string, flags?: string) => Promise<FileHandle> }> {
   const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const writer = new LocalWriter();
-  const fh = await open(path.join(dir, 'a'), 'w+');
-  t.teardown(() => fh.close());
+  const handles: FileHandle[] = [];
+  t.teardown(async () => {
+    for (const fh of handles) await fh.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  const file = async (name: string, flags = 'w+'): Promise<FileHandle> => {
+    const fh = await open(path.join(dir, name), flags);
+    handles.push(fh);
+    return fh;
+  };
+  return { writer: new LocalWriter(), dir, file };
+}
+
+t.test('front-to-back writes: exact bytes and hash, far more data than the ring holds', async (t) => {
+  const { writer, dir, file } = await rig(t);
+  const fh = await file('a');
   const key = writer.register(() => t.fail('no write fails'));
   const content = randomBytes(SLOTS * SLOT_BYTES * 3 + 12345);
   // pieces of odd sizes, some bigger than a slot, all submitted before any is awaited
@@ -37,15 +50,9 @@ t.test('front-to-back writes: exact bytes and hash, far more data than the ring 
 });
 
 t.test('two files written at once: a write bigger than a slot is never split by another file', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const writer = new LocalWriter();
-  const a = await open(path.join(dir, 'a'), 'w+');
-  const b = await open(path.join(dir, 'b'), 'w+');
-  t.teardown(async () => {
-    await a.close();
-    await b.close();
-  });
+  const { writer, file } = await rig(t);
+  const a = await file('a');
+  const b = await file('b');
   const ka = writer.register(() => undefined);
   const kb = writer.register(() => undefined);
   const ca = randomBytes(5 * SLOT_BYTES + 3);
@@ -62,11 +69,8 @@ t.test('two files written at once: a write bigger than a slot is never split by 
 });
 
 t.test('an out-of-order write drops the hash; reset starts a new one', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const writer = new LocalWriter();
-  const fh = await open(path.join(dir, 'a'), 'w+');
-  t.teardown(() => fh.close());
+  const { writer, file } = await rig(t);
+  const fh = await file('a');
   const key = writer.register(() => undefined);
   await writer.write(key, fh.fd, 0, Buffer.from('hello '), true);
   await writer.write(key, fh.fd, 100, Buffer.from('far'), false);
@@ -81,14 +85,9 @@ t.test('an out-of-order write drops the hash; reset starts a new one', async (t)
 });
 
 t.test('a failed pwrite: onError hears of it, the barrier reports it, later writes of the file are skipped, reset clears it', async (t) => {
-  const dir = await mkdtemp(path.join(tmpdir(), 'local-writes-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const writer = new LocalWriter();
-  const readOnly = await open(path.join(dir, 'ro'), 'w+').then(async (fh) => {
-    await fh.close();
-    return open(path.join(dir, 'ro'), 'r');
-  });
-  t.teardown(() => readOnly.close());
+  const { writer, file } = await rig(t);
+  await (await file('ro')).close();
+  const readOnly = await file('ro', 'r');
   const heard: FsError[] = [];
   const key = writer.register((err) => heard.push(err));
   await writer.write(key, readOnly.fd, 0, Buffer.from('x'), true);
