@@ -63,7 +63,52 @@ interface ReadState {
 
 /** One GET (following redirects), copying what arrives; advances state.pos as bytes land. */
 async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState): Promise<void> {
-  const range = `bytes=${state.pos}-${state.end - 1}`;
+  const { body, start, end: bodyEnd, where } = await openRange(client, file, state.pos, state.end);
+  const stopAt = Math.min(bodyEnd, state.end);
+
+  let at = start;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      client.countDownloaded(chunk.length);
+      const from = Math.max(at, state.pos);
+      const to = Math.min(at + chunk.length, stopAt);
+      if (to > from) {
+        chunk.copy(state.into, from + state.shift, from - at, to - at);
+        state.pos = to;
+        state.report?.();
+      }
+      at += chunk.length;
+      if (state.pos >= stopAt) break; // the rest (if any) is not wanted: drop it with the connection
+    }
+  } catch (err) {
+    throw client.transportError(err);
+  } finally {
+    if (!body.destroyed && at < bodyEnd) discard(body);
+  }
+  if (state.pos < stopAt) {
+    client.countError();
+    throw new GirderError(`${where}: the body ended at byte ${at} of ${bodyEnd}`, 0, 'network');
+  }
+}
+
+/** An answer to a range GET whose headers were checked: its body carries bytes [start, end) of the file. */
+export interface RangeBody {
+  readonly body: Dispatcher.ResponseData['body'];
+  /** File offset of the body's first byte: the one asked for, or 0 when the server sent the whole file (200). */
+  readonly start: number;
+  /** File offset after the body's last byte. */
+  readonly end: number;
+  /** `GET /file/{id}/download`, for messages. */
+  readonly where: string;
+}
+
+/**
+ * Send one GET for bytes [from, to) of `file` (following redirects, resending the Range) and check
+ * the answer's headers: another size is a 'stale' error, another range a 'malformed' one; either
+ * way the body is dropped, never used. Non-2xx answers become GirderErrors.
+ */
+export async function openRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody> {
+  const range = `bytes=${from}-${to - 1}`;
   const apiPath = `/file/${encodeURIComponent(file.id)}/download`;
   let target = apiPath;
   let res = await client.send({ method: 'GET', path: target, headers: { range, accept: '*/*' } });
@@ -86,62 +131,31 @@ async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState):
     throw responseError('GET', apiPath, res.statusCode, header(res.headers, 'content-type') ?? '', text);
   }
 
-  const fail = async (message: string, type: string): Promise<never> => {
+  const fail = (message: string, type: string): never => {
     discard(res.body);
     client.countError();
     throw new GirderError(`${where}: ${message}`, res.statusCode, type);
   };
 
-  // [bodyStart, bodyEnd) is the part of the file the body claims to carry.
-  let bodyStart: number;
-  let bodyEnd: number;
   if (res.statusCode === 206) {
     const contentRange = header(res.headers, 'content-range') ?? '';
     const m = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec(contentRange.trim());
     if (m === null) return fail(`unusable Content-Range "${contentRange}" for ${range}`, 'malformed');
     const [first, last, total] = [Number(m[1]), Number(m[2]), m[3] === '*' ? file.size : Number(m[3])];
     if (total !== file.size) return fail(`file ${file.id} is now ${total} bytes, not ${file.size}`, 'stale');
-    if (first !== state.pos || last < first) return fail(`Content-Range "${contentRange}" does not match ${range}`, 'malformed');
-    bodyStart = first;
-    bodyEnd = Math.min(last + 1, file.size);
-  } else {
-    // 200: the whole file (Girder does this for empty files; a server may ignore Range).
-    const declared = header(res.headers, 'content-length');
-    if (declared !== undefined && Number(declared) !== file.size) {
-      return fail(`file ${file.id} is now ${declared} bytes, not ${file.size}`, 'stale');
-    }
-    bodyStart = 0;
-    bodyEnd = file.size;
+    if (first !== from || last < first) return fail(`Content-Range "${contentRange}" does not match ${range}`, 'malformed');
+    return { body: res.body, start: first, end: Math.min(last + 1, file.size), where };
   }
-  const stopAt = Math.min(bodyEnd, state.end);
-
-  let at = bodyStart;
-  try {
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      client.countDownloaded(chunk.length);
-      const from = Math.max(at, state.pos);
-      const to = Math.min(at + chunk.length, stopAt);
-      if (to > from) {
-        chunk.copy(state.into, from + state.shift, from - at, to - at);
-        state.pos = to;
-        state.report?.();
-      }
-      at += chunk.length;
-      if (state.pos >= stopAt) break; // the rest (if any) is not wanted: drop it with the connection
-    }
-  } catch (err) {
-    throw client.transportError(err);
-  } finally {
-    if (!res.body.destroyed && at < bodyEnd) discard(res.body);
+  // 200: the whole file (Girder does this for empty files; a server may ignore Range).
+  const declared = header(res.headers, 'content-length');
+  if (declared !== undefined && Number(declared) !== file.size) {
+    return fail(`file ${file.id} is now ${declared} bytes, not ${file.size}`, 'stale');
   }
-  if (state.pos < stopAt) {
-    client.countError();
-    throw new GirderError(`${where}: the body ended at byte ${at} of ${bodyEnd}`, 0, 'network');
-  }
+  return { body: res.body, start: 0, end: file.size, where };
 }
 
 /** Drop a body we will not read (closing its connection) without an unhandled 'error' event. */
-function discard(body: Dispatcher.ResponseData['body']): void {
+export function discard(body: Dispatcher.ResponseData['body']): void {
   body.on('error', () => undefined);
   body.destroy();
 }

@@ -5,7 +5,8 @@ import type { Logger } from '../log.js';
 import type { GirderClient, Query } from './client.js';
 import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
 import { readRange } from './download.js';
-import type { FileRef, GirderStore } from './store.js';
+import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
+import type { FileRef, GirderStore, RangeStream } from './store.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
 import { CHUNK_SIZE, upload } from './upload.js';
 
@@ -14,6 +15,8 @@ export interface RestStoreOptions {
   pageSize?: number;
   /** Upload chunk size (default 64 MiB; Girder refuses non-final chunks under 5 MiB). */
   chunkSize?: number;
+  /** GET sizes of streamed reads. */
+  stream?: RangeStreamOptions;
 }
 
 const NO_HASH = '0'.repeat(128);
@@ -21,6 +24,7 @@ const NO_HASH = '0'.repeat(128);
 export class RestStore implements GirderStore {
   private readonly pageSize: number;
   private readonly chunkSize: number;
+  private readonly streamOptions: RangeStreamOptions;
   private hashsum: Promise<boolean> | null = null;
 
   constructor(
@@ -30,6 +34,7 @@ export class RestStore implements GirderStore {
   ) {
     this.pageSize = Math.max(1, options.pageSize ?? 5000);
     this.chunkSize = options.chunkSize ?? CHUNK_SIZE;
+    this.streamOptions = options.stream ?? {};
   }
 
   async me(): Promise<UserDoc | null> {
@@ -84,6 +89,10 @@ export class RestStore implements GirderStore {
 
   readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0, onProgress?: (filled: number) => void): Promise<number> {
     return readRange(this.client, file, offset, length, into, intoOffset, onProgress);
+  }
+
+  streamRange(file: FileRef, offset: number, length: number): RangeStream {
+    return new HttpRangeStream(this.client, file, offset, length, this.streamOptions);
   }
 
   async createFolder(parentId: string, name: string): Promise<FolderDoc> {

@@ -25,6 +25,12 @@ export interface GirderStore {
    * from the start of the range have landed so far, so callers can use them before the end.
    */
   readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset?: number, onProgress?: (filled: number) => void): Promise<number>;
+  /**
+   * Bytes [offset, offset+length) of a file (clamped to its size) as one stream that the caller
+   * pulls with `read`: bytes nobody asked for yet are not fetched beyond a few buffers. For long
+   * sequential reads: far fewer requests than `readRange` calls. Errors as for `readRange`.
+   */
+  streamRange(file: FileRef, offset: number, length: number): RangeStream;
 
   createFolder(parentId: string, name: string): Promise<FolderDoc>;
   /** Creates an item; Girder may rename it `name (1)` on a clash: read the returned name. */
@@ -49,6 +55,19 @@ export interface GirderStore {
   /** Set (value) or delete (null) metadata keys. */
   setItemMeta(itemId: string, meta: Meta): Promise<ItemDoc>;
   setFolderMeta(folderId: string, meta: Meta): Promise<FolderDoc>;
+}
+
+/** A pulled read of one range of a file (see GirderStore.streamRange). */
+export interface RangeStream {
+  /**
+   * Fill `into` with the next bytes of the range. Reads queue and are filled in the order they
+   * were made; each resolves with its byte count, less than `into.length` only at the end of the
+   * range (0 after it). Rejects with the GirderError that ended the stream ('stale' when the file
+   * changed), or once the stream is closed.
+   */
+  read(into: Buffer): Promise<number>;
+  /** Stop: drop the connections; queued reads reject. */
+  close(): void;
 }
 
 /** What a range read needs to know of a file: its id and size (reads never pass EOF). */

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { GirderError } from '../../src/errors.js';
-import type { FileRef, GirderStore } from '../../src/girder/store.js';
+import type { FileRef, GirderStore, RangeStream } from '../../src/girder/store.js';
 import { AccessLevel } from '../../src/girder/types.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from '../../src/girder/types.js';
 
@@ -10,7 +10,8 @@ import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, User
  * id (...)`), silent `name (1)` renames of clashing items, 400 on clashing folders, trimmed names,
  * `created` reset on replace, `updated` absent on files until a rename, sha512 only "with the
  * hashsum_download plugin". Test hooks: failNext, delayNext, beforeNext, gate, interruptNextUpload, pauseNextUpload,
- * and the `calls` / `bytesUploaded` / `bytesRead` counters.
+ * and the `calls` / `bytesUploaded` / `bytesRead` counters. `streamRange` hooks act when the stream
+ * starts (its first read waits for them); `openStreams` holds the streams not yet closed.
  */
 
 export type StoreMethod = keyof GirderStore;
@@ -77,6 +78,11 @@ export interface MemoryStoreOptions {
   /** Clock in ms (default Date.now). */
   now?: () => number;
   user?: UserDoc | null;
+  /**
+   * readRange and streamRange fail with 'stale' when the file is no longer the size they were
+   * given, as RestStore does (default false: they return the bytes there are).
+   */
+  staleCheck?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -87,10 +93,13 @@ export class MemoryStore implements GirderStore {
   readonly calls: StoreMethod[] = [];
   /** Bytes received by uploads (uploadFile, replaceFile), resumed parts counted once. */
   bytesUploaded = 0;
-  /** Bytes served by readRange. */
+  /** Bytes served by readRange and streamRange. */
   bytesRead = 0;
+  /** Streams made by streamRange and not closed yet. */
+  readonly openStreams = new Set<RangeStream>();
   hashsum: boolean;
   chunkSize: number;
+  staleCheck: boolean;
   user: UserDoc | null;
 
   private readonly now: () => number;
@@ -110,6 +119,7 @@ export class MemoryStore implements GirderStore {
   constructor(opts: MemoryStoreOptions = {}) {
     this.hashsum = opts.hashsum ?? true;
     this.chunkSize = opts.chunkSize ?? MiB;
+    this.staleCheck = opts.staleCheck ?? false;
     this.now = opts.now ?? Date.now;
     this.user = opts.user === undefined ? { id: this.newId(), login: 'memory', admin: true } : opts.user;
     const t = this.now();
@@ -308,12 +318,49 @@ export class MemoryStore implements GirderStore {
     await this.enter('readRange');
     const rec = this.fileRec(file.id);
     this.requireFileLevel(rec, AccessLevel.READ);
+    this.checkSize(rec, file);
     if (offset >= rec.bytes.length || length <= 0) return 0;
     const end = Math.min(rec.bytes.length, offset + length, offset + (into.length - intoOffset));
     const n = rec.bytes.copy(into, intoOffset, offset, end);
     this.bytesRead += n;
     onProgress?.(n);
     return n;
+  }
+
+  /** Reads are served in order, each when the reads before it are done. */
+  streamRange(file: FileRef, offset: number, length: number): RangeStream {
+    let pos = offset;
+    let queuedEnd = offset;
+    const end = Math.max(offset, Math.min(offset + length, file.size));
+    let closed = false;
+    let chain: Promise<unknown> = this.enter('streamRange');
+    chain.catch(() => undefined); // a stream nobody reads from fails quietly
+    const stream: RangeStream = {
+      read: (into: Buffer): Promise<number> => {
+        if (closed) return Promise.reject(new GirderError('the range stream was closed', 0, 'aborted'));
+        const len = Math.max(0, Math.min(into.length, end - queuedEnd));
+        queuedEnd += len;
+        const served = chain.then(() => {
+          if (closed) throw new GirderError('the range stream was closed', 0, 'aborted');
+          if (len === 0) return 0;
+          const rec = this.fileRec(file.id);
+          this.requireFileLevel(rec, AccessLevel.READ);
+          this.checkSize(rec, file);
+          const n = pos < rec.bytes.length ? rec.bytes.copy(into, 0, pos, Math.min(pos + len, rec.bytes.length)) : 0;
+          pos += n;
+          this.bytesRead += n;
+          return n;
+        });
+        chain = served;
+        return served;
+      },
+      close: () => {
+        closed = true;
+        this.openStreams.delete(stream);
+      },
+    };
+    this.openStreams.add(stream);
+    return stream;
   }
 
   async createFolder(parentId: string, name: string): Promise<FolderDoc> {
@@ -472,6 +519,12 @@ export class MemoryStore implements GirderStore {
   }
 
   // ---- internals ----
+
+  private checkSize(rec: FileRec, file: FileRef): void {
+    if (this.staleCheck && rec.bytes.length !== file.size) {
+      throw new GirderError(`file ${file.id} is now ${rec.bytes.length} bytes, not ${file.size}`, 206, 'stale');
+    }
+  }
 
   private async enter(method: StoreMethod): Promise<void> {
     this.calls.push(method);

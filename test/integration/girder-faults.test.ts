@@ -115,6 +115,44 @@ t.test('a redirected download re-sends the Range and not the token', async (tt) 
   tt.equal(s3?.headers['girder-token'], undefined, 'no token sent to the redirect target');
 });
 
+t.test('a streamed read: a cut body resumes from the byte reached, a 5xx is retried, a redirect followed', async (tt) => {
+  {
+    const how = 'undici';
+    const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: 0 } });
+    const pull = async (offset: number, length: number): Promise<Buffer> => {
+      const rs = s.streamRange(ref, offset, length);
+      const into = Buffer.alloc(length);
+      const reads: Array<Promise<number>> = [];
+      for (let at = 0; at < length; at += 256 * 1024) reads.push(rs.read(into.subarray(at, Math.min(length, at + 256 * 1024))));
+      await Promise.all(reads);
+      rs.close();
+      return into;
+    };
+    const downloads = (): Array<string | undefined> => seen.filter((x) => x.url.includes('/download')).map((x) => x.headers.range as string | undefined);
+
+    onNext('GET', /\/download/, { kind: 'cut', afterBytes: 100_000 });
+    seen.length = 0;
+    tt.ok((await pull(1001, 2 * MiB)).equals(source.bytes.subarray(1001, 1001 + 2 * MiB)), `${how}: bytes match after a cut`);
+    tt.same(downloads(), [
+      `bytes=1001-${1001 + MiB - 1}`,
+      `bytes=${101_001}-${1001 + MiB - 1}`,
+      `bytes=${1001 + MiB}-${1001 + 2 * MiB - 1}`,
+    ], `${how}: resumed from the byte reached, then the next GET`);
+
+    onNext('GET', /\/download/, { kind: 'status', status: 503 });
+    const retries = c.stats().retries;
+    tt.ok((await pull(5, MiB + 10)).equals(source.bytes.subarray(5, MiB + 15)), `${how}: bytes match after a 503`);
+    tt.equal(c.stats().retries - retries, 1, `${how}: one retry`);
+
+    onNext('GET', /\/file\/[0-9a-f]+\/download/, { kind: 'redirect', location: `${proxyOrigin}/fake-s3/file/${ref.id}/download` });
+    seen.length = 0;
+    tt.ok((await pull(77, 300)).equals(source.bytes.subarray(77, 377)), `${how}: bytes match through a redirect`);
+    const s3 = seen.find((x) => x.url.startsWith('/fake-s3/'));
+    tt.equal(s3?.headers.range, 'bytes=77-376', `${how}: the Range is sent again`);
+    tt.equal(s3?.headers['girder-token'], undefined, `${how}: no token sent to the redirect target`);
+  }
+});
+
 t.test('a chunk dropped mid-body is resent from the server offset', async (tt) => {
   const local = await localFile('chunky', 11 * MiB + 3);
   onNext('POST', /\/file\/chunk\?.*offset=5242880/, { kind: 'drop-request' });

@@ -12,6 +12,7 @@ import { pino } from 'pino';
 import { GirderError } from '../../src/errors.js';
 import { GirderClient, type ClientOptions, type Credentials } from '../../src/girder/client.js';
 import { RestStore } from '../../src/girder/rest-store.js';
+import type { RangeStream } from '../../src/girder/store.js';
 import type { FileDoc } from '../../src/girder/types.js';
 import { silentLogger } from '../../src/log.js';
 import { startGirder } from '../helpers/girder-server.js';
@@ -272,6 +273,81 @@ t.test('uploads, range reads, replace, copy, dedup lookup', async (tt) => {
   const renamed = await store.renameFile(copy.id, 'renamed.bin');
   tt.equal(renamed.name, 'renamed.bin');
   tt.ok(renamed.updated !== undefined, 'a renamed file has updated');
+});
+
+/** Pull `length` bytes out of a stream with reads of varied sizes, several queued at once. */
+async function drain(rs: RangeStream, length: number): Promise<Buffer> {
+  const sizes = [1, 4096, 65_543, 300_001, 17, 1_000_000];
+  const out = Buffer.alloc(length);
+  const queued: Array<Promise<void>> = [];
+  let at = 0;
+  for (let i = 0; at < length; i++) {
+    const len = Math.min(sizes[i % sizes.length] as number, length - at);
+    const into = out.subarray(at, at + len);
+    const start = at;
+    queued.push(rs.read(into).then((n) => {
+      if (n !== len) throw new Error(`a read at ${start} got ${n} of ${len} bytes`);
+    }));
+    at += len;
+    if (queued.length >= 6) await queued.shift();
+  }
+  await Promise.all(queued);
+  return out;
+}
+
+t.test('streamed range reads: exact bytes through GETs that grow, end of file, close, a changed file', async (tt) => {
+  const parent = await newFolder('streams');
+  const item = await store.createItem(parent, 'data');
+  const local = await localFile('streamed', 3 * MiB + 12_345);
+  const doc = await store.uploadFile(item.id, 'streamed.bin', local);
+  const content = await readFile(local.path);
+  const ref = { id: doc.id, size: doc.size };
+  {
+    const how = 'undici';
+    const s = new RestStore(admin, silentLogger(), { stream: { firstRequestBytes: 100_000, maxRequestBytes: 400_000, openAheadBytes: 50_000 } });
+    const before = admin.stats().requests;
+    const rs = s.streamRange(ref, 777, content.length);
+    tt.ok((await drain(rs, content.length - 777)).equals(content.subarray(777)), `${how}: the bytes from 777 to the end`);
+    tt.equal(await rs.read(Buffer.alloc(10)), 0, `${how}: nothing after the end`);
+    const gets = admin.stats().requests - before;
+    // 100 000 + 200 000 + 400 000 x 8 covers 3 MiB + 11 568
+    tt.equal(gets, 10, `${how}: GETs of growing length, each sent once (${gets})`);
+    rs.close();
+    tt.match(await rs.read(Buffer.alloc(1)).catch((e: unknown) => e), { type: 'aborted' }, `${how}: a closed stream refuses reads`);
+
+    const stale = s.streamRange({ id: doc.id, size: doc.size + 1 }, 0, 10);
+    tt.match(await stale.read(Buffer.alloc(10)).catch((e: unknown) => e), { type: 'stale' }, `${how}: another size is 'stale'`);
+    stale.close();
+
+    const part = s.streamRange(ref, 0, content.length);
+    tt.ok((await drain(part, 150_000)).equals(content.subarray(0, 150_000)));
+    const queued = part.read(Buffer.alloc(2 * MiB)).then(() => 'read', (e: unknown) => e);
+    part.close();
+    tt.match(await queued, { type: 'aborted' }, `${how}: close rejects the queued reads`);
+  }
+
+  // the file changes under a stream: the old bytes, then 'stale', never other bytes
+  const s = new RestStore(admin, silentLogger(), { stream: { firstRequestBytes: 256 * 1024, maxRequestBytes: 256 * 1024, openAheadBytes: 0 } });
+  const rs = s.streamRange(ref, 0, content.length);
+  tt.ok((await drain(rs, 300_000)).equals(content.subarray(0, 300_000)), 'the first bytes');
+  await store.replaceFile(doc.id, await localFile('streamed-2', 2 * MiB));
+  let got = 300_000;
+  let outcome: unknown;
+  for (;;) {
+    const into = Buffer.alloc(100_000);
+    const n = await rs.read(into).catch((e: unknown) => {
+      outcome = e;
+      return -1;
+    });
+    if (n < 0) break;
+    if (n === 0 || !into.subarray(0, n).equals(content.subarray(got, got + n))) {
+      outcome = `other bytes at ${got}`;
+      break;
+    }
+    got += n;
+  }
+  tt.match(outcome, { type: 'stale' }, `a 'stale' error after ${got} bytes of the old version`);
+  rs.close();
 });
 
 t.test('an interrupted upload resumes from its upload id', async (tt) => {
