@@ -1,6 +1,8 @@
 // Issue 2, "Tests count HTTP requests": a counting proxy between the mount and Girder shows what
-// `ls -lR` of 2,000 items in 20 folders costs, that cached listings cost nothing within the TTL, and
-// that reading one block of a file is one or two ranged GETs, not a download.
+// `ls -lR` of 2,000 items in 20 folders costs, that cached listings cost nothing within the TTL,
+// that reading one block of a file is one or two ranged GETs, not a download, and that a sequential
+// read streams a big file in a few long GETs, closed when the reader seeks away or closes the file.
+import { createHash, randomBytes } from 'node:crypto';
 import t from 'tap';
 import { CountingProxy, type ProxiedRequest } from '../helpers/counting-proxy.js';
 import { rest, type Rest } from '../helpers/girder-rest.js';
@@ -69,8 +71,13 @@ t.test('request counts of listings and reads through the mount', { timeout: 800_
   const big = Buffer.alloc(4 * MiB);
   for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) % 256;
   await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'big.bin', big);
+  // files for the streamed reads
+  const streamed = randomBytes(128 * MiB);
+  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'streamed.bin', streamed);
+  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'head.bin', randomBytes(32 * MiB));
+  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'seek.bin', randomBytes(32 * MiB));
   const seconds = (Date.now() - seedStart) / 1000;
-  const items = FOLDERS * ITEMS_PER_FOLDER + 1;
+  const items = FOLDERS * ITEMS_PER_FOLDER + 4;
   let seeded = 0;
   for (const id of folderIds) seeded += (await admin.listItems(id)).length;
   t.equal(seeded, items, `seeded ${items} items in ${FOLDERS} folders`);
@@ -132,4 +139,54 @@ t.test('request counts of listings and reads through the mount', { timeout: 800_
     t.ok(downloads.every((r) => r.range !== undefined && /^bytes=\d+-\d+$/.test(r.range)), `each with a Range header: ${downloads.map((r) => r.range).join(', ')}`);
     t.equal(made.length - downloads.length, 0, `nothing else\n${counts}`);
   });
+
+  const downloadsSince = (mark: number): ProxiedRequest[] => proxy.since(mark).filter((r) => r.pattern === 'GET /file/{id}/download');
+  const openDownloads = (): number => proxy.log.filter((r) => r.pattern === 'GET /file/{id}/download' && r.finishedAt === undefined).length;
+
+  t.test('cat of a 128 MiB file: a few long GETs, not one per 8 MiB', async (t) => {
+    const mark = proxy.mark();
+    const sum = await inMount('cat folder-00/streamed.bin | sha256sum');
+    t.equal(sum.code, 0, ran(sum, 'cat succeeds'));
+    t.equal(sum.stdout.split(' ')[0], createHash('sha256').update(streamed).digest('hex'), 'the same bytes');
+    await quiet(proxy);
+    const downloads = downloadsSince(mark);
+    const ranges = downloads.map((r) => r.range).join(', ');
+    // range requests of at most 8 MiB would take 16, plus the ones made while the window grows
+    t.ok(downloads.length <= 12, `at most 12 GETs for 128 MiB (made ${downloads.length}: ${ranges})`);
+    const longest = Math.max(...downloads.map(rangeLength));
+    t.ok(longest >= 32 * MiB, `GETs grow long (the longest asked for ${longest} bytes)`);
+    t.equal(downloads.filter((r) => r.status !== 206).length, 0, 'every GET answered 206');
+  });
+
+  t.test('head -c of a big file: its stream is closed with the file', async (t) => {
+    const mark = proxy.mark();
+    const head = await inMount('head -c 5000000 folder-00/head.bin | wc -c');
+    t.equal(head.stdout.trim(), '5000000', ran(head, 'head reads 5 MB'));
+    t.ok(downloadsSince(mark).length >= 1);
+    await waitFor(() => openDownloads() === 0, { timeoutMs: 5_000, intervalMs: 50, what: 'no download left open' });
+    t.pass('no download left open');
+  });
+
+  t.test('a seek away closes the stream while the file stays open', async (t) => {
+    const mark = proxy.mark();
+    const ready = `${mount.mountpoint}.ready-${process.pid}`;
+    // 8 MiB in order, then one block far away, then hold the file open for a while
+    const reader = inMount(
+      `exec 3< folder-00/seek.bin && dd bs=128K count=64 <&3 > /dev/null 2>&1 && dd bs=4K skip=4000 count=1 <&3 > /dev/null 2>&1 && touch ${q(ready)} && sleep 8 && exec 3<&-`,
+    );
+    t.teardown(() => run(`rm -f ${q(ready)}`));
+    await waitFor(() => run(`test -e ${q(ready)}`).then((r) => r.code === 0), { timeoutMs: 60_000, intervalMs: 50, what: 'the reader to seek' });
+    // a range request asks for 8 MiB at most; the stream's second GET for 16 MiB
+    const streamedGets = downloadsSince(mark).filter((r) => rangeLength(r) >= 16 * MiB);
+    t.ok(streamedGets.length >= 1, `the sequential part was streamed (${downloadsSince(mark).map((r) => r.range).join(', ')})`);
+    await waitFor(() => openDownloads() === 0, { timeoutMs: 4_000, intervalMs: 50, what: 'the stream to close after the seek' });
+    t.pass('no download open while the file still is');
+    const r = await reader;
+    t.equal(r.code, 0, ran(r, 'the reader succeeds'));
+  });
 });
+
+function rangeLength(r: ProxiedRequest): number {
+  const m = /^bytes=(\d+)-(\d+)$/.exec(r.range ?? '');
+  return m === null ? 0 : Number(m[2]) - Number(m[1]) + 1;
+}

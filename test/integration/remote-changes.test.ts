@@ -1,6 +1,8 @@
 // Changes made by another Girder client (REST) under a running mount: after the attribute TTL the
 // mount shows them, and a replaced file never reads back its old (cached) bytes.
 import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { rest, type RawFolder } from '../helpers/girder-rest.js';
@@ -10,6 +12,7 @@ import { replaceContents } from '../helpers/server-files.js';
 import { waitFor } from '../helpers/wait.js';
 
 const TTL_S = 1;
+const MiB = 1024 * 1024;
 /** How late after the TTL a change may show (a busy machine, the kernel's own caches of TTL_S). */
 const SLACK_MS = 4_000;
 
@@ -97,6 +100,30 @@ t.test('a replaced file: the new bytes after the TTL, never the old cached ones'
     const size = await run(`stat -c %s ${q(file)}`);
     tt.equal(Number(size.stdout), c.after.length, `${c.name}: the new size`);
   }
+});
+
+t.test('a file replaced while a reader streams it: the old bytes, then an error, never other bytes', async (tt) => {
+  const { folder, m } = await setup(tt, 'stream-replace');
+  const before = randomBytes(64 * MiB);
+  const id = (await admin.uploadBytes({ type: 'folder', id: folder._id }, 'moving.bin', before))._id;
+  const work = await mkdtemp(path.join(os.tmpdir(), 'stream-replace-'));
+  tt.teardown(() => rm(work, { recursive: true, force: true }));
+  const [got, ready, go] = ['got', 'ready', 'go'].map((n) => path.join(work, n)) as [string, string, string];
+  // one open file (fd 3): 4 MiB in order, a pause while the file is replaced, then on to the end
+  const reader = run(
+    `exec 3< ${q(path.join(m.mountpoint, 'moving.bin'))} && dd bs=128K count=32 <&3 > ${q(got)} 2>/dev/null && touch ${q(ready)} && ` +
+      `while [ ! -e ${q(go)} ]; do sleep 0.05; done; dd bs=128K <&3 >> ${q(got)}`,
+    { timeoutMs: 120_000 },
+  );
+  await waitFor(() => run(`test -e ${q(ready)}`).then((r) => r.code === 0), { timeoutMs: 60_000, intervalMs: 50, what: 'the reader to read 4 MiB' });
+  await replaceContents(admin, id, randomBytes(3 * MiB));
+  await writeFile(go, '');
+  const r = await reader;
+  const bytes = await readFile(got);
+  tt.not(r.code, 0, `the read fails (read ${bytes.length} bytes)`);
+  tt.match(r.stderr, /Stale file handle|Input\/output error/, 'with ESTALE or EIO');
+  tt.ok(bytes.length >= 4 * MiB && bytes.length < before.length, `it stopped part way (${bytes.length} bytes)`);
+  tt.ok(bytes.equals(before.subarray(0, bytes.length)), 'every byte read is of the version that was opened');
 });
 
 t.test('a file deleted elsewhere disappears after the TTL', async (tt) => {

@@ -50,8 +50,9 @@ class Rig {
     return { file: remoteFileOf(this.store.seedFile(this.store.rootId, name, data).file), data };
   }
 
+  /** Requests to the store: range reads and streams. */
   get calls(): number {
-    return this.store.count('readRange');
+    return this.store.count('readRange') + this.store.count('streamRange');
   }
 
   get cached(): number {

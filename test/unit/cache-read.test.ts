@@ -34,7 +34,7 @@ interface TestLike {
   teardown(fn: () => unknown): void;
 }
 
-async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequestBytes?: number; maxBytes?: number } = {}): Promise<Fixture> {
+async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequestBytes?: number; maxBytes?: number; maxStreams?: number } = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'cache-read-'));
   const store = new RangeStore();
   const logger = silentLogger();
@@ -43,6 +43,7 @@ async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequest
     logger,
     ...(opts.readAheadBlocks !== undefined ? { readAheadBlocks: opts.readAheadBlocks } : {}),
     ...(opts.maxRequestBytes !== undefined ? { maxRequestBytes: opts.maxRequestBytes } : {}),
+    ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
   });
   t.teardown(async () => {
     await cache.close();
@@ -129,8 +130,9 @@ t.test('concurrent readers of one block share one request', async (t) => {
   for (const s of sessions) s.close();
 });
 
-t.test('sequential reads fetch ahead in growing requests', async (t) => {
-  const f = await fixture(t, { readAheadBlocks: 16, maxRequestBytes: 4 * BLOCK });
+t.test('sequential reads fetch ahead in growing requests (no stream)', async (t) => {
+  // what a sequential reader does when no stream can be opened (cache-stream.test.ts: with streams)
+  const f = await fixture(t, { readAheadBlocks: 16, maxRequestBytes: 4 * BLOCK, maxStreams: 0 });
   const data = randomBytes(128 * BLOCK);
   const file = f.seed('ahead.bin', data);
   const s = f.reader.open(file);

@@ -2,6 +2,7 @@ import { FsError } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
 import type { BlockCache } from './block-cache.js';
+import { BlockStream, type BlockStreamHost } from './block-stream.js';
 import { ReadSessionImpl } from './read-session.js';
 import type { ReadSession, RemoteFile } from './types.js';
 import { SlabPool } from './slab-pool.js';
@@ -12,12 +13,23 @@ export interface CachedReaderOptions {
   readAheadBlocks?: number;
   /** Largest single range request, in bytes (default 8 MiB, at least one block). */
   maxRequestBytes?: number;
+  /**
+   * Sequential readers streaming their read-ahead at once (default 4; 0: never stream). Each holds
+   * a server connection, and a server thread while paused; past this, readers use range requests.
+   */
+  maxStreams?: number;
+  /** A stream without reads for this long is closed (default 10 s). */
+  streamIdleMs?: number;
   logger: Logger;
 }
 
 const MiB = 1024 * 1024;
 /** How far ahead of a sequential reader disk blocks are loaded into memory. */
 const PRELOAD_BYTES = 4 * MiB;
+/** Streamed blocks are filled in slabs of this size, and written to disk a slab at a time. */
+const STREAM_SLAB_BYTES = MiB;
+/** Longest stream, in bytes: a longer run of missing blocks takes several (bounds the scan for its end). */
+const MAX_STREAM_BYTES = 4096 * MiB;
 
 /** Whether a read had to wait for the store (for the hit/miss counters). */
 export interface ReadProgress {
@@ -26,30 +38,48 @@ export interface ReadProgress {
 
 /**
  * Reads remote files through the block cache: memory, then disk, then one shared range request
- * per run of missing blocks. Sessions (one per open file) decide what to fetch ahead.
+ * per run of missing blocks. Sessions (one per open file) decide what to fetch ahead: with range
+ * requests, or with a stream (block-stream.ts) once a reader proves sequential.
  */
-export class CachedReader {
+export class CachedReader implements BlockStreamHost {
   readonly readAheadBlocks: number;
   /** Blocks in the largest range request. */
   readonly requestBlocks: number;
+  readonly log: Logger;
   private readonly maxPrefetchBytes: number;
   private inflightBytes = 0;
-  private readonly log: Logger;
+  private readonly maxStreams: number;
+  private readonly streamIdleMs: number;
+  private readonly streamSlabBlocks: number;
+  private readonly maxStreamBlocks: number;
+  /** Streams not ended yet. */
+  private readonly streams = new Set<BlockStream>();
 
   constructor(
     private readonly store: GirderStore,
-    private readonly cache: BlockCache,
+    readonly cache: BlockCache,
     opts: CachedReaderOptions,
   ) {
     const bs = cache.blockSize;
     this.readAheadBlocks = Math.max(1, Math.floor(opts.readAheadBlocks ?? Math.max(1, Math.round((16 * MiB) / bs))));
     this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? 8 * MiB) / bs));
     this.maxPrefetchBytes = 2 * (this.readAheadBlocks + this.requestBlocks) * bs;
+    this.maxStreams = Math.max(0, Math.floor(opts.maxStreams ?? 4));
+    this.streamIdleMs = Math.max(1, opts.streamIdleMs ?? 10_000);
+    this.streamSlabBlocks = Math.max(1, Math.floor(STREAM_SLAB_BYTES / bs));
+    this.maxStreamBlocks = Math.max(1, Math.floor(MAX_STREAM_BYTES / bs));
     this.log = opts.logger;
     // room for a window fetched ahead plus the blocks being read
     cache.memory.ensureCapacity((this.readAheadBlocks + this.requestBlocks) * bs);
     const request = this.requestBlocks * bs;
-    cache.slabs = new SlabPool([bs, request], request + 2 * bs);
+    const streamSlab = this.streamSlabBlocks * bs;
+    const sizes = [...new Set([bs, streamSlab, request])].sort((a, b) => a - b);
+    cache.slabs = new SlabPool(sizes, request + 2 * bs + 4 * streamSlab);
+  }
+
+  /** Streams open now (for tests and status). */
+  get openStreams(): number {
+    return this.streams.size;
   }
 
   /** Open a file for reading; its cached blocks stay pinned until the session is closed. */
@@ -90,6 +120,31 @@ export class CachedReader {
       }
     }
     if (runStart >= 0) this.fetch(vf, runStart, to);
+  }
+
+  /**
+   * A stream of the first run of missing blocks from `from` (that run starting before `limit`), to
+   * serve a sequential reader's read-ahead; null when none is missing there or enough streams are
+   * open.
+   */
+  openStream(vf: VersionFile, from: number, limit: number): BlockStream | null {
+    if (this.streams.size >= this.maxStreams) return null;
+    let first = from;
+    while (first < limit && this.available(vf, first)) first++;
+    if (first >= limit) return null;
+    const stop = Math.min(vf.blockCount, first + this.maxStreamBlocks);
+    let end = first + 1;
+    while (end < stop && !this.available(vf, end)) end++;
+    const offset = first * vf.blockSize;
+    const length = Math.min(vf.size, end * vf.blockSize) - offset;
+    const rs = this.store.streamRange({ id: vf.fileId, size: vf.size }, offset, length);
+    const stream = new BlockStream(this, vf, rs, first, end, this.streamSlabBlocks, this.streamIdleMs);
+    this.streams.add(stream);
+    return stream;
+  }
+
+  streamEnded(stream: BlockStream): void {
+    this.streams.delete(stream);
   }
 
   /**

@@ -1,5 +1,6 @@
 import { FsError } from '../../errors.js';
 import type { BlockCache } from './block-cache.js';
+import type { BlockStream } from './block-stream.js';
 import type { CachedReader, ReadProgress } from './cached-reader.js';
 import type { ReadSession } from './types.js';
 import type { VersionFile } from './version-file.js';
@@ -9,11 +10,14 @@ import type { VersionFile } from './version-file.js';
  * kernel keeps several reads of one file in flight, and they may arrive out of order.
  */
 const SEQUENTIAL_SLACK = 2 * 1024 * 1024;
+/** Read-ahead windows of this many blocks (or the largest window, if smaller) are streamed. */
+const STREAM_WINDOW_BLOCKS = 8;
 
 /**
  * One open file's reads. Sequential reads double a read-ahead window (1 block up to the reader's
- * `readAheadBlocks`) and keep it filled with range requests; a seek resets it, and a read that is
- * not sequential fetches only the blocks it covers.
+ * `readAheadBlocks`) and keep it filled: small windows with range requests, then with one stream
+ * that follows the reader (range requests again when too many streams are open). A seek resets
+ * the window and closes the stream; a read that is not sequential fetches only the blocks it covers.
  */
 export class ReadSessionImpl implements ReadSession {
   private closed = false;
@@ -23,6 +27,8 @@ export class ReadSessionImpl implements ReadSession {
   private window = 0;
   /** Blocks before this index were already requested by read-ahead. */
   private aheadUntil = 0;
+  /** The stream filling the read-ahead window, while it claims blocks. */
+  private stream: BlockStream | null = null;
 
   constructor(
     private readonly reader: CachedReader,
@@ -61,6 +67,7 @@ export class ReadSessionImpl implements ReadSession {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.dropStream();
     this.cache.release(this.vf);
   }
 
@@ -76,8 +83,14 @@ export class ReadSessionImpl implements ReadSession {
       this.window = 0;
       this.aheadUntil = 0;
       this.lastEnd = end;
+      this.dropStream();
     }
     return sequential;
+  }
+
+  private dropStream(): void {
+    this.stream?.close();
+    this.stream = null;
   }
 
   /**
@@ -87,6 +100,7 @@ export class ReadSessionImpl implements ReadSession {
   private readAhead(cur: number): void {
     const vf = this.vf;
     const target = Math.min(vf.blockCount, cur + this.window);
+    if (this.streamAhead(cur, target)) return;
     const start = Math.max(this.aheadUntil, cur);
     if (start >= target) return;
     const run = Math.max(1, Math.min(this.reader.requestBlocks, Math.floor(this.window / 2)));
@@ -95,5 +109,25 @@ export class ReadSessionImpl implements ReadSession {
     if (!urgent && !this.reader.canPrefetch) return;
     this.aheadUntil = target;
     this.reader.fetchMissing(vf, start, target, run);
+  }
+
+  /**
+   * Keep blocks [cur, target) claimed by this reader's stream (opened once the window is large
+   * enough). False when range requests must do it: no stream could be opened, or the stream has
+   * claimed every block up to its end (a cached run or the end of the file follows).
+   */
+  private streamAhead(cur: number, target: number): boolean {
+    let s = this.stream;
+    if (s === null && this.window >= Math.min(STREAM_WINDOW_BLOCKS, this.reader.readAheadBlocks)) {
+      s = this.stream = this.reader.openStream(this.vf, Math.max(this.aheadUntil, cur), target);
+    }
+    if (s === null) return false;
+    s.advance(target);
+    if (s.active) return true;
+    // Finished claiming (it delivers what it claimed by itself); or it was closed after idling, or
+    // failed, and released its claims: what the reader needs is fetched anew.
+    if (s.claimedUntil >= s.end) this.aheadUntil = Math.max(this.aheadUntil, s.end);
+    this.stream = null;
+    return false;
   }
 }
