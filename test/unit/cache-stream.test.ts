@@ -87,16 +87,17 @@ interface Rig {
   seed(name: string, size: number): { file: RemoteFile; data: Buffer };
 }
 
-async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number } = {}): Promise<Rig> {
+async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; memoryBytes?: number } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'gm-stream-'));
   const logger = silentLogger();
-  const cache = await BlockCache.open({ dir, maxBytes: 256 * MiB, blockSize: BLOCK, logger });
+  const { memoryBytes, ...readerOpts } = opts;
+  const cache = await BlockCache.open({ dir, maxBytes: 256 * MiB, blockSize: BLOCK, logger, ...(memoryBytes !== undefined ? { memoryBytes } : {}) });
   t.teardown(async () => {
     await cache.close();
     await rm(dir, { recursive: true, force: true });
   });
   const store = new RecordingStore({ staleCheck: true });
-  const reader = new CachedReader(store, cache, { logger, readAheadBlocks: WINDOW, maxRequestBytes: 4 * BLOCK, ...opts });
+  const reader = new CachedReader(store, cache, { logger, readAheadBlocks: WINDOW, maxRequestBytes: 4 * BLOCK, ...readerOpts });
   return {
     store, cache, reader,
     seed: (name, size) => {
@@ -322,4 +323,24 @@ t.test('a file that changed under a stream: ESTALE, never other bytes', async (t
   t.equal(toFsError(outcome).errno, 'ESTALE');
   s.close();
   t.equal(r.store.openStreams.size, 0);
+});
+
+t.test('a sequential reader does not push the blocks fetched ahead of it out of memory', async (t) => {
+  // memory for the window and one request's worth of blocks, as the reader sizes it
+  const r = await rig(t, { memoryBytes: (WINDOW + 4) * BLOCK });
+  const { file, data } = r.seed('memory.bin', 24 * MiB);
+  let diskReads = 0;
+  const readFromDisk = r.cache.readFromDisk.bind(r.cache);
+  r.cache.readFromDisk = (...args: Parameters<BlockCache['readFromDisk']>) => {
+    diskReads++;
+    return readFromDisk(...args);
+  };
+  const s = r.reader.open(file);
+  // reads that let the stream run a window ahead now and then, as a reader slower than the network does
+  for (let pos = 0; pos < data.length; pos += 256 * KiB) {
+    await readSeq(t, s, data, pos, pos + 256 * KiB, 32 * KiB);
+    if (pos % MiB === 0) await sleep(5);
+  }
+  s.close();
+  t.equal(diskReads, 0, 'no block was read back from disk');
 });

@@ -169,7 +169,8 @@ export class CachedReader implements BlockStreamHost {
     wholeBlock: boolean, progress: ReadProgress,
   ): Promise<number> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      const mem = this.cache.memory.get(vf.memoryKey(idx));
+      const key = vf.memoryKey(idx);
+      const mem = wholeBlock ? this.cache.memory.peek(key) : this.cache.memory.get(key);
       if (mem !== undefined) {
         this.cache.touch(vf, idx);
         return copyFrom(mem, into, intoOffset, blockOffset, length);

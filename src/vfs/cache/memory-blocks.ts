@@ -29,6 +29,14 @@ export class MemoryBlocks {
     return block.data;
   }
 
+  /**
+   * Like get(), but the block keeps its place: a sequential reader is done with a block once past
+   * it, and must not push out the blocks fetched ahead of it, which would then be older.
+   */
+  peek(key: string): Buffer | undefined {
+    return this.blocks.get(key)?.data;
+  }
+
   has(key: string): boolean {
     return this.blocks.has(key);
   }
