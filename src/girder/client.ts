@@ -8,6 +8,7 @@ import { GirderError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { decodeUser, isObject, parseDate } from './decode.js';
+import { directGet, type DirectResponse } from './direct-get.js';
 import { isAbort, isRetryable, networkError, responseError } from './failure.js';
 import type { UserDoc } from './types.js';
 
@@ -92,6 +93,10 @@ export class GirderClient {
   private readonly retryBaseMs: number;
   private readonly credentials: Credentials;
   private readonly agent: Agent;
+  /** Trusted certificates when a CA file was given (for connections made outside the agent). */
+  private readonly ca: string[] | undefined;
+  /** Aborted by close(): ends the connections made outside the agent (sendDirect). */
+  private readonly closing = new AbortController();
   private token: string | undefined;
   private tokenExpires = 0;
   private loginInFlight: Promise<UserDoc> | null = null;
@@ -116,6 +121,7 @@ export class GirderClient {
     this.log = options.logger;
     const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
     if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
+    this.ca = connect.ca;
     this.agent = new Agent({
       connections: 32,
       pipelining: 1,
@@ -195,6 +201,20 @@ export class GirderClient {
     return this.dispatch(options, await this.currentToken());
   }
 
+  /**
+   * Like send() for a GET, but on a connection of its own whose body is read without a new buffer
+   * per socket read (direct-get.ts): for long downloads. The caller must read or destroy the body.
+   */
+  async sendDirect(options: { path: string; headers?: Record<string, string> }): Promise<DirectResponse> {
+    const absolute = /^https?:\/\//i.test(options.path);
+    const token = absolute ? undefined : await this.currentToken();
+    const res = await this.dispatchDirect(options.path, options.headers, token);
+    if (res.statusCode !== 401 || absolute) return res;
+    res.body.destroy();
+    await this.refresh(token);
+    return this.dispatchDirect(options.path, options.headers, await this.currentToken());
+  }
+
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
   async withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
     for (let retry = 0; ; retry++) {
@@ -218,7 +238,7 @@ export class GirderClient {
   }
 
   /** Read a response body as text; a cut body becomes a network GirderError. */
-  async readText(res: Dispatcher.ResponseData, signal: AbortSignal | undefined): Promise<string> {
+  async readText(res: { body: { text(): Promise<string> } }, signal: AbortSignal | undefined): Promise<string> {
     try {
       return await res.body.text();
     } catch (err) {
@@ -249,8 +269,12 @@ export class GirderClient {
     return { ...this.counters };
   }
 
-  /** Let running requests finish (for at most `graceMs`), then close every connection. */
+  /**
+   * Let running requests finish (for at most `graceMs`), then close every connection. Direct
+   * connections (streamed reads, which may wait on their reader for ever) are closed at once.
+   */
   async close(graceMs = 5_000): Promise<void> {
+    this.closing.abort();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
       timer = setTimeout(() => resolve('late'), graceMs);
@@ -321,6 +345,24 @@ export class GirderClient {
     } catch (err) {
       this.counters.errors++;
       if (isAbort(err, options.signal)) throw err;
+      throw networkError(err, new URL(origin).host, this.timeoutMs);
+    }
+  }
+
+  private async dispatchDirect(pathOrUrl: string, extra: Record<string, string> | undefined, token: string | undefined): Promise<DirectResponse> {
+    const { origin, path } = this.target(pathOrUrl, undefined);
+    const headers: Record<string, string> = { ...extra };
+    if (token !== undefined) headers['girder-token'] = token;
+    this.counters.requests++;
+    const started = Date.now();
+    try {
+      const res = await directGet({ url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal: this.closing.signal });
+      if (this.log.isLevelEnabled('trace')) {
+        this.log.trace({ method: 'GET', path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
+      }
+      return res;
+    } catch (err) {
+      this.counters.errors++;
       throw networkError(err, new URL(origin).host, this.timeoutMs);
     }
   }

@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
+import type { DirectBody } from './direct-get.js';
 import { responseError } from './failure.js';
 import type { FileRef } from './store.js';
 
@@ -91,9 +92,23 @@ async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState):
   }
 }
 
+/** What openRange needs of an answer's body: undici's, or a direct connection's (direct-get.ts). */
+interface AnswerBody {
+  dump(): Promise<unknown>;
+  text(): Promise<string>;
+  destroy(): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+}
+
+interface Answer<B extends AnswerBody> {
+  readonly statusCode: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: B;
+}
+
 /** An answer to a range GET whose headers were checked: its body carries bytes [start, end) of the file. */
-export interface RangeBody {
-  readonly body: Dispatcher.ResponseData['body'];
+export interface RangeBody<B = Dispatcher.ResponseData['body']> {
+  readonly body: B;
   /** File offset of the body's first byte: the one asked for, or 0 when the server sent the whole file (200). */
   readonly start: number;
   /** File offset after the body's last byte. */
@@ -107,11 +122,24 @@ export interface RangeBody {
  * the answer's headers: another size is a 'stale' error, another range a 'malformed' one; either
  * way the body is dropped, never used. Non-2xx answers become GirderErrors.
  */
-export async function openRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody> {
+export function openRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody> {
+  return openWith(client, file, from, to, (path, headers) => client.send({ method: 'GET', path, headers }));
+}
+
+/** openRange on a connection of its own, read without a buffer per socket read (for long streams). */
+export function openDirectRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody<DirectBody>> {
+  return openWith(client, file, from, to, (path, headers) => client.sendDirect({ path, headers }));
+}
+
+async function openWith<B extends AnswerBody>(
+  client: GirderClient, file: FileRef, from: number, to: number,
+  send: (path: string, headers: Record<string, string>) => Promise<Answer<B>>,
+): Promise<RangeBody<B>> {
   const range = `bytes=${from}-${to - 1}`;
+  const headers = { range, accept: '*/*' };
   const apiPath = `/file/${encodeURIComponent(file.id)}/download`;
   let target = apiPath;
-  let res = await client.send({ method: 'GET', path: target, headers: { range, accept: '*/*' } });
+  let res = await send(target, headers);
   for (let hops = 0; REDIRECTS.has(res.statusCode); hops++) {
     const location = header(res.headers, 'location');
     await res.body.dump().catch(() => undefined);
@@ -121,7 +149,7 @@ export async function openRange(client: GirderClient, file: FileRef, from: numbe
     }
     // The Range goes along; the Girder token does not (absolute URLs are sent without it).
     target = new URL(location, hops === 0 ? client.apiUrl + apiPath : target).href;
-    res = await client.send({ method: 'GET', path: target, headers: { range, accept: '*/*' } });
+    res = await send(target, headers);
   }
 
   const where = target === apiPath ? `GET ${apiPath}` : `GET ${apiPath} (redirected)`;
@@ -131,8 +159,9 @@ export async function openRange(client: GirderClient, file: FileRef, from: numbe
     throw responseError('GET', apiPath, res.statusCode, header(res.headers, 'content-type') ?? '', text);
   }
 
+  const body = res.body;
   const fail = (message: string, type: string): never => {
-    discard(res.body);
+    discard(body);
     client.countError();
     throw new GirderError(`${where}: ${message}`, res.statusCode, type);
   };
@@ -144,18 +173,18 @@ export async function openRange(client: GirderClient, file: FileRef, from: numbe
     const [first, last, total] = [Number(m[1]), Number(m[2]), m[3] === '*' ? file.size : Number(m[3])];
     if (total !== file.size) return fail(`file ${file.id} is now ${total} bytes, not ${file.size}`, 'stale');
     if (first !== from || last < first) return fail(`Content-Range "${contentRange}" does not match ${range}`, 'malformed');
-    return { body: res.body, start: first, end: Math.min(last + 1, file.size), where };
+    return { body, start: first, end: Math.min(last + 1, file.size), where };
   }
   // 200: the whole file (Girder does this for empty files; a server may ignore Range).
   const declared = header(res.headers, 'content-length');
   if (declared !== undefined && Number(declared) !== file.size) {
     return fail(`file ${file.id} is now ${declared} bytes, not ${file.size}`, 'stale');
   }
-  return { body: res.body, start: 0, end: file.size, where };
+  return { body, start: 0, end: file.size, where };
 }
 
 /** Drop a body we will not read (closing its connection) without an unhandled 'error' event. */
-export function discard(body: Dispatcher.ResponseData['body']): void {
+export function discard(body: { destroy(): unknown; on(event: 'error', listener: (err: Error) => void): unknown }): void {
   body.on('error', () => undefined);
   body.destroy();
 }

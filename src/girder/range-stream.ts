@@ -5,7 +5,7 @@
  */
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
-import { discard, openRange, type RangeBody } from './download.js';
+import { discard, openDirectRange, openRange, type RangeBody } from './download.js';
 import { isRetryable } from './failure.js';
 import type { FileRef, RangeStream } from './store.js';
 
@@ -21,6 +21,22 @@ export interface RangeStreamOptions {
   maxRequestBytes?: number;
   /** Send the next GET when this many bytes of the current one are left (default 4 MiB): its start then costs no wait. */
   openAheadBytes?: number;
+  /**
+   * Read bodies straight off their own connections (direct-get.ts) rather than through undici
+   * (default true): no buffer per socket read, far less garbage collection.
+   */
+  direct?: boolean;
+}
+
+/** A GET's body as the stream uses it: undici's, or a direct connection's. */
+interface StreamBody {
+  on(event: 'data', listener: (chunk: Buffer) => void): unknown;
+  on(event: 'end', listener: () => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  pause(): unknown;
+  resume(): unknown;
+  isPaused(): boolean;
+  destroy(): unknown;
 }
 
 interface Wanted {
@@ -34,7 +50,7 @@ interface Wanted {
 
 /** The GET being read. */
 interface Segment {
-  readonly body: RangeBody['body'];
+  readonly body: StreamBody;
   /** File offset of the next body byte to arrive. */
   at: number;
   /** File offset where this GET's useful bytes end. */
@@ -45,7 +61,7 @@ interface Segment {
   readonly bodyEnd: number;
   /**
    * Part of a chunk that arrived when no read was waiting (bytes [leftOff, leftEnd)); the body is
-   * paused meanwhile.
+   * paused meanwhile, which keeps a direct connection's chunk intact.
    */
   leftover: Buffer | null;
   leftOff: number;
@@ -57,7 +73,7 @@ interface Segment {
 interface Ahead {
   readonly from: number;
   readonly to: number;
-  readonly opened: Promise<RangeBody>;
+  readonly opened: Promise<RangeBody<StreamBody>>;
 }
 
 const noop = (): void => {};
@@ -78,6 +94,7 @@ export class HttpRangeStream implements RangeStream {
   private nextLength: number;
   private readonly maxLength: number;
   private readonly openAheadBytes: number;
+  private readonly direct: boolean;
   private failures = 0;
   private failedAt = -1;
   private failure: unknown = null;
@@ -99,6 +116,7 @@ export class HttpRangeStream implements RangeStream {
     this.maxLength = Math.max(1, opts.maxRequestBytes ?? 64 * MiB);
     this.nextLength = Math.min(this.maxLength, Math.max(1, opts.firstRequestBytes ?? 8 * MiB));
     this.openAheadBytes = Math.max(0, opts.openAheadBytes ?? 4 * MiB);
+    this.direct = opts.direct ?? true;
   }
 
   read(into: Buffer): Promise<number> {
@@ -222,7 +240,7 @@ export class HttpRangeStream implements RangeStream {
         }
         const from = this.pos;
         let to: number;
-        let opened: Promise<RangeBody>;
+        let opened: Promise<RangeBody<StreamBody>>;
         const ahead = this.ahead;
         if (this.resumeTo >= 0) {
           to = this.resumeTo; // a cut GET: the one sent ahead (if any) follows it
@@ -236,7 +254,7 @@ export class HttpRangeStream implements RangeStream {
           to = this.plan(from);
           opened = this.open(from, to);
         }
-        let got: RangeBody;
+        let got: RangeBody<StreamBody>;
         try {
           got = await opened;
         } catch (e) {
@@ -258,11 +276,11 @@ export class HttpRangeStream implements RangeStream {
     }
   }
 
-  private open(from: number, to: number): Promise<RangeBody> {
-    return openRange(this.client, this.file, from, to);
+  private open(from: number, to: number): Promise<RangeBody<StreamBody>> {
+    return this.direct ? openDirectRange(this.client, this.file, from, to) : openRange(this.client, this.file, from, to);
   }
 
-  private attach(got: RangeBody, to: number): void {
+  private attach(got: RangeBody<StreamBody>, to: number): void {
     const seg: Segment = {
       body: got.body, at: got.start, stop: Math.min(got.end, this.end), to, bodyEnd: got.end, leftover: null, leftOff: 0, leftEnd: 0, done: false,
     };
@@ -274,6 +292,7 @@ export class HttpRangeStream implements RangeStream {
       this.cut(seg, new GirderError(`${got.where}: the body ended at byte ${seg.at} of ${got.end}`, 0, 'network'));
     });
     got.body.on('error', (err: unknown) => this.cut(seg, err));
+    got.body.resume();
   }
 
   /** End of the next GET from `from`; GETs grow to the longest as the stream goes on. */

@@ -116,9 +116,9 @@ t.test('a redirected download re-sends the Range and not the token', async (tt) 
 });
 
 t.test('a streamed read: a cut body resumes from the byte reached, a 5xx is retried, a redirect followed', async (tt) => {
-  {
-    const how = 'undici';
-    const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: 0 } });
+  for (const direct of [true, false]) {
+    const how = direct ? 'direct' : 'undici';
+    const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: 0, direct } });
     const pull = async (offset: number, length: number): Promise<Buffer> => {
       const rs = s.streamRange(ref, offset, length);
       const into = Buffer.alloc(length);

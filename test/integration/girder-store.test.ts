@@ -302,9 +302,9 @@ t.test('streamed range reads: exact bytes through GETs that grow, end of file, c
   const doc = await store.uploadFile(item.id, 'streamed.bin', local);
   const content = await readFile(local.path);
   const ref = { id: doc.id, size: doc.size };
-  {
-    const how = 'undici';
-    const s = new RestStore(admin, silentLogger(), { stream: { firstRequestBytes: 100_000, maxRequestBytes: 400_000, openAheadBytes: 50_000 } });
+  for (const direct of [true, false]) {
+    const how = direct ? 'direct' : 'undici';
+    const s = new RestStore(admin, silentLogger(), { stream: { firstRequestBytes: 100_000, maxRequestBytes: 400_000, openAheadBytes: 50_000, direct } });
     const before = admin.stats().requests;
     const rs = s.streamRange(ref, 777, content.length);
     tt.ok((await drain(rs, content.length - 777)).equals(content.subarray(777)), `${how}: the bytes from 777 to the end`);

@@ -1,0 +1,202 @@
+// The direct GET of long downloads (src/girder/direct-get.ts) against local servers: body framings,
+// pauses that keep a chunk intact, cut connections, timeouts, TLS.
+import t, { type Test } from 'tap';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import net, { type AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { directGet, type DirectBody } from '../../src/girder/direct-get.js';
+import { sleep } from '../helpers/wait.js';
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+async function httpServer(t: Test, handler: Handler): Promise<URL> {
+  const server = http.createServer(handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+}
+
+/** A server that writes `answer` (raw bytes) to each connection, then does `then`. */
+async function rawServer(t: Test, answer: Buffer | string, then: 'end' | 'hang' | 'destroy'): Promise<URL> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.once('data', () => {
+      socket.write(answer);
+      if (then === 'end') socket.end();
+      else if (then === 'destroy') setTimeout(() => socket.destroy(), 20);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    for (const s of sockets) s.destroy();
+    server.close(() => resolve());
+  }));
+  return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/x`);
+}
+
+/** The whole body; `pauseEvery`: pause in every n-th 'data' for a moment, copying the chunk only after the pause. */
+function collect(body: DirectBody, pauseEvery = 0): Promise<Buffer> {
+  return new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    let n = 0;
+    body.on('data', (chunk: Buffer) => {
+      if (pauseEvery > 0 && ++n % pauseEvery === 0) {
+        body.pause();
+        // the chunk stays intact while paused, even though the socket would have more to read
+        setTimeout(() => {
+          parts.push(Buffer.from(chunk));
+          body.resume();
+        }, 2);
+        return;
+      }
+      parts.push(Buffer.from(chunk));
+    });
+    body.on('end', () => resolve(Buffer.concat(parts)));
+    body.on('error', reject);
+    body.resume();
+  });
+}
+
+t.test('a Content-Length body, read with pauses, arrives exactly', async (t) => {
+  const data = randomBytes(5 * 1024 * 1024 + 3);
+  let seen: http.IncomingHttpHeaders = {};
+  const url = await httpServer(t, (req, res) => {
+    seen = req.headers;
+    res.writeHead(206, { 'content-length': data.length, 'content-range': `bytes 0-${data.length - 1}/${data.length}` });
+    res.end(data);
+  });
+  const res = await directGet({ url: new URL('/file/x/download?a=1', url), headers: { range: 'bytes=0-', 'girder-token': 'tok' }, timeoutMs: 10_000, readBytes: 64 * 1024 });
+  t.equal(res.statusCode, 206);
+  t.equal(res.headers['content-range'], `bytes 0-${data.length - 1}/${data.length}`);
+  t.ok((await collect(res.body, 3)).equals(data), 'same bytes');
+  t.equal(seen.range, 'bytes=0-');
+  t.equal(seen['girder-token'], 'tok');
+  t.equal(seen.connection, 'close');
+});
+
+t.test('a chunked body is decoded', async (t) => {
+  const parts = [randomBytes(100_000), randomBytes(1), randomBytes(300_000), randomBytes(7)];
+  const url = await httpServer(t, async (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    for (const p of parts) {
+      res.write(p);
+      await sleep(5);
+    }
+    res.end();
+  });
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000, readBytes: 4096 });
+  t.equal(res.headers['transfer-encoding'], 'chunked');
+  t.ok((await collect(res.body, 2)).equals(Buffer.concat(parts)), 'same bytes');
+});
+
+t.test('a body that ends with the connection; an interim 100 answer is skipped', async (t) => {
+  const url = await rawServer(t, 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 200 OK\r\nX-Thing: a\r\nX-Thing: b\r\n\r\nhello, world', 'end');
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000 });
+  t.equal(res.statusCode, 200);
+  t.equal(res.headers['x-thing'], 'a, b');
+  t.equal((await collect(res.body)).toString(), 'hello, world');
+});
+
+t.test('an error answer reads as text', async (t) => {
+  const url = await httpServer(t, (_req, res) => {
+    res.writeHead(400, { 'content-type': 'application/json' });
+    res.end('{"message":"Invalid file id (x).","type":"rest"}');
+  });
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000 });
+  t.equal(res.statusCode, 400);
+  t.equal(await res.body.text(), '{"message":"Invalid file id (x).","type":"rest"}');
+});
+
+t.test('a connection cut mid-body is an error, not an end', async (t) => {
+  const url = await rawServer(t, Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n'), randomBytes(500)]), 'destroy');
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000 });
+  const err = await collect(res.body).then(() => 'ended', (e: unknown) => e);
+  t.match(err, { code: 'ECONNRESET' });
+});
+
+t.test('no answer, or a body that stalls: ETIMEDOUT; a paused body does not time out', async (t) => {
+  const silent = await rawServer(t, '', 'hang');
+  const headless = await directGet({ url: silent, headers: {}, timeoutMs: 200 }).then(() => 'answered', (e: unknown) => e);
+  t.match(headless, { code: 'ETIMEDOUT' });
+
+  const stalls = await rawServer(t, 'HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc', 'hang');
+  const res = await directGet({ url: stalls, headers: {}, timeoutMs: 200 });
+  const errors: unknown[] = [];
+  res.body.on('error', (e: unknown) => errors.push(e));
+  await sleep(500); // paused (not resumed yet): no timeout
+  t.same(errors, [], 'no timeout while paused');
+  const got = await collect(res.body).then(() => 'ended', (e: unknown) => e);
+  t.match(got, { code: 'ETIMEDOUT' });
+});
+
+t.test('a bad answer head is refused', async (t) => {
+  const url = await rawServer(t, 'SSH-2.0-OpenSSH\r\n\r\n', 'end');
+  await t.rejects(directGet({ url, headers: {}, timeoutMs: 10_000 }), /not an HTTP\/1\.x answer/);
+  const bad = await rawServer(t, 'HTTP/1.1 200 OK\r\nContent-Length: lots\r\n\r\n', 'end');
+  await t.rejects(directGet({ url: bad, headers: {}, timeoutMs: 10_000 }), /Content-Length/);
+  await t.rejects(directGet({ url: bad, headers: { x: 'a\r\nb' }, timeoutMs: 10_000 }), /line break/);
+});
+
+t.test('https, with a private certificate authority', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'direct-get-tls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+  ]);
+  const data = randomBytes(3 * 1024 * 1024);
+  const server = https.createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => {
+    res.writeHead(200, { 'content-length': data.length });
+    res.end(data);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = new URL(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  await t.rejects(directGet({ url, headers: {}, timeoutMs: 10_000 }), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000, ca: [await readFile(cert, 'utf8')] });
+  t.ok((await collect(res.body, 5)).equals(data), 'same bytes over TLS');
+});
+
+t.test('aborting the signal closes the connection, before or after the answer', async (t) => {
+  const silent = await rawServer(t, '', 'hang');
+  const early = new AbortController();
+  const pending = directGet({ url: silent, headers: {}, timeoutMs: 10_000, signal: early.signal }).then(() => 'answered', (e: unknown) => e);
+  await sleep(50);
+  early.abort();
+  t.match(await pending, { code: 'ABORT_ERR' }, 'the answer rejects');
+  t.match(await directGet({ url: silent, headers: {}, timeoutMs: 10_000, signal: early.signal }).catch((e: unknown) => e), { code: 'ABORT_ERR' }, 'an aborted signal connects nothing');
+
+  let closed = false;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const late = new AbortController();
+  const res = await directGet({ url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`), headers: {}, timeoutMs: 10_000, signal: late.signal });
+  const events: string[] = [];
+  res.body.on('end', () => events.push('end'));
+  res.body.on('error', () => events.push('error'));
+  late.abort();
+  await new Promise<void>((resolve) => {
+    const check = (): void => (closed ? resolve() : void setTimeout(check, 10));
+    check();
+  });
+  t.ok(res.body.destroyed, 'the body is destroyed');
+  t.same(events, [], 'quietly');
+});
