@@ -20,7 +20,7 @@ export interface DirectGetOptions {
   ca?: string[];
   /** Size of each read buffer (default 256 KiB). */
   readBytes?: number;
-  /** Aborting it closes the connection: the answer rejects, or the body ends quietly (as destroy()). */
+  /** Aborting it closes the connection: the answer rejects, or the body fails with an ABORT_ERR error. */
   signal?: AbortSignal;
 }
 
@@ -50,8 +50,10 @@ type Framing =
  * The body of a DirectResponse. It starts paused: attach listeners, then resume(). A 'data' chunk
  * is a view of a reused buffer: use or copy it before the listener returns, or pause() in the
  * listener, which keeps the chunk (and the rest of its read) intact until resume(). Then 'end'
- * (never while paused), or one 'error' (a cut connection, a timeout). Nothing is emitted after
- * destroy().
+ * (never while paused), or 'error' (a cut connection, a timeout, an abort). A failure is never
+ * lost: it is kept (`errored`); when no 'error' listener heard it as it happened, it is emitted
+ * once one is added; and every resume() of a failed body emits it (again). Nothing is emitted
+ * after destroy().
  */
 export class DirectBody extends EventEmitter {
   private paused = true;
@@ -59,6 +61,10 @@ export class DirectBody extends EventEmitter {
   /** The body is complete, but it ended while paused: 'end' waits for resume(). */
   private endPending = false;
   private gone = false;
+  /** Why the body failed (null: it did not, or the consumer destroyed it). */
+  private failure: Error | null = null;
+  /** The failure came when no 'error' listener could hear it: emit it when one can. */
+  private failurePending = false;
   private framing: Framing = { kind: 'none' };
   /** Unparsed bytes of a read that arrived while paused, or that a pause interrupted. */
   private held: Buffer[] = [];
@@ -67,10 +73,20 @@ export class DirectBody extends EventEmitter {
   /** @internal */
   constructor(private readonly socket: net.Socket, private readonly timeoutMs: number) {
     super();
+    this.on('newListener', (event: string | symbol) => {
+      // after on() has added it (newListener comes before), and outside the caller's setup
+      if (event === 'error' && this.failurePending) process.nextTick(() => this.reportFailure());
+    });
   }
 
+  /** Failed or destroyed: no data or 'end' will come. */
   get destroyed(): boolean {
     return this.gone;
+  }
+
+  /** The failure that ended the body (null while it lives, after an 'end', or after destroy()). */
+  get errored(): Error | null {
+    return this.failure;
   }
 
   isPaused(): boolean {
@@ -83,7 +99,13 @@ export class DirectBody extends EventEmitter {
   }
 
   resume(): this {
-    if (this.gone || !this.paused) return this;
+    if (this.gone) {
+      // A failed body has nothing more to give but its failure: say so, or the consumer waits for ever.
+      if (this.failure !== null) this.failurePending = true;
+      this.reportFailure();
+      return this;
+    }
+    if (!this.paused) return this;
     this.paused = false;
     if (this.resuming) return this;
     this.resuming = true;
@@ -174,9 +196,18 @@ export class DirectBody extends EventEmitter {
   fail(err: Error): void {
     if (this.gone || this.ended) return;
     this.gone = true;
+    this.failure = err;
+    this.failurePending = true;
     this.held = [];
     this.socket.destroy();
-    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.reportFailure();
+  }
+
+  /** Emit the failure not heard yet, if someone listens now. */
+  private reportFailure(): void {
+    if (!this.failurePending || this.listenerCount('error') === 0) return;
+    this.failurePending = false;
+    this.emit('error', this.failure as Error);
   }
 
   private finish(): void {
@@ -346,8 +377,9 @@ export function directGet(opts: DirectGetOptions): Promise<DirectResponse> {
     }
     const socket: net.Socket = secure ? tls.connect(tlsOpts) : net.connect({ host, port, onread: onreadOpts });
     const onAbort = (): void => {
+      // The consumer did not ask for this (as it does with destroy()): it must hear of it.
       if (body === null) failHead(socketError('the connection was closed', 'ABORT_ERR'));
-      else body.destroy();
+      else body.fail(socketError('the connection was closed', 'ABORT_ERR'));
     };
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     socket.once('close', () => opts.signal?.removeEventListener('abort', onAbort));

@@ -37,6 +37,10 @@ interface StreamBody {
   resume(): unknown;
   isPaused(): boolean;
   destroy(): unknown;
+  /** Failed or destroyed: no more data or 'end' will come. */
+  readonly destroyed: boolean;
+  /** Why it failed, when it did. */
+  readonly errored: Error | null;
 }
 
 interface Wanted {
@@ -292,6 +296,12 @@ export class HttpRangeStream implements RangeStream {
       this.cut(seg, new GirderError(`${got.where}: the body ended at byte ${seg.at} of ${got.end}`, 0, 'network'));
     });
     got.body.on('error', (err: unknown) => this.cut(seg, err));
+    if (got.body.destroyed) {
+      // It died before anyone read it (a GET sent ahead whose connection failed while it was
+      // parked): its 'error' went to the stand-in listener, and resuming it would wait for ever.
+      this.cut(seg, got.body.errored ?? Object.assign(new Error('the connection closed before the body was read'), { code: 'ECONNRESET' }));
+      return;
+    }
     got.body.resume();
   }
 

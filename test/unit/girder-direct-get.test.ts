@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -43,6 +44,13 @@ async function rawServer(t: Test, answer: Buffer | string, then: 'end' | 'hang' 
     server.close(() => resolve());
   }));
   return new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/x`);
+}
+
+/** `promise`, or `what` when it takes longer than `ms` (the timer does not outlive it). */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(what), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** The whole body; `pauseEvery`: pause in every n-th 'data' for a moment, copying the chunk only after the pause. */
@@ -148,7 +156,8 @@ t.test('a bad answer head is refused', async (t) => {
   await t.rejects(directGet({ url: bad, headers: { x: 'a\r\nb' }, timeoutMs: 10_000 }), /line break/);
 });
 
-t.test('https, with a private certificate authority', async (t) => {
+/** A self-signed certificate for 127.0.0.1: the paths of its key and certificate (PEM). */
+async function selfSigned(t: Test): Promise<{ key: string; cert: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'direct-get-tls-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const key = path.join(dir, 'key.pem');
@@ -157,6 +166,11 @@ t.test('https, with a private certificate authority', async (t) => {
     'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
     '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
   ]);
+  return { key, cert };
+}
+
+t.test('https, with a private certificate authority', async (t) => {
+  const { key, cert } = await selfSigned(t);
   const data = randomBytes(3 * 1024 * 1024);
   const server = https.createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => {
     res.writeHead(200, { 'content-length': data.length });
@@ -189,14 +203,73 @@ t.test('aborting the signal closes the connection, before or after the answer', 
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   const late = new AbortController();
   const res = await directGet({ url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`), headers: {}, timeoutMs: 10_000, signal: late.signal });
-  const events: string[] = [];
+  const events: unknown[] = [];
   res.body.on('end', () => events.push('end'));
-  res.body.on('error', () => events.push('error'));
+  res.body.on('error', (e: unknown) => events.push(e));
   late.abort();
   await new Promise<void>((resolve) => {
     const check = (): void => (closed ? resolve() : void setTimeout(check, 10));
     check();
   });
   t.ok(res.body.destroyed, 'the body is destroyed');
-  t.same(events, [], 'quietly');
+  // the consumer did not ask for it (unlike destroy()): it must hear of it, or it waits for ever
+  t.match(events, [{ code: 'ABORT_ERR' }], 'with an error');
+
+  const quiet = await directGet({ url: new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`), headers: {}, timeoutMs: 10_000 });
+  const after: string[] = [];
+  quiet.body.on('error', () => after.push('error'));
+  quiet.body.destroy();
+  quiet.body.resume();
+  await sleep(20);
+  t.same(after, [], 'destroy() by the consumer is quiet');
+});
+
+t.test('a failure nobody heard is kept: the next error listener or resume() gets it', async (t) => {
+  const server = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => socket.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nabc'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.close(() => resolve());
+  }));
+  const url = new URL(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+
+  // failed with no listener at all (here by an abort), heard by the first 'error' listener added
+  const a = new AbortController();
+  const first = await directGet({ url, headers: {}, timeoutMs: 10_000, signal: a.signal });
+  a.abort();
+  t.ok(first.body.destroyed);
+  t.match(first.body.errored, { code: 'ABORT_ERR' });
+  const heard = await within(new Promise<unknown>((resolve) => first.body.on('error', resolve)), 1000, 'nothing');
+  t.match(heard, { code: 'ABORT_ERR' }, 'the late listener gets the failure');
+
+  // heard by a listener that ignores it; whoever resumes the body later still gets it
+  const b = new AbortController();
+  const second = await directGet({ url, headers: {}, timeoutMs: 10_000, signal: b.signal });
+  second.body.on('error', () => undefined);
+  b.abort();
+  const outcome = await within(new Promise<unknown>((resolve) => {
+    second.body.on('data', () => resolve('data'));
+    second.body.on('end', () => resolve('end'));
+    second.body.on('error', resolve);
+    second.body.resume();
+  }), 1000, 'nothing: it would wait for ever');
+  t.match(outcome, { code: 'ABORT_ERR' }, 'resume() of a failed body emits its failure');
+});
+
+t.test('over TLS, a connection that ends while the body is paused: the error comes on resume()', async (t) => {
+  const { key, cert } = await selfSigned(t);
+  // the head, no body byte, then the end of the connection: TLS reads the end although the body is paused
+  const server = tls.createServer({ key: await readFile(key), cert: await readFile(cert) }, (socket) => {
+    socket.on('error', () => undefined);
+    socket.once('data', () => socket.end('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n'));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const url = new URL(`https://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+  const res = await directGet({ url, headers: {}, timeoutMs: 10_000, ca: [await readFile(cert, 'utf8')] });
+  await sleep(100); // parked, with no listener
+  const outcome = await within(collect(res.body).then(() => 'ended', (e: unknown) => e), 2000, 'nothing: it would wait for ever');
+  t.match(outcome, { code: 'ECONNRESET' }, 'an error, not a wait for ever');
 });

@@ -1,0 +1,130 @@
+// Streamed range reads (src/girder/range-stream.ts) against a small fake Girder: what a real one
+// cannot be made to do on cue (a GET sent ahead that dies while parked, a wrong Content-Length).
+import t, { type Test } from 'tap';
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
+import { HttpRangeStream, type RangeStreamOptions } from '../../src/girder/range-stream.js';
+import { silentLogger } from '../../src/log.js';
+import { sleep } from '../helpers/wait.js';
+
+const KiB = 1024;
+const FILE_ID = '5f0000000000000000000001';
+
+/** What the fake server does with one download GET: serve it (return false), or answer it itself (true). */
+type Fault = (req: http.IncomingMessage, res: http.ServerResponse, range: { from: number; to: number }, nth: number, data: Buffer) => boolean;
+
+interface Fake {
+  apiUrl: string;
+  /** The CA file to trust (https only). */
+  caFile?: string;
+  data: Buffer;
+  /** Range headers of the download GETs, in order. */
+  ranges: string[];
+}
+
+/** A self-signed certificate for 127.0.0.1: the paths of its key and certificate (PEM). */
+async function selfSigned(t: Test): Promise<{ key: string; cert: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'range-stream-tls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const key = path.join(dir, 'key.pem');
+  const cert = path.join(dir, 'cert.pem');
+  await promisify(execFile)('openssl', [
+    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
+    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
+  ]);
+  return { key, cert };
+}
+
+/** A Girder that knows one user (any token) and one file; over https with `tls`. */
+async function fakeGirder(t: Test, size: number, fault: Fault = () => false, tls = false): Promise<Fake> {
+  const data = randomBytes(size);
+  const ranges: string[] = [];
+  const pems = tls ? await selfSigned(t) : undefined;
+  const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/api/v1/user/me') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ _id: '5f00000000000000000000aa', login: 'me' }));
+      return;
+    }
+    if (url.pathname !== `/api/v1/file/${FILE_ID}/download`) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ message: 'No matching route', type: 'rest' }));
+      return;
+    }
+    const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+    ranges.push(req.headers.range ?? '');
+    const from = Number(m?.[1] ?? 0);
+    const to = Math.min(size, Number(m?.[2] ?? size - 1) + 1);
+    if (fault(req, res, { from, to }, ranges.length, data)) return;
+    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}`, 'accept-ranges': 'bytes' });
+    res.end(data.subarray(from, to));
+  };
+  const server = pems === undefined
+    ? http.createServer(handler)
+    : https.createServer({ key: await readFile(pems.key), cert: await readFile(pems.cert) }, handler);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => {
+    server.closeAllConnections();
+    server.close(() => resolve());
+  }));
+  const scheme = pems === undefined ? 'http' : 'https';
+  return { apiUrl: `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`, caFile: pems?.cert, data, ranges };
+}
+
+function client(t: Test, apiUrl: string, extra: Partial<ClientOptions> = {}): GirderClient {
+  const c = new GirderClient({
+    apiUrl, credentials: { kind: 'token', token: 'tok' }, timeoutMs: 10_000, retries: 3, retryBaseMs: 10, logger: silentLogger(), ...extra,
+  });
+  t.teardown(() => c.close());
+  return c;
+}
+
+/** Read the whole stream in `step`-byte reads, pausing `pauseMs` after the first `pauseAfter` bytes. */
+async function pull(rs: HttpRangeStream, size: number, step: number, pauseAfter = -1, pauseMs = 0): Promise<Buffer> {
+  const out = Buffer.alloc(size);
+  for (let at = 0; at < size; at += step) {
+    if (at === pauseAfter) await sleep(pauseMs);
+    const n = await rs.read(out.subarray(at, Math.min(size, at + step)));
+    if (n !== Math.min(step, size - at)) throw new Error(`read ${n} bytes at ${at}`);
+  }
+  return out;
+}
+
+/** `promise`, or `what` when it takes longer than `ms`. */
+function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T | string> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<string>((resolve) => (timer = setTimeout(() => resolve(what), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
+}
+
+const SMALL: RangeStreamOptions = { firstRequestBytes: 64 * KiB, maxRequestBytes: 64 * KiB, openAheadBytes: 32 * KiB };
+
+t.test('a GET sent ahead that dies while parked is sent again, not waited on for ever', async (t) => {
+  // Over TLS the end of a connection is read even while its body is paused: the second GET (sent
+  // ahead) answers its head, then its connection ends, before the stream gets to it.
+  const size = 256 * KiB;
+  const fake = await fakeGirder(t, size, (_req, res, { from, to }, nth) => {
+    if (nth !== 2) return false;
+    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
+    res.flushHeaders();
+    res.socket?.end(); // in the same packet as the head, or nearly
+    return true;
+  }, true);
+  const c = client(t, fake.apiUrl, { caFile: fake.caFile });
+  const rs = new HttpRangeStream(c, { id: FILE_ID, size }, 0, size, SMALL);
+  // the reader stops for a while once the GET ahead is out: its connection ends meanwhile
+  const got = await within(pull(rs, size, 16 * KiB, 48 * KiB, 300), 5_000, 'stuck');
+  rs.close();
+  t.ok(Buffer.isBuffer(got) && got.equals(fake.data), `every byte, exact (${Buffer.isBuffer(got) ? 'read' : got})`);
+  t.same(fake.ranges.slice(0, 3), [`bytes=0-${64 * KiB - 1}`, `bytes=${64 * KiB}-${128 * KiB - 1}`, `bytes=${64 * KiB}-${128 * KiB - 1}`],
+    'the dead GET is sent again');
+});
