@@ -99,6 +99,12 @@ export class HttpRangeStream implements RangeStream {
   private readonly maxLength: number;
   private readonly openAheadBytes: number;
   private readonly direct: boolean;
+  /**
+   * Why the last GET was cut, for openNext() to count and back off. A field, not an argument: a
+   * GET can be cut while openNext() attaches it (its body ends or fails as it is resumed), when
+   * a second openNext() call would return at once and lose it.
+   */
+  private cutError: GirderError | null = null;
   private failures = 0;
   private failedAt = -1;
   private failure: unknown = null;
@@ -155,7 +161,7 @@ export class HttpRangeStream implements RangeStream {
       if (seg.body.isPaused()) seg.body.resume();
       return;
     }
-    if (!this.opening && this.pos < this.end) void this.openNext(null);
+    if (!this.opening && this.pos < this.end) void this.openNext();
   }
 
   private onData(seg: Segment, chunk: Buffer): void {
@@ -211,7 +217,7 @@ export class HttpRangeStream implements RangeStream {
     this.seg = null;
     // A 200 answer carries the whole file: drop what is not wanted with the connection.
     if (seg.stop < seg.bodyEnd) discard(seg.body);
-    if (this.pos < this.end) void this.openNext(null);
+    if (this.pos < this.end) void this.openNext();
   }
 
   /** The GET ended early or failed: resume from the byte reached, or give up. */
@@ -222,16 +228,21 @@ export class HttpRangeStream implements RangeStream {
     if (this.closed || this.seg !== seg) return;
     this.seg = null;
     this.resumeTo = seg.to;
-    void this.openNext(err instanceof GirderError ? err : this.client.transportError(err));
+    this.cutError = err instanceof GirderError ? err : this.client.transportError(err);
+    void this.openNext();
   }
 
-  /** Send the GET for the bytes from `pos` on (after the backoff of `after`, a failure), retrying. */
-  private async openNext(after: GirderError | null): Promise<void> {
-    if (this.opening) return;
+  /** Send the GET for the bytes from `pos` on (after the backoff of a cut, `cutError`), retrying. */
+  private async openNext(): Promise<void> {
+    if (this.opening) return; // the running loop sees the cut (seg is null again) and its cutError
     this.opening = true;
     try {
-      let err = after;
+      let err: GirderError | null = null;
       while (!this.closed && this.failure === null && this.seg === null && this.pos < this.end) {
+        if (err === null && this.cutError !== null) {
+          err = this.cutError;
+          this.cutError = null;
+        }
         if (err !== null) {
           if (!isRetryable(err)) throw err;
           // Progress resets the count: only consecutive fruitless attempts are limited.

@@ -127,4 +127,5 @@ t.test('a GET sent ahead that dies while parked is sent again, not waited on for
   t.ok(Buffer.isBuffer(got) && got.equals(fake.data), `every byte, exact (${Buffer.isBuffer(got) ? 'read' : got})`);
   t.same(fake.ranges.slice(0, 3), [`bytes=0-${64 * KiB - 1}`, `bytes=${64 * KiB}-${128 * KiB - 1}`, `bytes=${64 * KiB}-${128 * KiB - 1}`],
     'the dead GET is sent again');
+  t.equal(c.stats().retries, 1, 'after a counted retry (its backoff)');
 });
