@@ -302,7 +302,9 @@ export class HttpRangeStream implements RangeStream {
     this.seg = seg;
     got.body.on('data', (chunk: Buffer) => this.onData(seg, chunk));
     got.body.on('end', () => {
-      if (seg.done) return;
+      // Every byte arrived; some may still wait for a read (undici ends a body whose last chunk
+      // was handed out, even when the stream paused it): consume() finishes the segment.
+      if (seg.done || seg.at >= seg.stop) return;
       this.client.countError();
       this.cut(seg, new GirderError(`${got.where}: the body ended at byte ${seg.at} of ${got.end}`, 0, 'network'));
     });

@@ -129,3 +129,21 @@ t.test('a GET sent ahead that dies while parked is sent again, not waited on for
     'the dead GET is sent again');
   t.equal(c.stats().retries, 1, 'after a counted retry (its backoff)');
 });
+
+t.test('a body that ends while its last bytes wait for a read is not a cut', async (t) => {
+  // GETs of 48 KiB, each sent ahead and wholly received (ended) before the stream gets to it, and
+  // read 16 KiB at a time: undici emits 'end' while most of the body waits for the next read.
+  const size = 192 * KiB;
+  const fake = await fakeGirder(t, size);
+  for (const direct of [false, true]) {
+    const how = direct ? 'direct' : 'undici';
+    const c = client(t, fake.apiUrl);
+    fake.ranges.length = 0;
+    const rs = new HttpRangeStream(c, { id: FILE_ID, size }, 0, size, { firstRequestBytes: 48 * KiB, maxRequestBytes: 48 * KiB, openAheadBytes: 24 * KiB, direct });
+    const got = await within(pull(rs, size, 16 * KiB, 32 * KiB, 200), 5_000, 'stuck');
+    rs.close();
+    t.ok(Buffer.isBuffer(got) && got.equals(fake.data), `${how}: every byte, exact`);
+    t.equal(fake.ranges.length, 4, `${how}: four GETs of 48 KiB, none sent again (${fake.ranges.join(', ')})`);
+    t.equal(c.stats().retries, 0, `${how}: no retry`);
+  }
+});
