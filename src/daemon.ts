@@ -119,7 +119,8 @@ class Session {
       const root = await connect(client, store, config);
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
-      const reader = new CachedReader(store, cache, { logger });
+      // A stalled stream fails its readers once a GET timed out and its retry had time to answer.
+      const reader = new CachedReader(store, cache, { logger, streamStallMs: 2 * config.timeoutS * 1000 });
       const tree = new Tree(store, root, { ttlMs: config.attrTtlS * 1000, logger });
       const locals = new Map<string, LocalFile>();
       const owner = { uid: config.uid, gid: config.gid, readOnly: config.readOnly, umask: config.umask };

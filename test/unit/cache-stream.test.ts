@@ -87,7 +87,7 @@ interface Rig {
   seed(name: string, size: number): { file: RemoteFile; data: Buffer };
 }
 
-async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; memoryBytes?: number } = {}): Promise<Rig> {
+async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; streamStallMs?: number; memoryBytes?: number } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'gm-stream-'));
   const logger = silentLogger();
   const { memoryBytes, ...readerOpts } = opts;
@@ -343,4 +343,55 @@ t.test('a sequential reader does not push the blocks fetched ahead of it out of 
   }
   s.close();
   t.equal(diskReads, 0, 'no block was read back from disk');
+});
+
+t.test('a stream that stops sending while its last blocks are awaited: EIO after the stall time, never a hang', async (t) => {
+  // no idle close to come to the rescue; a stall is 300 ms
+  const r = await rig(t, { streamIdleMs: 600_000, streamStallMs: 300 });
+  const { file, data } = r.seed('stalls.bin', 2 * MiB);
+  // the first stream serves 1.5 MiB, then its reads never settle (a connection that died unnoticed)
+  const streamRange = r.store.streamRange.bind(r.store);
+  let served = 0;
+  let first = true;
+  r.store.streamRange = (f: FileRef, offset: number, length: number): RangeStream => {
+    const inner = streamRange(f, offset, length);
+    if (!first) return inner;
+    first = false;
+    let closed!: (err: unknown) => void;
+    const gone = new Promise<number>((_resolve, reject) => (closed = reject));
+    gone.catch(() => undefined);
+    return {
+      read: (into: Buffer) => {
+        if (offset + served >= 1.5 * MiB) return gone;
+        served += into.length;
+        return inner.read(into);
+      },
+      close: () => {
+        closed(new GirderError('the range stream was closed', 0, 'aborted'));
+        inner.close();
+      },
+    };
+  };
+  const s = r.reader.open(file);
+  let outcome: unknown = 'no error';
+  for (let pos = 0; pos < data.length; pos += 16 * KiB) {
+    const buf = Buffer.alloc(16 * KiB);
+    let timer: NodeJS.Timeout | undefined;
+    const stuck = new Promise<string>((resolve) => (timer = setTimeout(() => resolve('stuck'), 5_000)));
+    const got = await Promise.race([s.read(buf, buf.length, pos).then((n) => n, (e: unknown) => e), stuck]);
+    clearTimeout(timer);
+    if (got !== buf.length) {
+      outcome = got;
+      break;
+    }
+    if (!buf.equals(data.subarray(pos, pos + buf.length))) {
+      outcome = `other bytes at ${pos}`;
+      break;
+    }
+  }
+  t.ok(outcome instanceof Error && toFsError(outcome).errno === 'EIO', `the reader gets EIO (${String(outcome)})`);
+  t.equal(r.reader.openStreams, 0, 'the stalled stream is closed');
+  t.equal(r.store.openStreams.size, 0);
+  t.equal(await readSeq(t, s, data, 1.5 * MiB, data.length), data.length - 1.5 * MiB, 'reading on works');
+  s.close();
 });

@@ -1,3 +1,4 @@
+import { FsError } from '../../errors.js';
 import type { RangeStream } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
 import type { BlockCache } from './block-cache.js';
@@ -46,7 +47,8 @@ const noop = (): void => {};
  * to disk like fetched blocks. Nothing beyond the window is asked for, so a reader that stops
  * leaves the connection paused (TCP backpressure); it is closed on a seek, on close, and after
  * `idleMs` without reads. Claimed blocks that never land are released (readers then fetch them)
- * or, when the store failed, fail with its error.
+ * or, when the store failed, fail with its error. A watchdog fails them (EIO) when no byte lands
+ * for `stallMs` while reads are queued on the store: a reader gets an error, never a hang.
  */
 export class BlockStream {
   /** Blocks before this are claimed. */
@@ -59,7 +61,9 @@ export class BlockStream {
   /** Reads queued on the store's stream and not settled. */
   private outstanding = 0;
   private lastUsed = Date.now();
-  private readonly idleTimer: NodeJS.Timeout;
+  /** When the last block landed (or reads were queued after none were). */
+  private lastLanded = Date.now();
+  private readonly timer: NodeJS.Timeout;
 
   constructor(
     private readonly host: BlockStreamHost,
@@ -71,12 +75,21 @@ export class BlockStream {
     readonly end: number,
     private readonly batchBlocks: number,
     idleMs: number,
+    stallMs: number,
   ) {
     this.claimEnd = first;
-    this.idleTimer = setInterval(() => {
-      if (this.state === 'active' && Date.now() - this.lastUsed >= idleMs) this.close();
-    }, Math.max(1, Math.floor(idleMs / 2)));
-    this.idleTimer.unref();
+    this.timer = setInterval(() => {
+      const now = Date.now();
+      if (this.outstanding > 0 && now - this.lastLanded >= stallMs) {
+        // The store owes bytes and sends none (while draining, no reader's advance() closes the
+        // stream either): fail the claims rather than leave their readers waiting for ever.
+        this.host.log.warn({ fileId: this.vf.fileId, stallMs }, 'streamed read stalled; failing the blocks waiting on it');
+        this.terminate(new FsError('EIO', `streamed read of file ${this.vf.fileId}: no data for ${stallMs / 1000} s`));
+      } else if (this.state === 'active' && now - this.lastUsed >= idleMs) {
+        this.close();
+      }
+    }, Math.max(1, Math.floor(Math.min(idleMs, stallMs) / 2)));
+    this.timer.unref();
   }
 
   /** Still claiming blocks as its reader advances. */
@@ -135,7 +148,7 @@ export class BlockStream {
       vf.pending.set(idx, entry);
       this.claims.set(idx, { entry, resolve, reject });
     }
-    this.outstanding++;
+    if (this.outstanding++ === 0) this.lastLanded = Date.now(); // the stall clock starts now
     const owner = batch;
     this.stream.read(buf).then(
       (n) => this.landed(owner, idx, buf, n),
@@ -145,6 +158,7 @@ export class BlockStream {
 
   private landed(batch: Batch, idx: number, buf: Buffer, n: number): void {
     this.outstanding--;
+    this.lastLanded = Date.now();
     if (this.state === 'ended') return;
     const vf = this.vf;
     const cache = this.host.cache;
@@ -194,7 +208,7 @@ export class BlockStream {
   /** Every block landed. */
   private finish(): void {
     this.state = 'ended';
-    clearInterval(this.idleTimer);
+    clearInterval(this.timer);
     this.stream.close();
     for (const batch of [...this.unflushed]) this.flush(batch);
     this.host.cache.settle(this.vf);
@@ -205,7 +219,7 @@ export class BlockStream {
   private terminate(err: unknown): void {
     if (this.state === 'ended') return;
     this.state = 'ended';
-    clearInterval(this.idleTimer);
+    clearInterval(this.timer);
     this.stream.close();
     const vf = this.vf;
     for (const [idx, claim] of this.claims) {

@@ -20,6 +20,11 @@ export interface CachedReaderOptions {
   maxStreams?: number;
   /** A stream without reads for this long is closed (default 10 s). */
   streamIdleMs?: number;
+  /**
+   * A stream that lands no byte for this long while blocks wait on it fails them with EIO
+   * (default 60 s). The store's own timeouts and retries come first: give them room.
+   */
+  streamStallMs?: number;
   logger: Logger;
 }
 
@@ -50,6 +55,7 @@ export class CachedReader implements BlockStreamHost {
   private inflightBytes = 0;
   private readonly maxStreams: number;
   private readonly streamIdleMs: number;
+  private readonly streamStallMs: number;
   private readonly streamSlabBlocks: number;
   private readonly maxStreamBlocks: number;
   /** Streams not ended yet. */
@@ -66,6 +72,7 @@ export class CachedReader implements BlockStreamHost {
     this.maxPrefetchBytes = 2 * (this.readAheadBlocks + this.requestBlocks) * bs;
     this.maxStreams = Math.max(0, Math.floor(opts.maxStreams ?? 4));
     this.streamIdleMs = Math.max(1, opts.streamIdleMs ?? 10_000);
+    this.streamStallMs = Math.max(1, opts.streamStallMs ?? 60_000);
     this.streamSlabBlocks = Math.max(1, Math.floor(STREAM_SLAB_BYTES / bs));
     this.maxStreamBlocks = Math.max(1, Math.floor(MAX_STREAM_BYTES / bs));
     this.log = opts.logger;
@@ -138,7 +145,7 @@ export class CachedReader implements BlockStreamHost {
     const offset = first * vf.blockSize;
     const length = Math.min(vf.size, end * vf.blockSize) - offset;
     const rs = this.store.streamRange({ id: vf.fileId, size: vf.size }, offset, length);
-    const stream = new BlockStream(this, vf, rs, first, end, this.streamSlabBlocks, this.streamIdleMs);
+    const stream = new BlockStream(this, vf, rs, first, end, this.streamSlabBlocks, this.streamIdleMs, this.streamStallMs);
     this.streams.add(stream);
     return stream;
   }
