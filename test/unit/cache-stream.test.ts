@@ -395,3 +395,59 @@ t.test('a stream that stops sending while its last blocks are awaited: EIO after
   t.equal(await readSeq(t, s, data, 1.5 * MiB, data.length), data.length - 1.5 * MiB, 'reading on works');
   s.close();
 });
+
+t.test('two sequential readers of one file, the second catching up with the first: each byte fetched about once', async (t) => {
+  const r = await rig(t);
+  const { file, data } = r.seed('twice.bin', 16 * MiB);
+  const a = r.reader.open(file);
+  const b = r.reader.open(file);
+  const step = 64 * KiB;
+  const readAt = async (s: ReadSession, pos: number): Promise<void> => {
+    const buf = Buffer.alloc(Math.min(step, data.length - pos));
+    const n = await s.read(buf, buf.length, pos);
+    if (n !== buf.length || !buf.equals(data.subarray(pos, pos + n))) t.fail(`bytes differ at ${pos}`);
+  };
+  // a starts alone; b starts later, reads what a fetched at twice a's pace, then goes on a block
+  // ahead of it: from then on each stream meets blocks the other one claimed
+  let pa = 0;
+  let pb = 0;
+  for (; pa < 2 * MiB; pa += step) await readAt(a, pa);
+  while (pa < data.length || pb < data.length) {
+    if (pb < data.length) {
+      await readAt(b, pb);
+      pb += step;
+    }
+    if (pb <= pa && pb < data.length) {
+      await readAt(b, pb);
+      pb += step;
+    }
+    if (pa < data.length) {
+      await readAt(a, pa);
+      pa += step;
+    }
+  }
+  a.close();
+  b.close();
+  const fetched = r.store.bytesRead;
+  t.ok(fetched <= data.length * 1.05, `fetched ${(fetched / data.length).toFixed(2)} times the file (${r.store.streams.length} streams, ${r.store.reads.length} range requests)`);
+  t.ok(r.store.streams.length >= 2, 'both readers streamed');
+  t.equal(r.store.openStreams.size, 0);
+  t.equal(r.reader.openStreams, 0);
+});
+
+t.test('a block fetched by a range request ahead of a stream ends the stream there; a new one starts after it', async (t) => {
+  const r = await rig(t);
+  const { file, data } = r.seed('hole-ahead.bin', 8 * MiB);
+  const s = r.reader.open(file);
+  await readSeq(t, s, data, 0, MiB);
+  t.equal(r.store.streams.length, 1, 'streaming');
+  // another reader reads one block at 4 MiB: a range request, inside the range of the stream
+  const other = r.reader.open(file);
+  await readSeq(t, other, data, 4 * MiB + 10, 4 * MiB + 20);
+  other.close();
+  t.equal(await readSeq(t, s, data, MiB, data.length), data.length - MiB, 'exact bytes');
+  s.close();
+  t.equal(r.store.bytesRead, data.length, 'no byte fetched twice');
+  t.equal(r.store.streams.length, 2, 'the stream stopped before the block; another started after it');
+  t.equal(r.store.openStreams.size, 0);
+});

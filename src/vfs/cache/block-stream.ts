@@ -71,8 +71,8 @@ export class BlockStream {
     private readonly stream: RangeStream,
     /** First block of the stream. */
     readonly first: number,
-    /** Block after the last one of the stream. */
-    readonly end: number,
+    /** Block after the last one of the stream (it may end sooner: see advance()). */
+    private stop: number,
     private readonly batchBlocks: number,
     idleMs: number,
     stallMs: number,
@@ -102,13 +102,29 @@ export class BlockStream {
     return this.claimEnd;
   }
 
-  /** Let the stream run up to block `target` (exclusive): claim the blocks before it. */
+  /** Block after the last one the stream delivers. */
+  get end(): number {
+    return this.stop;
+  }
+
+  /**
+   * Let the stream run up to block `target` (exclusive): claim the blocks before it. The stream
+   * ends before the first block that became available meanwhile (fetched or streamed for another
+   * reader, or loaded from disk): it would only download it again. Its reader's session opens a
+   * new stream after that run, as after a cached one.
+   */
   advance(target: number): void {
     if (this.state !== 'active') return;
     this.lastUsed = Date.now();
-    const stop = Math.min(target, this.end);
-    while (this.claimEnd < stop) this.claim(this.claimEnd++);
-    if (this.claimEnd >= this.end) {
+    const upTo = Math.min(target, this.stop);
+    while (this.claimEnd < upTo) {
+      if (this.host.available(this.vf, this.claimEnd)) {
+        this.stop = this.claimEnd;
+        break;
+      }
+      this.claim(this.claimEnd++);
+    }
+    if (this.claimEnd >= this.stop) {
       this.state = 'draining';
       if (this.batch !== null) this.seal(this.batch);
       if (this.outstanding === 0) this.finish();
@@ -135,19 +151,17 @@ export class BlockStream {
     const at = batch.count * bs;
     batch.count++;
     const buf = batch.slab.buf.subarray(at, at + vf.blockLength(idx));
-    // A block that became available meanwhile still arrives (it is in the range): it is only not claimed.
-    if (!this.host.available(vf, idx)) {
-      let resolve!: (buf: Buffer | null) => void;
-      let reject!: (err: unknown) => void;
-      const promise = new Promise<Buffer | null>((res, rej) => {
-        resolve = res;
-        reject = rej;
-      });
-      promise.catch(noop); // a read-ahead nobody waits for may fail quietly
-      const entry: PendingBlock = { promise, fromStore: true };
-      vf.pending.set(idx, entry);
-      this.claims.set(idx, { entry, resolve, reject });
-    }
+    // advance() claims no block that is available already
+    let resolve!: (buf: Buffer | null) => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<Buffer | null>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(noop); // a read-ahead nobody waits for may fail quietly
+    const entry: PendingBlock = { promise, fromStore: true };
+    vf.pending.set(idx, entry);
+    this.claims.set(idx, { entry, resolve, reject });
     if (this.outstanding++ === 0) this.lastLanded = Date.now(); // the stall clock starts now
     const owner = batch;
     this.stream.read(buf).then(

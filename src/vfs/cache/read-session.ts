@@ -114,7 +114,8 @@ export class ReadSessionImpl implements ReadSession {
   /**
    * Keep blocks [cur, target) claimed by this reader's stream (opened once the window is large
    * enough). False when range requests must do it: no stream could be opened, or the stream has
-   * claimed every block up to its end (a cached run or the end of the file follows).
+   * claimed every block up to its end (the end of the file, or a run of blocks cached or under way
+   * for another reader follows: the next read opens a stream after it).
    */
   private streamAhead(cur: number, target: number): boolean {
     let s = this.stream;
