@@ -173,6 +173,11 @@ async function openWith<B extends AnswerBody>(
     const [first, last, total] = [Number(m[1]), Number(m[2]), m[3] === '*' ? file.size : Number(m[3])];
     if (total !== file.size) return fail(`file ${file.id} is now ${total} bytes, not ${file.size}`, 'stale');
     if (first !== from || last < first) return fail(`Content-Range "${contentRange}" does not match ${range}`, 'malformed');
+    // A body shorter than its range would look like a cut connection, and be retried in vain.
+    const declared = header(res.headers, 'content-length');
+    if (declared !== undefined && Number(declared) !== last - first + 1) {
+      return fail(`Content-Length ${declared} does not match Content-Range "${contentRange}"`, 'malformed');
+    }
     return { body, start: first, end: Math.min(last + 1, file.size), where };
   }
   // 200: the whole file (Girder does this for empty files; a server may ignore Range).

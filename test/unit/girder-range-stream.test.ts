@@ -10,7 +10,9 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { GirderError } from '../../src/errors.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
+import { readRange } from '../../src/girder/download.js';
 import { HttpRangeStream, type RangeStreamOptions } from '../../src/girder/range-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { sleep } from '../helpers/wait.js';
@@ -146,4 +148,26 @@ t.test('a body that ends while its last bytes wait for a read is not a cut', asy
     t.equal(fake.ranges.length, 4, `${how}: four GETs of 48 KiB, none sent again (${fake.ranges.join(', ')})`);
     t.equal(c.stats().retries, 0, `${how}: no retry`);
   }
+});
+
+t.test('a 206 whose Content-Length is not the length of its Content-Range is malformed, not retried', async (t) => {
+  const size = 128 * KiB;
+  // the Content-Range the GET asked for, with a body 1000 bytes long
+  const fake = await fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
+    res.writeHead(206, { 'content-length': 1000, 'content-range': `bytes ${from}-${to - 1}/${size}` });
+    res.end(data.subarray(from, from + 1000));
+    return true;
+  });
+  const c = client(t, fake.apiUrl);
+  const ref = { id: FILE_ID, size };
+  const ranged = await readRange(c, ref, 0, 64 * KiB, Buffer.alloc(64 * KiB)).catch((e: unknown) => e);
+  t.ok(ranged instanceof GirderError && ranged.type === 'malformed', `readRange: malformed (${String(ranged)})`);
+  for (const direct of [false, true]) {
+    const how = direct ? 'direct' : 'undici';
+    const rs = new HttpRangeStream(c, ref, 0, size, { ...SMALL, direct });
+    const streamed = await within(rs.read(Buffer.alloc(16 * KiB)).catch((e: unknown) => e), 5_000, 'stuck');
+    rs.close();
+    t.ok(streamed instanceof GirderError && streamed.type === 'malformed', `${how} stream: malformed (${String(streamed)})`);
+  }
+  t.equal(c.stats().retries, 0, 'no retry');
 });
