@@ -363,6 +363,8 @@ export class GirderClient {
       return res;
     } catch (err) {
       this.counters.errors++;
+      // close() ended the connection: pass it on as an abort, which nobody retries
+      if (isAbort(err, this.closing.signal)) throw err;
       throw networkError(err, new URL(origin).host, this.timeoutMs);
     }
   }

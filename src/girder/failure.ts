@@ -51,9 +51,9 @@ export function networkError(err: unknown, host: string, timeoutMs: number): Gir
   return new GirderError(message, 0, 'network', undefined, { cause: err });
 }
 
-/** Whether a retry can help: socket trouble and timeouts yes, certificates no. */
+/** Whether a retry can help: socket trouble and timeouts yes, certificates and aborts no. */
 export function isRetryable(err: GirderError): boolean {
-  return (err.status === 0 && err.type !== 'tls') || err.status >= 500;
+  return (err.status === 0 && err.type !== 'tls' && err.type !== 'aborted') || err.status >= 500;
 }
 
 /** The GirderError for a non-2xx answer; `body` is its text (Girder sends {"message","type","field"}). */

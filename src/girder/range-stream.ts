@@ -6,7 +6,7 @@
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
 import { discard, openDirectRange, openRange, type RangeBody } from './download.js';
-import { isRetryable } from './failure.js';
+import { isAbort, isRetryable } from './failure.js';
 import type { FileRef, RangeStream } from './store.js';
 
 const MiB = 1024 * 1024;
@@ -228,7 +228,7 @@ export class HttpRangeStream implements RangeStream {
     if (this.closed || this.seg !== seg) return;
     this.seg = null;
     this.resumeTo = seg.to;
-    this.cutError = err instanceof GirderError ? err : this.client.transportError(err);
+    this.cutError = this.errorOf(err);
     void this.openNext();
   }
 
@@ -274,7 +274,7 @@ export class HttpRangeStream implements RangeStream {
           got = await opened;
         } catch (e) {
           this.resumeTo = to;
-          err = e instanceof GirderError ? e : this.client.transportError(e);
+          err = this.errorOf(e);
           continue;
         }
         if (this.closed) {
@@ -289,6 +289,13 @@ export class HttpRangeStream implements RangeStream {
     } finally {
       this.opening = false;
     }
+  }
+
+  /** A failure as a GirderError; an abort (the client is closing) is one no retry can help. */
+  private errorOf(err: unknown): GirderError {
+    if (err instanceof GirderError) return err;
+    if (isAbort(err)) return new GirderError('the connection was closed: the Girder client is closing', 0, 'aborted', undefined, { cause: err });
+    return this.client.transportError(err);
   }
 
   private open(from: number, to: number): Promise<RangeBody<StreamBody>> {

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -15,7 +15,7 @@ import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { readRange } from '../../src/girder/download.js';
 import { HttpRangeStream, type RangeStreamOptions } from '../../src/girder/range-stream.js';
 import { silentLogger } from '../../src/log.js';
-import { sleep } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const KiB = 1024;
 const FILE_ID = '5f0000000000000000000001';
@@ -30,6 +30,8 @@ interface Fake {
   data: Buffer;
   /** Range headers of the download GETs, in order. */
   ranges: string[];
+  /** Connections open now. */
+  openSockets(): number;
 }
 
 /** A self-signed certificate for 127.0.0.1: the paths of its key and certificate (PEM). */
@@ -73,20 +75,25 @@ async function fakeGirder(t: Test, size: number, fault: Fault = () => false, tls
   const server = pems === undefined
     ? http.createServer(handler)
     : https.createServer({ key: await readFile(pems.key), cert: await readFile(pems.cert) }, handler);
+  const sockets = new Set<Socket>();
+  server.on(pems === undefined ? 'connection' : 'secureConnection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.teardown(() => new Promise<void>((resolve) => {
     server.closeAllConnections();
     server.close(() => resolve());
   }));
   const scheme = pems === undefined ? 'http' : 'https';
-  return { apiUrl: `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`, caFile: pems?.cert, data, ranges };
+  return { apiUrl: `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`, caFile: pems?.cert, data, ranges, openSockets: () => sockets.size };
 }
 
 function client(t: Test, apiUrl: string, extra: Partial<ClientOptions> = {}): GirderClient {
   const c = new GirderClient({
     apiUrl, credentials: { kind: 'token', token: 'tok' }, timeoutMs: 10_000, retries: 3, retryBaseMs: 10, logger: silentLogger(), ...extra,
   });
-  t.teardown(() => c.close());
+  t.teardown(() => c.close().catch(() => undefined)); // a test may have closed it
   return c;
 }
 
@@ -170,4 +177,40 @@ t.test('a 206 whose Content-Length is not the length of its Content-Range is mal
     t.ok(streamed instanceof GirderError && streamed.type === 'malformed', `${how} stream: malformed (${String(streamed)})`);
   }
   t.equal(c.stats().retries, 0, 'no retry');
+});
+
+t.test('client.close() ends a streaming and a paused stream at once: their readers get an error, no retry, no socket left', async (t) => {
+  const size = 256 * KiB;
+  // every GET sends 24 KiB of its 64, then nothing more: its connection stays open
+  const fake = await fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
+    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
+    res.write(data.subarray(from, from + 24 * KiB));
+    return true;
+  });
+  // retrying would take seconds
+  const c = client(t, fake.apiUrl, { retries: 5, retryBaseMs: 300 });
+  const ref = { id: FILE_ID, size };
+  const paused = new HttpRangeStream(c, ref, 0, size, SMALL);
+  t.equal(await paused.read(Buffer.alloc(16 * KiB)), 16 * KiB, 'the paused stream read, and now waits with its GET parked');
+  const active = new HttpRangeStream(c, ref, 64 * KiB, size - 64 * KiB, SMALL);
+  const waiting = active.read(Buffer.alloc(32 * KiB)).catch((e: unknown) => e);
+  await waitFor(() => fake.openSockets() === 2, { timeoutMs: 5_000, intervalMs: 10, what: 'both GETs under way' });
+  await sleep(50);
+
+  const started = Date.now();
+  await c.close();
+  const err = await within(waiting, 3_000, 'still waiting');
+  t.ok(err instanceof GirderError && err.type === 'aborted', `the waiting read fails (${String(err)})`);
+  const later = await within(paused.read(Buffer.alloc(16 * KiB)).catch((e: unknown) => e), 3_000, 'still waiting');
+  t.ok(later instanceof GirderError && later.type === 'aborted', `a read of the paused stream fails (${String(later)})`);
+  const after = new HttpRangeStream(c, ref, 0, size, SMALL);
+  const refused = await within(after.read(Buffer.alloc(16 * KiB)).catch((e: unknown) => e), 3_000, 'still waiting');
+  after.close();
+  t.ok(refused instanceof GirderError && refused.type === 'aborted', `a stream opened after close() fails (${String(refused)})`);
+  t.ok(Date.now() - started < 1_000, `at once (${Date.now() - started} ms)`);
+  t.equal(c.stats().retries, 0, 'no retry');
+  await waitFor(() => fake.openSockets() === 0, { timeoutMs: 5_000, intervalMs: 10, what: 'no connection left' });
+  t.pass('no connection left');
+  active.close();
+  paused.close();
 });
