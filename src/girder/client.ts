@@ -1,4 +1,5 @@
 /** The HTTP connection to one Girder API: undici agent, login and token refresh, retries, errors. */
+import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
@@ -122,6 +123,8 @@ export class GirderClient {
     const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
     if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
     this.ca = connect.ca;
+    // Each direct connection listens to it while open; past 10 Node would warn of a leak.
+    setMaxListeners(0, this.closing.signal);
     this.agent = new Agent({
       connections: 32,
       pipelining: 1,

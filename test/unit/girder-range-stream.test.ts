@@ -214,3 +214,25 @@ t.test('client.close() ends a streaming and a paused stream at once: their reade
   active.close();
   paused.close();
 });
+
+t.test('a dozen streams at once: no MaxListenersExceededWarning', async (t) => {
+  const size = 256 * KiB;
+  // every GET sends 24 KiB, then holds its connection open
+  const fake = await fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
+    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
+    res.write(data.subarray(from, from + 24 * KiB));
+    return true;
+  });
+  const c = client(t, fake.apiUrl);
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
+  process.on('warning', onWarning);
+  t.teardown(() => void process.off('warning', onWarning));
+  // each stream reads a little of its GET, whose connection stays open (and listens to the client's closing signal)
+  const streams = Array.from({ length: 12 }, () => new HttpRangeStream(c, { id: FILE_ID, size }, 0, size, SMALL));
+  await Promise.all(streams.map((rs) => rs.read(Buffer.alloc(KiB))));
+  t.ok(fake.openSockets() >= 12, `${fake.openSockets()} connections open`);
+  await sleep(50); // warnings are emitted on a later tick
+  for (const rs of streams) rs.close();
+  t.same(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), [], 'no warning');
+});
