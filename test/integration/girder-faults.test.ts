@@ -153,6 +153,56 @@ t.test('a streamed read: a cut body resumes from the byte reached, a 5xx is retr
   }
 });
 
+t.test('a streamed read: a 401 logs in again; a cut or a 5xx on the GET sent ahead is resumed', async (tt) => {
+  for (const direct of [true, false]) {
+    const how = direct ? 'direct' : 'undici';
+    // GETs of 1 MiB, the next one sent when 512 KiB of the current one are left
+    const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: MiB / 2, direct } });
+    const pull = async (offset: number, length: number): Promise<Buffer> => {
+      const rs = s.streamRange(ref, offset, length);
+      const into = Buffer.alloc(length);
+      const reads: Array<Promise<number>> = [];
+      for (let at = 0; at < length; at += 256 * 1024) reads.push(rs.read(into.subarray(at, Math.min(length, at + 256 * 1024))));
+      await Promise.all(reads);
+      rs.close();
+      return into;
+    };
+    const downloads = (): string[] => seen.filter((x) => x.url.includes('/download')).map((x) => String(x.headers.range));
+    const logins = (): number => seen.filter((x) => x.url.includes('/api_key/token')).length;
+
+    // Girder forgot the token (it expired): 401, then a new login and the same GET again
+    proxy.expireTokens();
+    seen.length = 0;
+    tt.ok((await pull(0, MiB + 5)).equals(source.bytes.subarray(0, MiB + 5)), `${how}: bytes match after a 401`);
+    tt.equal(logins(), 1, `${how}: logged in again once`);
+    tt.equal(seen.filter((x) => x.fault === 'expired-token').length, 1, `${how}: one GET refused`);
+    proxy.clear();
+
+    // the second GET (sent ahead) is cut after 100 000 bytes: resumed from the byte reached, or
+    // from its start when its body died while parked
+    onNext('GET', /\/download/, { kind: 'delay', ms: 0 });
+    onNext('GET', /\/download/, { kind: 'cut', afterBytes: 100_000 });
+    seen.length = 0;
+    tt.ok((await pull(0, 3 * MiB)).equals(source.bytes.subarray(0, 3 * MiB)), `${how}: bytes match after a cut of the GET sent ahead`);
+    const ranges = downloads();
+    tt.same(ranges.slice(0, 2), [`bytes=0-${MiB - 1}`, `bytes=${MiB}-${2 * MiB - 1}`], `${how}: two GETs, the second sent ahead`);
+    const resumed = /^bytes=(\d+)-(\d+)$/.exec(ranges[2] ?? '');
+    tt.ok(resumed !== null && Number(resumed[1]) >= MiB && Number(resumed[1]) <= MiB + 100_000 && Number(resumed[2]) === 2 * MiB - 1,
+      `${how}: the cut GET is resumed (${ranges.join(', ')})`);
+    tt.equal(ranges.at(-1), `bytes=${2 * MiB}-${3 * MiB - 1}`, `${how}: then the last GET`);
+
+    // the second GET answers 503: sent again after a backoff
+    onNext('GET', /\/download/, { kind: 'delay', ms: 0 });
+    onNext('GET', /\/download/, { kind: 'status', status: 503 });
+    seen.length = 0;
+    const retries = c.stats().retries;
+    tt.ok((await pull(0, 3 * MiB)).equals(source.bytes.subarray(0, 3 * MiB)), `${how}: bytes match after a 503 on the GET sent ahead`);
+    tt.same(downloads(), [`bytes=0-${MiB - 1}`, `bytes=${MiB}-${2 * MiB - 1}`, `bytes=${MiB}-${2 * MiB - 1}`, `bytes=${2 * MiB}-${3 * MiB - 1}`],
+      `${how}: the refused GET is sent again`);
+    tt.equal(c.stats().retries - retries, 1, `${how}: one retry`);
+  }
+});
+
 t.test('a chunk dropped mid-body is resent from the server offset', async (tt) => {
   const local = await localFile('chunky', 11 * MiB + 3);
   onNext('POST', /\/file\/chunk\?.*offset=5242880/, { kind: 'drop-request' });
