@@ -8,6 +8,7 @@ import path from 'node:path';
 import { GirderError } from '../../src/errors.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { RestStore } from '../../src/girder/rest-store.js';
+import type { FileRef } from '../../src/girder/store.js';
 import { silentLogger } from '../../src/log.js';
 import { startFaultProxy, type FaultAction } from '../helpers/fault-proxy.js';
 import { startGirder } from '../helpers/girder-server.js';
@@ -72,6 +73,17 @@ t.afterEach(() => {
   proxy.clear();
 });
 
+
+/** Read [offset, offset+length) of `file` through one streamRange, in 256 KiB reads queued at once. */
+async function pullStream(store: RestStore, file: FileRef, offset: number, length: number): Promise<Buffer> {
+  const rs = store.streamRange(file, offset, length);
+  const into = Buffer.alloc(length);
+  const reads: Array<Promise<number>> = [];
+  for (let at = 0; at < length; at += 256 * 1024) reads.push(rs.read(into.subarray(at, Math.min(length, at + 256 * 1024))));
+  await Promise.all(reads);
+  rs.close();
+  return into;
+}
 t.test('a 503 on a GET is retried', async (tt) => {
   onNext('GET', /\/folder\//, { kind: 'status', status: 503 }, 2);
   const before = c.stats().retries;
@@ -119,15 +131,7 @@ t.test('a streamed read: a cut body resumes from the byte reached, a 5xx is retr
   for (const direct of [true, false]) {
     const how = direct ? 'direct' : 'undici';
     const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: 0, direct } });
-    const pull = async (offset: number, length: number): Promise<Buffer> => {
-      const rs = s.streamRange(ref, offset, length);
-      const into = Buffer.alloc(length);
-      const reads: Array<Promise<number>> = [];
-      for (let at = 0; at < length; at += 256 * 1024) reads.push(rs.read(into.subarray(at, Math.min(length, at + 256 * 1024))));
-      await Promise.all(reads);
-      rs.close();
-      return into;
-    };
+    const pull = (offset: number, length: number): Promise<Buffer> => pullStream(s, ref, offset, length);
     const downloads = (): Array<string | undefined> => seen.filter((x) => x.url.includes('/download')).map((x) => x.headers.range as string | undefined);
 
     onNext('GET', /\/download/, { kind: 'cut', afterBytes: 100_000 });
@@ -158,15 +162,7 @@ t.test('a streamed read: a 401 logs in again; a cut or a 5xx on the GET sent ahe
     const how = direct ? 'direct' : 'undici';
     // GETs of 1 MiB, the next one sent when 512 KiB of the current one are left
     const s = new RestStore(c, silentLogger(), { stream: { firstRequestBytes: MiB, maxRequestBytes: MiB, openAheadBytes: MiB / 2, direct } });
-    const pull = async (offset: number, length: number): Promise<Buffer> => {
-      const rs = s.streamRange(ref, offset, length);
-      const into = Buffer.alloc(length);
-      const reads: Array<Promise<number>> = [];
-      for (let at = 0; at < length; at += 256 * 1024) reads.push(rs.read(into.subarray(at, Math.min(length, at + 256 * 1024))));
-      await Promise.all(reads);
-      rs.close();
-      return into;
-    };
+    const pull = (offset: number, length: number): Promise<Buffer> => pullStream(s, ref, offset, length);
     const downloads = (): string[] => seen.filter((x) => x.url.includes('/download')).map((x) => String(x.headers.range));
     const logins = (): number => seen.filter((x) => x.url.includes('/api_key/token')).length;
 

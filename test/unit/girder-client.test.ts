@@ -1,26 +1,16 @@
 // GirderClient without Girder: TLS trust (--ca-file), and document decoding.
 import t from 'tap';
-import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { GirderError } from '../../src/errors.js';
 import { GirderClient } from '../../src/girder/client.js';
 import { decodeFile, decodeFolder, decodeItem, parseDate } from '../../src/girder/decode.js';
 import { silentLogger } from '../../src/log.js';
+import { selfSigned } from '../helpers/self-signed.js';
 
 t.test('a self-signed server: a clear TLS error, then trusted through caFile', async (tt) => {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'girder-tls-test-'));
-  tt.teardown(() => rm(dir, { recursive: true, force: true }));
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ]);
+  const { key, cert } = await selfSigned(tt, 'girder-tls-test-');
   const server = https.createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => {
     res.writeHead(200, { 'content-type': 'application/json' });
     res.end('{"release": "5.0.21"}');

@@ -1,18 +1,15 @@
 // The direct GET of long downloads (src/girder/direct-get.ts) against local servers: body framings,
 // pauses that keep a chunk intact, cut connections, timeouts, TLS.
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { directGet, type DirectBody } from '../../src/girder/direct-get.js';
 import { sleep } from '../helpers/wait.js';
+import { selfSigned } from '../helpers/self-signed.js';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void;
 
@@ -156,21 +153,9 @@ t.test('a bad answer head is refused', async (t) => {
   await t.rejects(directGet({ url: bad, headers: { x: 'a\r\nb' }, timeoutMs: 10_000 }), /line break/);
 });
 
-/** A self-signed certificate for 127.0.0.1: the paths of its key and certificate (PEM). */
-async function selfSigned(t: Test): Promise<{ key: string; cert: string }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'direct-get-tls-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ]);
-  return { key, cert };
-}
 
 t.test('https, with a private certificate authority', async (t) => {
-  const { key, cert } = await selfSigned(t);
+  const { key, cert } = await selfSigned(t, 'direct-get-tls-');
   const data = randomBytes(3 * 1024 * 1024);
   const server = https.createServer({ key: await readFile(key), cert: await readFile(cert) }, (_req, res) => {
     res.writeHead(200, { 'content-length': data.length });
@@ -259,7 +244,7 @@ t.test('a failure nobody heard is kept: the next error listener or resume() gets
 });
 
 t.test('over TLS, a connection that ends while the body is paused: the error comes on resume()', async (t) => {
-  const { key, cert } = await selfSigned(t);
+  const { key, cert } = await selfSigned(t, 'direct-get-tls-');
   // the head, no body byte, then the end of the connection: TLS reads the end although the body is paused
   const server = tls.createServer({ key: await readFile(key), cert: await readFile(cert) }, (socket) => {
     socket.on('error', () => undefined);

@@ -1,21 +1,18 @@
 // Streamed range reads (src/girder/range-stream.ts) against a small fake Girder: what a real one
 // cannot be made to do on cue (a GET sent ahead that dies while parked, a wrong Content-Length).
 import t, { type Test } from 'tap';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
-import { promisify } from 'node:util';
 import { GirderError } from '../../src/errors.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { readRange } from '../../src/girder/download.js';
 import { HttpRangeStream, type RangeStreamOptions } from '../../src/girder/range-stream.js';
 import { silentLogger } from '../../src/log.js';
 import { sleep, waitFor } from '../helpers/wait.js';
+import { selfSigned } from '../helpers/self-signed.js';
 
 const KiB = 1024;
 const FILE_ID = '5f0000000000000000000001';
@@ -34,24 +31,12 @@ interface Fake {
   openSockets(): number;
 }
 
-/** A self-signed certificate for 127.0.0.1: the paths of its key and certificate (PEM). */
-async function selfSigned(t: Test): Promise<{ key: string; cert: string }> {
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'range-stream-tls-'));
-  t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const key = path.join(dir, 'key.pem');
-  const cert = path.join(dir, 'cert.pem');
-  await promisify(execFile)('openssl', [
-    'req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '2',
-    '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
-  ]);
-  return { key, cert };
-}
 
 /** A Girder that knows one user (any token) and one file; over https with `tls`. */
 async function fakeGirder(t: Test, size: number, fault: Fault = () => false, tls = false): Promise<Fake> {
   const data = randomBytes(size);
   const ranges: string[] = [];
-  const pems = tls ? await selfSigned(t) : undefined;
+  const pems = tls ? await selfSigned(t, 'range-stream-tls-') : undefined;
   const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/api/v1/user/me') {
