@@ -137,7 +137,7 @@ export class LocalFile {
    * done). Later changes copy the bytes first, so the upload never sees them change under it.
    */
   async snapshot(): Promise<{ path: string; sha512: string | undefined }> {
-    const sha512 = await this.settled(this.hashing && this.hashedUpTo === this.size);
+    const sha512 = await this.digest();
     await this.fd.sync();
     const path = join(this.dataDir, `${randomUUID()}.upload`);
     await link(this.tempPath, path);
