@@ -5,7 +5,7 @@
 import type { BenchContext } from '../lib/context.js';
 import { curlChunkedUpload } from '../lib/curl.js';
 import type { DataSet } from '../lib/dataset.js';
-import { DaemonUsage, RssWatch, waitIdle } from '../lib/rss.js';
+import { DaemonUsage, RssWatch } from '../lib/rss.js';
 import { median, mibPerS } from '../lib/stats.js';
 import { randomBytes } from 'node:crypto';
 import { open } from 'node:fs/promises';
@@ -24,7 +24,7 @@ export async function bigCopy(ctx: BenchContext, data: DataSet): Promise<void> {
   const firstUse = new DaemonUsage();
   const againUse = new DaemonUsage();
   const admin = data.server.admin;
-  const settle = (): Promise<void> => waitIdle(data.server.server.info.pid);
+  const settle = (): Promise<void> => ctx.quiesce(data.server.server.info.pid);
   const upLocal = path.join(ctx.work, 'up.bin');
   await ctx.timed(`cp "$W/${data.bigName}" "${upLocal}"`);
   for (let run = 1; run <= ctx.opts.runs; run++) {

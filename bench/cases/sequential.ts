@@ -6,7 +6,7 @@
 import { ddBytes, type BenchContext } from '../lib/context.js';
 import type { DataSet } from '../lib/dataset.js';
 import { curlDownload } from '../lib/curl.js';
-import { DaemonUsage, RssWatch, waitIdle } from '../lib/rss.js';
+import { DaemonUsage, RssWatch } from '../lib/rss.js';
 import { median, mibPerS } from '../lib/stats.js';
 
 const WARM_READS = 3;
@@ -25,7 +25,7 @@ export async function sequentialRead(ctx: BenchContext, data: DataSet): Promise<
     const M = m.mount.mountpoint;
     await ctx.timed(`stat "$M/${data.bigName}" > /dev/null`, { M }); // lookup outside the timing
     const before = (await m.status()).requests.requests;
-    await waitIdle(data.server.server.info.pid);
+    await ctx.quiesce(data.server.server.info.pid);
 
     let watch = await RssWatch.start(m.mount.pid);
     const c = await ctx.timed(dd(`"$M/${data.bigName}"`), { M });
@@ -43,7 +43,7 @@ export async function sequentialRead(ctx: BenchContext, data: DataSet): Promise<
     await warmUse.add(watch);
     await m.release(run === ctx.opts.runs);
 
-    await waitIdle(data.server.server.info.pid);
+    await ctx.quiesce(data.server.server.info.pid);
     curl.push(mibPerS(data.bigSize, await curlDownload(data.curl, data.bigFileId, data.bigSize)));
     await ctx.timed(dd(`"$W/${data.bigName}"`));
     for (let i = 0; i < WARM_READS; i++) local.push(mibPerS(data.bigSize, (await ctx.timed(dd(`"$W/${data.bigName}"`))).seconds));

@@ -15,6 +15,7 @@ import { sleep } from '../../test/helpers/wait.js';
 import { killRunningCommands, runCommand } from './command.js';
 import type { BenchOptions } from './options.js';
 import type { Row } from './report.js';
+import { waitIdle } from './rss.js';
 
 export interface MountUnderTest {
   mount: Mount;
@@ -141,6 +142,16 @@ export class BenchContext {
       throw new Error(`\`${cmd}\` exited ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstdout: ${r.stdout.slice(-2000)}\nstderr: ${r.stderr.slice(-2000)}`);
     }
     return { seconds, stdout: r.stdout, stderr: r.stderr };
+  }
+
+  /**
+   * Before a timed step: write back the dirty pages earlier steps left (the source copies this
+   * bench makes, the server's last upload), then wait for the server to go idle. Otherwise the
+   * disk writeback and the server's hashing of a previous step land inside the next timing.
+   */
+  async quiesce(serverPid: number): Promise<void> {
+    await this.timed('sync -f "$W"');
+    await waitIdle(serverPid);
   }
 
   /** Mounts kept by --keep: print where they are and wait for Ctrl-C. */
