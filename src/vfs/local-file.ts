@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { constants } from 'node:fs';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
+import { openDirect } from '../direct-io.js';
 import { FsError, toFsError } from '../errors.js';
 import { localWriter, type LocalWriter } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
@@ -57,6 +59,8 @@ export class LocalFile {
     public target: UploadTarget,
     private tempPath: string,
     private fd: FileHandle,
+    /** The temp file opened again with O_DIRECT, for the aligned part of front-to-back writes. */
+    private direct: FileHandle | undefined,
     public size: number,
     private readonly writer: LocalWriter,
   ) {
@@ -66,8 +70,8 @@ export class LocalFile {
   }
 
   static async create(dataDir: string, path: string, target: UploadTarget, writer = localWriter()): Promise<LocalFile> {
-    const { tempPath, fd } = await newTemp(dataDir);
-    return new LocalFile(dataDir, path, target, tempPath, fd, 0, writer);
+    const { tempPath, fd, direct } = await newTemp(dataDir, writer);
+    return new LocalFile(dataDir, path, target, tempPath, fd, direct, 0, writer);
   }
 
   get isNew(): boolean {
@@ -95,7 +99,7 @@ export class LocalFile {
       const hashed = this.hashing && position === this.hashedUpTo;
       if (hashed) this.hashedUpTo += length;
       else this.hashing = false;
-      this.lastWrite = await this.writer.write(this.writeKey, this.fd.fd, position, data.subarray(0, length), hashed);
+      this.lastWrite = await this.writer.write(this.writeKey, this.fds(), position, data.subarray(0, length), hashed);
     } catch (err) {
       throw this.failed(err);
     }
@@ -161,7 +165,7 @@ export class LocalFile {
     if (!this.shared) return;
     this.unsharing = (async () => {
       await this.writer.barrier(this.writeKey, false);
-      const next = await newTemp(this.dataDir);
+      const next = await newTemp(this.dataDir, this.writer);
       const chunk = Buffer.allocUnsafe(1 << 20);
       for (let pos = 0; pos < keep; ) {
         const { bytesRead } = await this.fd.read(chunk, 0, Math.min(chunk.length, keep - pos), pos);
@@ -170,8 +174,10 @@ export class LocalFile {
         pos += bytesRead;
       }
       await this.fd.close();
+      await this.direct?.close();
       await unlink(this.tempPath).catch(() => undefined);
       this.fd = next.fd;
+      this.direct = next.direct;
       this.tempPath = next.tempPath;
       this.shared = false;
     })();
@@ -186,7 +192,12 @@ export class LocalFile {
     while (this.unsharing !== undefined) await this.unsharing.catch(() => undefined);
     await this.writer.forget(this.writeKey).catch(() => undefined);
     await this.fd.close().catch(() => undefined);
+    await this.direct?.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
+  }
+
+  private fds(): { fd: number; direct: number } {
+    return { fd: this.fd.fd, direct: this.direct?.fd ?? -1 };
   }
 
   /**
@@ -212,7 +223,22 @@ export class LocalFile {
   }
 }
 
-async function newTemp(dataDir: string): Promise<{ tempPath: string; fd: FileHandle }> {
+/** A new empty temp file, and a direct descriptor of it when its file system and the write thread allow. */
+async function newTemp(dataDir: string, writer: LocalWriter): Promise<{ tempPath: string; fd: FileHandle; direct: FileHandle | undefined }> {
   const tempPath = join(dataDir, `${randomUUID()}.data`);
-  return { tempPath, fd: await open(tempPath, 'w+', 0o600) };
+  const fd = await open(tempPath, 'w+', 0o600);
+  let direct: FileHandle | undefined;
+  try {
+    direct = await openDirect(tempPath, constants.O_WRONLY);
+    if (direct !== undefined && !(await writer.canWriteDirect(direct.fd))) {
+      await direct.close();
+      direct = undefined;
+    }
+  } catch (err) {
+    await direct?.close().catch(() => undefined);
+    await fd.close().catch(() => undefined);
+    await unlink(tempPath).catch(() => undefined);
+    throw err;
+  }
+  return { tempPath, fd, direct };
 }

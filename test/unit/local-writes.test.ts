@@ -1,10 +1,14 @@
 // The write thread: bytes reach the file in order, the running SHA-512 matches, backpressure holds
 // the main thread once the ring is full, and a failed pwrite is reported (soon, and at the barrier).
+import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
 import { mkdtemp, open, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { promisify } from 'node:util';
+import { openDirect } from '../../src/direct-io.js';
 import type { FsError } from '../../src/errors.js';
 import { LocalWriter } from '../../src/vfs/local-writes/index.js';
 import { SLOT_BYTES, SLOTS } from '../../src/vfs/local-writes/ring.js';
@@ -37,7 +41,7 @@ t.test('front-to-back writes: exact bytes and hash, far more data than the ring 
   const pending: Array<Promise<number>> = [];
   for (let pos = 0, i = 0; pos < content.length; i++) {
     const len = Math.min(sizes[i % sizes.length] as number, content.length - pos);
-    pending.push(writer.write(key, fh.fd, pos, content.subarray(pos, pos + len), true));
+    pending.push(writer.write(key, { fd: fh.fd, direct: -1 }, pos, content.subarray(pos, pos + len), true));
     pos += len;
   }
   const seqs = await Promise.all(pending);
@@ -47,6 +51,51 @@ t.test('front-to-back writes: exact bytes and hash, far more data than the ring 
   const { digest, error } = await writer.barrier(key, true);
   t.equal(error, undefined);
   t.equal(digest, sha512(content), 'the running hash is the SHA-512 of the file');
+});
+
+/** Bytes of the file in the page cache (util-linux fincore). */
+async function cachedBytes(file: string): Promise<number> {
+  const { stdout } = await promisify(execFile)('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]);
+  return Number(stdout.trim());
+}
+
+t.test('direct writes: whole aligned runs go around the page cache, the rest through it; exact bytes and hash', async (t) => {
+  const { writer, dir, file } = await rig(t);
+  const name = path.join(dir, 'd');
+  const fh = await file('d');
+  const direct = await openDirect(name, constants.O_WRONLY);
+  if (direct === undefined) return t.fail(`${tmpdir()} has no O_DIRECT: this test needs a disk file system there`);
+  t.teardown(() => direct.close());
+  t.equal(await writer.canWriteDirect(direct.fd), true, 'the ring has an offset the kernel takes direct writes from');
+  t.equal((await fh.stat()).size, 0, 'finding it leaves the file empty');
+  const fds = { fd: fh.fd, direct: direct.fd };
+  const key = writer.register(() => t.fail('no write fails'));
+  const content = randomBytes(8 * 1024 * 1024 + 5000);
+  const pending: Array<Promise<number>> = [];
+  for (let pos = 0; pos < content.length; pos += SLOT_BYTES) pending.push(writer.write(key, fds, pos, content.subarray(pos, pos + SLOT_BYTES), true));
+  await Promise.all(pending);
+  const { digest, error } = await writer.barrier(key, true);
+  t.equal(error, undefined);
+  t.equal(digest, sha512(content), 'the hash covers direct and cached writes alike');
+  const cached = await cachedBytes(name);
+  t.ok(cached <= 64 * 1024, `only the unaligned tail went through the page cache (${cached} bytes cached of ${content.length})`);
+  t.ok((await readFile(name)).equals(content), 'the file holds exactly the bytes written');
+
+  // a cached write, then a direct one over it, then a cached one inside that: the kernel keeps them coherent
+  const mixed = await file('m');
+  const mixedDirect = await openDirect(path.join(dir, 'm'), constants.O_WRONLY);
+  if (mixedDirect === undefined) return t.fail('no O_DIRECT');
+  t.teardown(() => mixedDirect.close());
+  const k2 = writer.register(() => t.fail('no write fails'));
+  const mfds = { fd: mixed.fd, direct: mixedDirect.fd };
+  const block = randomBytes(SLOT_BYTES);
+  await writer.write(k2, mfds, 0, Buffer.from('cached first'), true);
+  await writer.write(k2, mfds, 0, block, false);
+  await writer.write(k2, mfds, 10, Buffer.from('inside'), false);
+  await writer.barrier(k2, false);
+  const expected = Buffer.from(block);
+  Buffer.from('inside').copy(expected, 10);
+  t.ok((await readFile(path.join(dir, 'm'))).equals(expected), 'the last write wins everywhere');
 });
 
 t.test('two files written at once: a write bigger than a slot is never split by another file', async (t) => {
@@ -59,8 +108,8 @@ t.test('two files written at once: a write bigger than a slot is never split by 
   const cb = randomBytes(3 * SLOT_BYTES + 1);
   const writes: Array<Promise<number>> = [];
   for (let i = 0; i < 40; i++) {
-    writes.push(writer.write(ka, a.fd, i * ca.length, ca, true));
-    writes.push(writer.write(kb, b.fd, i * cb.length, cb, true));
+    writes.push(writer.write(ka, { fd: a.fd, direct: -1 }, i * ca.length, ca, true));
+    writes.push(writer.write(kb, { fd: b.fd, direct: -1 }, i * cb.length, cb, true));
   }
   await Promise.all(writes);
   const [ra, rb] = await Promise.all([writer.barrier(ka, true), writer.barrier(kb, true)]);
@@ -72,14 +121,14 @@ t.test('an out-of-order write drops the hash; reset starts a new one', async (t)
   const { writer, file } = await rig(t);
   const fh = await file('a');
   const key = writer.register(() => undefined);
-  await writer.write(key, fh.fd, 0, Buffer.from('hello '), true);
-  await writer.write(key, fh.fd, 100, Buffer.from('far'), false);
+  await writer.write(key, { fd: fh.fd, direct: -1 }, 0, Buffer.from('hello '), true);
+  await writer.write(key, { fd: fh.fd, direct: -1 }, 100, Buffer.from('far'), false);
   t.equal((await writer.barrier(key, true)).digest, undefined, 'no hash after a write elsewhere');
-  await writer.write(key, fh.fd, 6, Buffer.from('more'), true);
+  await writer.write(key, { fd: fh.fd, direct: -1 }, 6, Buffer.from('more'), true);
   t.equal((await writer.barrier(key, true)).digest, undefined, 'and it does not come back');
   await fh.truncate(0);
   await writer.reset(key);
-  await writer.write(key, fh.fd, 0, Buffer.from('again'), true);
+  await writer.write(key, { fd: fh.fd, direct: -1 }, 0, Buffer.from('again'), true);
   t.equal((await writer.barrier(key, true)).digest, sha512(Buffer.from('again')), 'reset: a new hash from byte 0');
   t.equal((await writer.barrier(writer.register(() => undefined), true)).digest, sha512(Buffer.alloc(0)), 'a file never written hashes as empty');
 });
@@ -90,8 +139,8 @@ t.test('a failed pwrite: onError hears of it, the barrier reports it, later writ
   const readOnly = await file('ro', 'r');
   const heard: FsError[] = [];
   const key = writer.register((err) => heard.push(err));
-  await writer.write(key, readOnly.fd, 0, Buffer.from('x'), true);
-  await writer.write(key, readOnly.fd, 1, Buffer.from('y'), true);
+  await writer.write(key, { fd: readOnly.fd, direct: -1 }, 0, Buffer.from('x'), true);
+  await writer.write(key, { fd: readOnly.fd, direct: -1 }, 1, Buffer.from('y'), true);
   const { error } = await writer.barrier(key, false);
   t.equal(error?.errno, 'EBADF', 'the barrier gives the errno of the failed write');
   t.equal(heard.length, 1, 'onError heard once, for the first failure');

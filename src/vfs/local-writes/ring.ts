@@ -14,13 +14,20 @@ export const TAIL = 1;
 export const COUNTERS = 2;
 
 /** Numbers per slot (a Float64Array row): what to do, to which file, where. */
-export const FIELDS = 6;
+export const FIELDS = 8;
 export const F_OP = 0;
 export const F_KEY = 1;
 export const F_FD = 2;
 export const F_POS = 3;
 export const F_LEN = 4;
 export const F_REQ = 5;
+/** The file's O_DIRECT descriptor, or -1: used for writes whose position and length are aligned. */
+export const F_DFD = 6;
+/** Where in the data buffer the slot's bytes start (the slot's place plus the buffer's aligned offset). */
+export const F_OFF = 7;
+
+/** Room at the start of the data buffer to move the slots to an address direct I/O accepts. */
+export const ALIGN_SPARE = 4096;
 
 export const enum Op {
   /** pwrite the slot's bytes, and add them to the file's hash (they follow what it has hashed). */
@@ -45,7 +52,7 @@ export interface RingBuffers {
 
 export function allocateRing(): RingBuffers {
   return {
-    data: new SharedArrayBuffer(SLOTS * SLOT_BYTES),
+    data: new SharedArrayBuffer(ALIGN_SPARE + SLOTS * SLOT_BYTES),
     counters: new SharedArrayBuffer(COUNTERS * Int32Array.BYTES_PER_ELEMENT),
     meta: new SharedArrayBuffer(SLOTS * FIELDS * Float64Array.BYTES_PER_ELEMENT),
   };

@@ -1,11 +1,17 @@
 /**
  * The write thread: takes ops off the ring in order, writes their bytes into the files' temp files
  * and keeps each file's running SHA-512, so the main thread only copies bytes and answers FUSE.
+ * Writes that continue each other are taken together; their aligned part is written with direct
+ * I/O (direct-io.ts) by the thread pool while this thread hashes it.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { writeSync } from 'node:fs';
+import { write as writeCb, writeSync } from 'node:fs';
+import { promisify } from 'node:util';
 import { parentPort, workerData } from 'node:worker_threads';
-import { F_FD, F_KEY, F_LEN, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
+import { DIRECT_ALIGN, isAligned } from '../../direct-io.js';
+import { F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
+
+const writeAt = promisify(writeCb);
 
 interface FileState {
   hash: Hash | undefined;
@@ -33,16 +39,75 @@ function stateOf(key: number): FileState {
   return state;
 }
 
-function write(state: FileState, key: number, fd: number, pos: number, bytes: Buffer, hashed: boolean): void {
-  if (hashed) state.hash?.update(bytes);
+/** Most slots one write takes at once (2 MiB): direct I/O pays per call. */
+const MAX_BATCH = 16;
+
+/** A run of write ops of one file, back to back in the file and in the ring. */
+interface Batch {
+  readonly key: number;
+  readonly op: Op;
+  readonly fd: number;
+  readonly direct: number;
+  readonly pos: number;
+  readonly bytes: Buffer;
+  readonly slots: number;
+}
+
+/** The write op at unwrapped index `first` and the ops after it that continue it (of `available`). */
+function batchAt(first: number, available: number): Batch {
+  const row = (first % SLOTS) * FIELDS;
+  const key = meta[row + F_KEY] as number;
+  const op = meta[row + F_OP] as Op;
+  const fd = meta[row + F_FD] as number;
+  const direct = meta[row + F_DFD] as number;
+  const pos = meta[row + F_POS] as number;
+  const start = meta[row + F_OFF] as number;
+  let len = meta[row + F_LEN] as number;
+  let slots = 1;
+  while (slots < Math.min(available, MAX_BATCH)) {
+    const next = ((first + slots) % SLOTS) * FIELDS;
+    const continues = meta[next + F_OP] === op && meta[next + F_KEY] === key && meta[next + F_FD] === fd && meta[next + F_DFD] === direct
+      && meta[next + F_POS] === pos + len && meta[next + F_OFF] === start + len;
+    if (!continues) break;
+    len += meta[next + F_LEN] as number;
+    slots++;
+  }
+  return { key, op, fd, direct, pos, bytes: data.subarray(start, start + len), slots };
+}
+
+async function write(b: Batch): Promise<void> {
+  const state = stateOf(b.key);
+  // A broken file writes nothing more: its bytes are never uploaded.
+  const writing = state.error === undefined;
+  // Whole aligned blocks skip the page cache, written by the thread pool while this thread hashes
+  // them; the rest (a file's tail, small writes) goes through the page cache.
+  const directLen = writing && b.direct >= 0 && isAligned(b.pos) ? b.bytes.length - (b.bytes.length % DIRECT_ALIGN) : 0;
+  const directDone = directLen > 0 ? writeDirect(b.direct, b.pos, b.bytes.subarray(0, directLen)) : Promise.resolve(true);
+  if (b.op === Op.WriteHashed) state.hash?.update(b.bytes);
   else state.hash = undefined;
-  if (state.error !== undefined) return; // the file is already broken: its bytes are never uploaded
+  if (!writing) return;
   try {
-    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+    if (!(await directDone)) writeAll(b.fd, b.pos, b.bytes.subarray(0, directLen));
+    if (directLen < b.bytes.length) writeAll(b.fd, b.pos + directLen, b.bytes.subarray(directLen));
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     state.error = { code: e.code ?? 'EIO', message: e.message };
-    post({ t: 'error', key, ...state.error });
+    post({ t: 'error', key: b.key, ...state.error });
+  }
+}
+
+function writeAll(fd: number, pos: number, bytes: Buffer): void {
+  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+}
+
+/** Resolves false when the kernel refuses the direct write (EINVAL: an alignment it wants and we lack). */
+async function writeDirect(fd: number, pos: number, bytes: Buffer): Promise<boolean> {
+  try {
+    for (let done = 0; done < bytes.length; ) done += (await writeAt(fd, bytes, done, bytes.length - done, pos + done)).bytesWritten;
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+    throw err;
   }
 }
 
@@ -51,35 +116,38 @@ function reply(state: FileState | undefined, req: number, wantDigest: boolean): 
   post({ t: 'reply', req, ...(digest !== undefined ? { digest } : {}), ...(state?.error ?? {}) });
 }
 
-function run(slot: number): void {
-  const row = slot * FIELDS;
+/** Carries out the op at unwrapped index `first` (with the ops that continue it); returns how many it took. */
+async function run(first: number, available: number): Promise<number> {
+  const row = (first % SLOTS) * FIELDS;
   const op = meta[row + F_OP] as Op;
   const key = meta[row + F_KEY] as number;
   const len = meta[row + F_LEN] as number;
   switch (op) {
     case Op.WriteHashed:
     case Op.Write: {
-      const start = slot * SLOT_BYTES;
-      write(stateOf(key), key, meta[row + F_FD] as number, meta[row + F_POS] as number, data.subarray(start, start + len), op === Op.WriteHashed);
-      return;
+      const batch = batchAt(first, available);
+      await write(batch);
+      return batch.slots;
     }
     case Op.Reset:
       files.set(key, { hash: createHash('sha512'), error: undefined });
-      return;
+      return 1;
     case Op.Unhash:
       stateOf(key).hash = undefined;
-      return;
+      return 1;
     case Op.Barrier:
       reply(stateOf(key), meta[row + F_REQ] as number, len === 1);
-      return;
+      return 1;
     case Op.Forget:
       reply(files.get(key), meta[row + F_REQ] as number, false);
       files.delete(key);
-      return;
+      return 1;
   }
+  throw new Error(`unknown op ${String(op)} in the write ring`);
 }
 
-// Counters are int32 and wrap; slots follow the unwrapped count (SLOTS divides 2^32).
+// Counters are int32 and wrap; slots follow the unwrapped count (SLOTS divides 2^32). The thread
+// sleeps in Atomics.wait only when nothing is in flight, so awaiting a write still runs its callback.
 let tail = 0;
 for (;;) {
   const head = Atomics.load(counters, HEAD);
@@ -87,8 +155,7 @@ for (;;) {
     Atomics.wait(counters, HEAD, head);
     continue;
   }
-  run(tail % SLOTS);
-  tail++;
+  tail += await run(tail, (head - tail) | 0);
   Atomics.store(counters, TAIL, tail | 0);
   Atomics.notify(counters, TAIL);
 }

@@ -4,9 +4,21 @@
  * the other core. Errors of those pwrites reach the file through `onError` (soon) and through its
  * next barrier (for sure), so close() and fsync() report them as a disk file system would.
  */
+import { ftruncate, write } from 'node:fs';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import { alignedOffset, DIRECT_ALIGN } from '../../direct-io.js';
 import { FsError, toFsError } from '../../errors.js';
-import { allocateRing, F_FD, F_KEY, F_LEN, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type WriterMessage } from './ring.js';
+import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type WriterMessage } from './ring.js';
+
+const writeAt = promisify(write);
+const truncateFd = promisify(ftruncate);
+
+/** A file's descriptors: buffered, and O_DIRECT (-1 when there is none). */
+export interface WriteFds {
+  readonly fd: number;
+  readonly direct: number;
+}
 
 export interface BarrierResult {
   /** SHA-512 of the file's bytes when they were written front to back, and asked for. */
@@ -18,7 +30,7 @@ export interface BarrierResult {
 interface Submission {
   readonly op: Op;
   readonly key: number;
-  readonly fd: number;
+  readonly fds: WriteFds;
   readonly pos: number;
   readonly len: number;
   readonly req: number;
@@ -43,6 +55,9 @@ export class LocalWriter {
   private watchingTail = false;
   private referenced = false;
   private dead: FsError | undefined;
+  /** Where in the data buffer slots start so that direct I/O accepts their address; undefined until found. */
+  private directShift: number | undefined;
+  private aligning: Promise<boolean> | undefined;
 
   constructor() {
     const ring = allocateRing();
@@ -63,24 +78,48 @@ export class LocalWriter {
     return key;
   }
 
-  /** Queue bytes for `fd` at `pos` (copied before this resolves). Resolves with the last op's sequence number. */
-  write(key: number, fd: number, pos: number, bytes: Buffer, hashed: boolean): Promise<number> {
+  /**
+   * Whether writes may use the O_DIRECT descriptor `directFd`: the first call finds an offset of the
+   * ring from which the kernel takes direct writes, by writing to `directFd` at 0. The file must be
+   * new and empty; it is truncated back to 0. A failure to find out (a full disk) says no, and
+   * the next file tries again.
+   */
+  canWriteDirect(directFd: number): Promise<boolean> {
+    if (this.directShift !== undefined) return Promise.resolve(true);
+    this.aligning ??= (async () => {
+      try {
+        const shift = await alignedOffset(this.data.subarray(0, ALIGN_SPARE + DIRECT_ALIGN), (view) => writeAt(directFd, view, 0, view.length, 0));
+        await truncateFd(directFd, 0);
+        if (shift !== undefined) this.directShift = shift;
+        return shift !== undefined;
+      } catch {
+        await truncateFd(directFd, 0).catch(() => undefined);
+        return false;
+      } finally {
+        this.aligning = undefined;
+      }
+    })();
+    return this.aligning;
+  }
+
+  /** Queue bytes for the file at `pos` (copied before this resolves). Resolves with the last op's sequence number. */
+  write(key: number, fds: WriteFds, pos: number, bytes: Buffer, hashed: boolean): Promise<number> {
     // All pieces are submitted at once, so no other write lands between them.
     let last: Promise<number> = Promise.resolve(-1);
     for (let done = 0; done < bytes.length; done += SLOT_BYTES) {
       last.catch(noop); // only the last one is awaited; a failure fails them all alike
       const piece = bytes.subarray(done, done + SLOT_BYTES);
-      last = this.submit(hashed ? Op.WriteHashed : Op.Write, key, fd, pos + done, piece.length, 0, piece);
+      last = this.submit(hashed ? Op.WriteHashed : Op.Write, key, fds, pos + done, piece.length, 0, piece);
     }
     return last;
   }
 
   async reset(key: number): Promise<void> {
-    await this.submit(Op.Reset, key, -1, 0, 0, 0, undefined);
+    await this.submit(Op.Reset, key, NO_FDS, 0, 0, 0, undefined);
   }
 
   async unhash(key: number): Promise<void> {
-    await this.submit(Op.Unhash, key, -1, 0, 0, 0, undefined);
+    await this.submit(Op.Unhash, key, NO_FDS, 0, 0, 0, undefined);
   }
 
   /** Resolves once every op queued so far for any file is done, with the file's state. */
@@ -113,7 +152,7 @@ export class LocalWriter {
     return new Promise((resolve, reject) => {
       this.replies.set(req, { resolve, reject });
       this.holdWhileWaiting();
-      this.submit(op, key, -1, 0, len, req, undefined).catch((err: unknown) => {
+      this.submit(op, key, NO_FDS, 0, len, req, undefined).catch((err: unknown) => {
         this.replies.delete(req);
         this.holdWhileWaiting();
         reject(err);
@@ -121,11 +160,11 @@ export class LocalWriter {
     });
   }
 
-  private submit(op: Op, key: number, fd: number, pos: number, len: number, req: number, bytes: Buffer | undefined): Promise<number> {
+  private submit(op: Op, key: number, fds: WriteFds, pos: number, len: number, req: number, bytes: Buffer | undefined): Promise<number> {
     if (this.dead !== undefined) return Promise.reject(this.dead);
-    if (this.queue.length === 0 && this.free() > 0) return Promise.resolve(this.publish(op, key, fd, pos, len, req, bytes));
+    if (this.queue.length === 0 && this.free() > 0) return Promise.resolve(this.publish(op, key, fds, pos, len, req, bytes));
     return new Promise((resolve, reject) => {
-      this.queue.push({ op, key, fd, pos, len, req, bytes, resolve, reject });
+      this.queue.push({ op, key, fds, pos, len, req, bytes, resolve, reject });
       this.watchTail();
       this.holdWhileWaiting();
     });
@@ -140,13 +179,16 @@ export class LocalWriter {
     return SLOTS - (this.head - this.completed());
   }
 
-  private publish(op: Op, key: number, fd: number, pos: number, len: number, req: number, bytes: Buffer | undefined): number {
+  private publish(op: Op, key: number, fds: WriteFds, pos: number, len: number, req: number, bytes: Buffer | undefined): number {
     const slot = this.head % SLOTS;
-    if (bytes !== undefined) bytes.copy(this.data, slot * SLOT_BYTES, 0, len);
+    const offset = (this.directShift ?? 0) + slot * SLOT_BYTES;
+    if (bytes !== undefined) bytes.copy(this.data, offset, 0, len);
     const row = slot * FIELDS;
     this.meta[row + F_OP] = op;
     this.meta[row + F_KEY] = key;
-    this.meta[row + F_FD] = fd;
+    this.meta[row + F_FD] = fds.fd;
+    this.meta[row + F_DFD] = this.directShift === undefined ? -1 : fds.direct;
+    this.meta[row + F_OFF] = offset;
     this.meta[row + F_POS] = pos;
     this.meta[row + F_LEN] = len;
     this.meta[row + F_REQ] = req;
@@ -172,7 +214,7 @@ export class LocalWriter {
   private pump(): void {
     while (this.queue.length > 0 && this.free() > 0) {
       const s = this.queue.shift() as Submission;
-      s.resolve(this.publish(s.op, s.key, s.fd, s.pos, s.len, s.req, s.bytes));
+      s.resolve(this.publish(s.op, s.key, s.fds, s.pos, s.len, s.req, s.bytes));
     }
     const done = this.completed();
     for (let i = this.tailWaiters.length - 1; i >= 0; i--) {
@@ -221,6 +263,8 @@ export class LocalWriter {
 }
 
 function noop(): void {}
+
+const NO_FDS: WriteFds = { fd: -1, direct: -1 };
 
 function codeError(code: string, message: string): FsError {
   return toFsError(Object.assign(new Error(message), { code }));
