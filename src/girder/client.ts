@@ -9,7 +9,7 @@ import { GirderError, UsageError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { decodeUser, isObject, parseDate } from './decode.js';
-import { directGet, type DirectResponse } from './direct-get.js';
+import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
 import { isAbort, isRetryable, networkError, responseError } from './failure.js';
 import type { UserDoc } from './types.js';
 
@@ -40,6 +40,11 @@ export interface RequestOptions {
   form?: Record<string, string>;
   /** Any other body (made again for each attempt); set its content-type in `headers`. */
   body?: () => string | Buffer | Readable;
+  /**
+   * A long body from reused buffers, sent on a connection of its own (direct-request.ts) instead
+   * of through undici; it may be written more than once (after a re-login). Overrides `body`.
+   */
+  upload?: DirectRequestBody;
   /** Close the connection after this exchange (Girder resets it after refusing a body). */
   reset?: boolean;
   headers?: Record<string, string>;
@@ -69,6 +74,18 @@ export interface SendOptions {
   auth?: boolean;
   /** Close the connection after this exchange (Girder resets it after refusing a body). */
   reset?: boolean;
+  signal?: AbortSignal;
+}
+
+/** One request on a connection of its own (sendDirect). */
+export interface DirectSendOptions {
+  /** Default GET. */
+  method?: 'GET' | 'POST' | 'PUT';
+  /** A path under the API root, or an absolute URL, which is sent without the token. */
+  path: string;
+  query?: Query;
+  headers?: Record<string, string>;
+  body?: DirectRequestBody;
   signal?: AbortSignal;
 }
 
@@ -205,17 +222,18 @@ export class GirderClient {
   }
 
   /**
-   * Like send() for a GET, but on a connection of its own whose body is read without a new buffer
-   * per socket read (direct-get.ts): for long downloads. The caller must read or destroy the body.
+   * Like send(), but on a connection of its own whose bodies move without a new buffer per
+   * socket read or write (direct-request.ts): for long downloads and uploads. The caller must
+   * read or destroy the body.
    */
-  async sendDirect(options: { path: string; headers?: Record<string, string> }): Promise<DirectResponse> {
+  async sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
     const absolute = /^https?:\/\//i.test(options.path);
     const token = absolute ? undefined : await this.currentToken();
-    const res = await this.dispatchDirect(options.path, options.headers, token);
+    const res = await this.dispatchDirect(options, token);
     if (res.statusCode !== 401 || absolute) return res;
     res.body.destroy();
     await this.refresh(token);
-    return this.dispatchDirect(options.path, options.headers, await this.currentToken());
+    return this.dispatchDirect(options, await this.currentToken());
   }
 
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
@@ -301,9 +319,9 @@ export class GirderClient {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = () => text;
     }
-    const res = await this.send({
-      method, path, query: options.query, headers, body, auth: options.auth, reset: options.reset, signal: options.signal,
-    });
+    const res = options.upload !== undefined && (method === 'POST' || method === 'PUT')
+      ? await this.sendDirect({ method, path, query: options.query, headers, body: options.upload, signal: options.signal })
+      : await this.send({ method, path, query: options.query, headers, body, auth: options.auth, reset: options.reset, signal: options.signal });
     const contentType = mediaType(res.headers);
     const text = await this.readText(res, options.signal);
     if (res.statusCode < 200 || res.statusCode >= 300) {
@@ -352,22 +370,24 @@ export class GirderClient {
     }
   }
 
-  private async dispatchDirect(pathOrUrl: string, extra: Record<string, string> | undefined, token: string | undefined): Promise<DirectResponse> {
-    const { origin, path } = this.target(pathOrUrl, undefined);
-    const headers: Record<string, string> = { ...extra };
+  private async dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+    const { origin, path } = this.target(options.path, options.query);
+    const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
     this.counters.requests++;
     const started = Date.now();
+    const method = options.method ?? 'GET';
+    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
     try {
-      const res = await directGet({ url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal: this.closing.signal });
+      const res = await directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body });
       if (this.log.isLevelEnabled('trace')) {
-        this.log.trace({ method: 'GET', path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
+        this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
       }
       return res;
     } catch (err) {
       this.counters.errors++;
-      // close() ended the connection: pass it on as an abort, which nobody retries
-      if (isAbort(err, this.closing.signal)) throw err;
+      // close() ended the connection, or the caller aborted: pass it on as an abort, which nobody retries
+      if (isAbort(err, signal)) throw err;
       throw networkError(err, new URL(origin).host, this.timeoutMs);
     }
   }

@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
-import type { DirectBody } from './direct-get.js';
+import type { DirectBody } from './direct-request.js';
 import { responseError } from './failure.js';
 import type { FileRef } from './store.js';
 
@@ -92,7 +92,7 @@ async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState):
   }
 }
 
-/** What openRange needs of an answer's body: undici's, or a direct connection's (direct-get.ts). */
+/** What openRange needs of an answer's body: undici's, or a direct connection's (direct-request.ts). */
 interface AnswerBody {
   dump(): Promise<unknown>;
   text(): Promise<string>;

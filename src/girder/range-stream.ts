@@ -22,7 +22,7 @@ export interface RangeStreamOptions {
   /** Send the next GET when this many bytes of the current one are left (default 4 MiB): its start then costs no wait. */
   openAheadBytes?: number;
   /**
-   * Read bodies straight off their own connections (direct-get.ts) rather than through undici
+   * Read bodies straight off their own connections (direct-request.ts) rather than through undici
    * (default true): no buffer per socket read, far less garbage collection.
    */
   direct?: boolean;

@@ -1,11 +1,10 @@
 /** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
-import { open, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
 import { asObject, decodeFile, decodeUpload, isFileDocument } from './decode.js';
 import { isAbort } from './failure.js';
 import { guessMimeType } from './mime.js';
+import { SourceFile } from './source-file.js';
 import type { FileDoc, UploadHooks, UploadSource } from './types.js';
 
 /** girder_client's chunk size: safe on filesystem and S3 assetstores (girder-api.md section 4). */
@@ -37,7 +36,7 @@ export async function upload(
   const signal = hooks.signal;
   signal?.throwIfAborted();
   const chunkSize = options.chunkSize ?? CHUNK_SIZE;
-  const handle = source.size > 0 ? await openSource(source) : undefined;
+  const file = source.size > 0 ? await SourceFile.open(source) : undefined;
   try {
     let uploadId: string | undefined;
     let offset = 0;
@@ -57,22 +56,10 @@ export async function upload(
       uploadId = decodeUpload(started).id;
       await hooks.onUploadId?.(uploadId);
     }
-    if (handle === undefined) throw new GirderError('the server did not finish a 0-byte upload at once', 200, 'malformed');
-    return await sendChunks(client, target, handle, source, uploadId, offset, chunkSize, hooks);
+    if (file === undefined) throw new GirderError('the server did not finish a 0-byte upload at once', 200, 'malformed');
+    return await sendChunks(client, target, file, source, uploadId, offset, chunkSize, hooks);
   } finally {
-    await handle?.close();
-  }
-}
-
-async function openSource(source: UploadSource): Promise<FileHandle> {
-  const handle = await open(source.path, 'r');
-  try {
-    const { size } = await handle.stat();
-    if (size !== source.size) throw new Error(`upload source ${source.path} is ${size} bytes, expected ${source.size}`);
-    return handle;
-  } catch (err) {
-    await handle.close();
-    throw err;
+    await file?.close();
   }
 }
 
@@ -108,7 +95,7 @@ const OFFSET_MISMATCH = /^Server has received (\d+) bytes, but client sent offse
 async function sendChunks(
   client: GirderClient,
   target: UploadTarget,
-  handle: FileHandle,
+  file: SourceFile,
   source: UploadSource,
   uploadId: string,
   startOffset: number,
@@ -124,7 +111,7 @@ async function sendChunks(
     const length = Math.min(chunkSize, size - offset);
     let answer: unknown;
     try {
-      answer = await sendChunk(client, handle, uploadId, offset, length, size, hooks);
+      answer = await sendChunk(client, file, uploadId, offset, length, size, hooks);
     } catch (err) {
       if (isAbort(err, signal) || !(err instanceof GirderError)) throw err;
       const mismatch = err.status === 400 ? OFFSET_MISMATCH.exec(err.message) : null;
@@ -174,71 +161,31 @@ async function sendChunks(
   }
 }
 
-/** POST /file/chunk with `length` bytes streamed from the file at `offset`. */
+/** POST /file/chunk with `length` bytes of the file from `offset`. */
 async function sendChunk(
   client: GirderClient,
-  handle: FileHandle,
+  source: SourceFile,
   uploadId: string,
   offset: number,
   length: number,
   size: number,
   hooks: UploadHooks,
 ): Promise<unknown> {
+  let sent = 0;
   let reported = 0;
-  const body = (): Readable => {
-    reported = 0;
-    return chunkStream(handle, offset, length, (sent) => {
-      if (hooks.onProgress !== undefined && sent - reported >= PROGRESS_STEP && sent < length) {
-        reported = sent;
-        hooks.onProgress(offset + sent, size);
-      }
-    }, (bytes) => client.countUploaded(bytes));
-  };
+  const upload = source.body(offset, length, (bytes) => {
+    client.countUploaded(bytes);
+    sent += bytes;
+    if (hooks.onProgress !== undefined && sent - reported >= PROGRESS_STEP && sent < length) {
+      reported = sent;
+      hooks.onProgress(offset + sent, size);
+    }
+  });
   return client.post('/file/chunk', { uploadId, offset }, {
-    body,
-    headers: { 'content-type': 'application/octet-stream', 'content-length': String(length) },
-    reset: true, // Girder resets the socket after refusing a body (girder-api.md section 6)
+    upload,
+    headers: { 'content-type': 'application/octet-stream' },
     idempotent: false,
     signal: hooks.signal,
-  });
-}
-
-const READ_SIZE = 256 * 1024;
-
-/**
- * `length` bytes of the file from `start`, read on demand (bounded memory). Unlike an fs stream,
- * destroying it (undici does on errors) leaves the shared file handle open.
- */
-function chunkStream(
-  handle: FileHandle,
-  start: number,
-  length: number,
-  onSent: (sent: number) => void,
-  onBytes: (bytes: number) => void,
-): Readable {
-  let pos = start;
-  const end = start + length;
-  return new Readable({
-    highWaterMark: READ_SIZE,
-    read(): void {
-      const want = Math.min(READ_SIZE, end - pos);
-      if (want <= 0) {
-        this.push(null);
-        return;
-      }
-      const buffer = Buffer.allocUnsafe(want);
-      handle.read(buffer, 0, want, pos).then(({ bytesRead }) => {
-        if (this.destroyed) return;
-        if (bytesRead === 0) {
-          this.destroy(new Error(`the upload source ended at byte ${pos}, before byte ${end}`));
-          return;
-        }
-        pos += bytesRead;
-        onBytes(bytesRead);
-        onSent(pos - start);
-        this.push(bytesRead === want ? buffer : buffer.subarray(0, bytesRead));
-      }, (err: unknown) => this.destroy(err instanceof Error ? err : new Error(String(err))));
-    },
   });
 }
 

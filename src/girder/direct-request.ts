@@ -1,17 +1,34 @@
 /**
- * A GET whose body is read straight off its own connection into reused buffers (the `onread`
- * option of net and tls sockets), for long downloads. undici, like node's socket streams, hands
- * out a new 64 KiB buffer for every socket read: at hundreds of MB/s that churn of external memory
- * sets off a full garbage collection every few tens of milliseconds, which costs more CPU than the
- * download itself. Only what a download needs: one GET per connection (`Connection: close`), a
- * body framed by Content-Length, by chunked encoding or by the end of the connection.
+ * A request on a connection of its own whose bodies move through reused buffers, for long
+ * downloads and uploads. The answer is read straight off the socket (the `onread` option of net
+ * and tls sockets); a request body is written from buffers its source reuses once the socket has
+ * taken them. undici, like node's socket streams, hands out a new 64 KiB buffer for every socket
+ * read, and an upload body stream makes a new buffer for every piece: at hundreds of MB/s that
+ * churn of external memory sets off a full garbage collection every few tens of milliseconds,
+ * which costs more CPU than the transfer itself. Only what such a transfer needs: one request per
+ * connection (`Connection: close`), a request body of known length, an answer body framed by
+ * Content-Length, by chunked encoding or by the end of the connection.
  */
 import { EventEmitter } from 'node:events';
 import type { IncomingHttpHeaders } from 'node:http';
 import net from 'node:net';
 import tls from 'node:tls';
 
-export interface DirectGetOptions {
+/** A request body of known length, written by its source through reused buffers. */
+export interface DirectRequestBody {
+  /** Bytes of the body (its Content-Length). */
+  readonly length: number;
+  /**
+   * Write exactly `length` bytes through `send`, one buffer at a time; `send` resolves once the
+   * socket has taken the buffer, which may then be reused. It rejects once the answer has come
+   * or the connection failed: stop then.
+   */
+  writeTo(send: (bytes: Buffer) => Promise<void>): Promise<void>;
+}
+
+export interface DirectRequestOptions {
+  /** Default GET. */
+  method?: 'GET' | 'POST' | 'PUT';
   url: URL;
   headers: Record<string, string>;
   /** No byte for this long (connecting, waiting for the head, or reading an unpaused body): an ETIMEDOUT error. */
@@ -22,6 +39,7 @@ export interface DirectGetOptions {
   readBytes?: number;
   /** Aborting it closes the connection: the answer rejects, or the body fails with an ABORT_ERR error. */
   signal?: AbortSignal;
+  body?: DirectRequestBody;
 }
 
 export interface DirectResponse {
@@ -284,16 +302,20 @@ export class DirectBody extends EventEmitter {
   }
 }
 
-/** Send one GET on a new connection; resolves once the answer's head is in. */
-export function directGet(opts: DirectGetOptions): Promise<DirectResponse> {
+/**
+ * Send one request on a new connection; resolves once the answer's head is in, which may come
+ * before the whole request body is sent (a refusal): the rest of the body is then not sent.
+ */
+export function directRequest(opts: DirectRequestOptions): Promise<DirectResponse> {
   const { url } = opts;
   const secure = url.protocol === 'https:';
   if (!secure && url.protocol !== 'http:') return Promise.reject(new Error(`not an http(s) URL: ${url.href}`));
-  const lines = [`GET ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
+  const lines = [`${opts.method ?? 'GET'} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`];
   for (const [name, value] of Object.entries(opts.headers)) {
     if (/[\r\n]/.test(name) || /[\r\n]/.test(value)) return Promise.reject(new Error(`header ${name} holds a line break`));
     lines.push(`${name}: ${value}`);
   }
+  if (opts.body !== undefined) lines.push(`Content-Length: ${opts.body.length}`);
   lines.push('Connection: close', '', '');
   const request = lines.join('\r\n');
 
@@ -401,6 +423,16 @@ export function directGet(opts: DirectGetOptions): Promise<DirectResponse> {
       if (body === null) failHead(socketError('the connection closed before an answer', 'ECONNRESET'));
     });
     socket.write(request);
+    const requestBody = opts.body;
+    if (requestBody === undefined) return;
+    const send = (bytes: Buffer): Promise<void> => new Promise<void>((done, refuse) => {
+      if (settled || socket.destroyed) {
+        refuse(socketError('the request body is no longer wanted', 'ABORT_ERR'));
+        return;
+      }
+      socket.write(bytes, (err) => (err ? refuse(err) : done()));
+    });
+    requestBody.writeTo(send).catch((err: unknown) => failHead(err instanceof Error ? err : new Error(String(err))));
   });
 }
 

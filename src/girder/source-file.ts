@@ -1,0 +1,95 @@
+import { constants } from 'node:fs';
+import { open, type FileHandle } from 'node:fs/promises';
+import { alignedOffset, DIRECT_ALIGN, isAligned, openDirect } from '../direct-io.js';
+import type { DirectRequestBody } from './direct-request.js';
+import type { UploadSource } from './types.js';
+
+/** Bytes per read, and per write to the socket. */
+const BLOCK = 1024 * 1024;
+
+/**
+ * The local file an upload sends, as request bodies that move through two reused buffers: no new
+ * memory per read (see direct-request.ts). Aligned reads go around the page cache when the file
+ * system allows (direct-io.ts): a file staged for upload is read once, and caching it would only
+ * take memory from everything else.
+ */
+export class SourceFile {
+  /** Bodies are written one at a time: they share the buffers. */
+  private busy: Promise<unknown> = Promise.resolve();
+
+  private constructor(
+    private readonly handle: FileHandle,
+    private readonly direct: FileHandle | undefined,
+    private readonly buffers: readonly [Buffer, Buffer],
+  ) {}
+
+  /** Opens `source.path`, which must be `source.size` bytes long. */
+  static async open(source: UploadSource): Promise<SourceFile> {
+    const handle = await open(source.path, 'r');
+    let direct: FileHandle | undefined;
+    try {
+      const { size } = await handle.stat();
+      if (size !== source.size) throw new Error(`upload source ${source.path} is ${size} bytes, expected ${source.size}`);
+      const area = Buffer.allocUnsafeSlow(2 * BLOCK + DIRECT_ALIGN);
+      direct = size >= DIRECT_ALIGN ? await openDirect(source.path, constants.O_RDONLY) : undefined;
+      const d = direct;
+      const shift = d === undefined ? 0 : await alignedOffset(area, (view) => d.read(view, 0, view.length, 0));
+      if (shift === undefined) {
+        await direct?.close();
+        direct = undefined;
+      }
+      const at = shift ?? 0;
+      return new SourceFile(handle, direct, [area.subarray(at, at + BLOCK), area.subarray(at + BLOCK, at + 2 * BLOCK)]);
+    } catch (err) {
+      await direct?.close().catch(() => undefined);
+      await handle.close();
+      throw err;
+    }
+  }
+
+  /** A request body of the file's bytes [offset, offset + length); `onSent` hears of each buffer the socket took. */
+  body(offset: number, length: number, onSent: (bytes: number) => void): DirectRequestBody {
+    return {
+      length,
+      writeTo: (send) => {
+        const run = this.busy.then(() => this.writeRange(offset, length, send, onSent));
+        this.busy = run.catch(() => undefined);
+        return run;
+      },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.busy;
+    await this.direct?.close().catch(() => undefined);
+    await this.handle.close();
+  }
+
+  private async writeRange(offset: number, length: number, send: (bytes: Buffer) => Promise<void>, onSent: (bytes: number) => void): Promise<void> {
+    const end = offset + length;
+    // One buffer is read into while the other is with the socket.
+    let sending: Promise<void> = Promise.resolve();
+    let turn = 0;
+    for (let pos = offset; pos < end; turn++) {
+      const buffer = this.buffers[turn % 2] as Buffer;
+      const n = await this.readInto(buffer, Math.min(BLOCK, end - pos), pos);
+      await sending;
+      if (n === 0) throw new Error(`the upload source ended at byte ${pos}, before byte ${end}`);
+      sending = send(buffer.subarray(0, n)).then(() => onSent(n));
+      sending.catch(() => undefined); // awaited next turn; a failed read must not leave it unheard
+      pos += n;
+    }
+    await sending;
+  }
+
+  private async readInto(buffer: Buffer, length: number, position: number): Promise<number> {
+    if (this.direct !== undefined && isAligned(position)) {
+      // A last, partial block is asked for whole: the read stops at the end of the file.
+      const whole = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+      const { bytesRead } = await this.direct.read(buffer, 0, whole, position);
+      return Math.min(bytesRead, length);
+    }
+    const { bytesRead } = await this.handle.read(buffer, 0, length, position);
+    return bytesRead;
+  }
+}
