@@ -212,6 +212,17 @@ t.test('a chunk dropped mid-body is resent from the server offset', async (tt) =
   tt.equal(progress.at(-1), local.size);
 });
 
+t.test('a chunk refused with 401 (token expired) is sent again, whole, after a new login', async (tt) => {
+  const local = await localFile('relogin', 7 * MiB + 5);
+  onNext('POST', /\/file\/chunk\?.*offset=5242880/, { kind: 'unauthorized' });
+  seen.length = 0;
+  const doc = await store.uploadFile(item.id, 'relogin.bin', local);
+  tt.equal(doc.size, local.size);
+  tt.equal(doc.sha512, local.sha512, 'Girder holds exactly the bytes: the chunk was written again from its start');
+  tt.equal(seen.filter((x) => x.url.includes('/api_key/token')).length, 1, 'logged in again once');
+  tt.equal(seen.filter((x) => x.url.includes('/file/chunk') && x.url.includes('offset=5242880')).length, 2, 'the refused chunk was sent twice');
+});
+
 t.test('a lost answer to the final chunk still finds the file', async (tt) => {
   const local = await localFile('lost', 2 * MiB);
   onNext('POST', /\/file\/chunk/, { kind: 'drop-answer' });
