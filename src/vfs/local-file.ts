@@ -4,7 +4,7 @@ import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openDirect } from '../direct-io.js';
 import { FsError, toFsError } from '../errors.js';
-import { localWriter, type LocalWriter } from './local-writes/index.js';
+import { localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
@@ -166,12 +166,19 @@ export class LocalFile {
     this.unsharing = (async () => {
       await this.writer.barrier(this.writeKey, false);
       const next = await newTemp(this.dataDir, this.writer);
-      const chunk = Buffer.allocUnsafe(1 << 20);
-      for (let pos = 0; pos < keep; ) {
-        const { bytesRead } = await this.fd.read(chunk, 0, Math.min(chunk.length, keep - pos), pos);
-        if (bytesRead === 0) break;
-        await next.fd.write(chunk, 0, bytesRead, pos);
-        pos += bytesRead;
+      try {
+        const chunk = Buffer.allocUnsafe(1 << 20);
+        for (let pos = 0; pos < keep; ) {
+          const { bytesRead } = await this.fd.read(chunk, 0, Math.min(chunk.length, keep - pos), pos);
+          if (bytesRead === 0) break;
+          await next.fd.write(chunk, 0, bytesRead, pos);
+          pos += bytesRead;
+        }
+      } catch (err) {
+        await next.fd.close().catch(() => undefined);
+        await next.direct?.close().catch(() => undefined);
+        await unlink(next.tempPath).catch(() => undefined);
+        throw err;
       }
       await this.fd.close();
       await this.direct?.close();
@@ -196,7 +203,7 @@ export class LocalFile {
     await unlink(this.tempPath).catch(() => undefined);
   }
 
-  private fds(): { fd: number; direct: number } {
+  private fds(): WriteFds {
     return { fd: this.fd.fd, direct: this.direct?.fd ?? -1 };
   }
 

@@ -1,1 +1,1 @@
-export { LocalWriter, localWriter, type BarrierResult } from './writer.js';
+export { LocalWriter, localWriter, type BarrierResult, type WriteFds } from './writer.js';

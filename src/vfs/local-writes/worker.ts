@@ -41,6 +41,11 @@ function stateOf(key: number): FileState {
 
 /** Most slots one write takes at once (2 MiB): direct I/O pays per call. */
 const MAX_BATCH = 16;
+/**
+ * Fewer aligned bytes than this go through the page cache: a direct write waits for the device, so
+ * it only pays for long runs (a copy), not for small or scattered writes (a database, `dd bs=4k`).
+ */
+const DIRECT_MIN = 64 * 1024;
 
 /** A run of write ops of one file, back to back in the file and in the ring. */
 interface Batch {
@@ -81,7 +86,8 @@ async function write(b: Batch): Promise<void> {
   const writing = state.error === undefined;
   // Whole aligned blocks skip the page cache, written by the thread pool while this thread hashes
   // them; the rest (a file's tail, small writes) goes through the page cache.
-  const directLen = writing && b.direct >= 0 && isAligned(b.pos) ? b.bytes.length - (b.bytes.length % DIRECT_ALIGN) : 0;
+  const aligned = writing && b.direct >= 0 && isAligned(b.pos) ? b.bytes.length - (b.bytes.length % DIRECT_ALIGN) : 0;
+  const directLen = aligned >= DIRECT_MIN ? aligned : 0;
   const directDone = directLen > 0 ? writeDirect(b.direct, b.pos, b.bytes.subarray(0, directLen)) : Promise.resolve(true);
   if (b.op === Op.WriteHashed) state.hash?.update(b.bytes);
   else state.hash = undefined;
@@ -97,13 +103,19 @@ async function write(b: Batch): Promise<void> {
 }
 
 function writeAll(fd: number, pos: number, bytes: Buffer): void {
-  for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done, pos + done);
+  for (let done = 0; done < bytes.length; ) done += wrote(writeSync(fd, bytes, done, bytes.length - done, pos + done));
+}
+
+/** A write that took nothing would loop for ever: call it an I/O error. */
+function wrote(n: number): number {
+  if (n <= 0) throw Object.assign(new Error('EIO: a write to the temp file took no bytes'), { code: 'EIO' });
+  return n;
 }
 
 /** Resolves false when the kernel refuses the direct write (EINVAL: an alignment it wants and we lack). */
 async function writeDirect(fd: number, pos: number, bytes: Buffer): Promise<boolean> {
   try {
-    for (let done = 0; done < bytes.length; ) done += (await writeAt(fd, bytes, done, bytes.length - done, pos + done)).bytesWritten;
+    for (let done = 0; done < bytes.length; ) done += wrote((await writeAt(fd, bytes, done, bytes.length - done, pos + done)).bytesWritten);
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;

@@ -55,8 +55,12 @@ export class LocalWriter {
   private watchingTail = false;
   private referenced = false;
   private dead: FsError | undefined;
-  /** Where in the data buffer slots start so that direct I/O accepts their address; undefined until found. */
+  /** Where in the data buffer slots must start for direct I/O to accept their address; undefined until found. */
   private directShift: number | undefined;
+  /** Where slots start now: moved to directShift only while the ring is empty, so no queued op's bytes move. */
+  private slotShift = 0;
+  /** The kernel took no offset of the ring (it wants a coarser alignment): no direct writes. */
+  private directRefused = false;
   private aligning: Promise<boolean> | undefined;
 
   constructor() {
@@ -86,11 +90,13 @@ export class LocalWriter {
    */
   canWriteDirect(directFd: number): Promise<boolean> {
     if (this.directShift !== undefined) return Promise.resolve(true);
+    if (this.directRefused) return Promise.resolve(false);
     this.aligning ??= (async () => {
       try {
         const shift = await alignedOffset(this.data.subarray(0, ALIGN_SPARE + DIRECT_ALIGN), (view) => writeAt(directFd, view, 0, view.length, 0));
         await truncateFd(directFd, 0);
-        if (shift !== undefined) this.directShift = shift;
+        if (shift === undefined) this.directRefused = true;
+        else this.directShift = shift;
         return shift !== undefined;
       } catch {
         await truncateFd(directFd, 0).catch(() => undefined);
@@ -181,13 +187,14 @@ export class LocalWriter {
 
   private publish(op: Op, key: number, fds: WriteFds, pos: number, len: number, req: number, bytes: Buffer | undefined): number {
     const slot = this.head % SLOTS;
-    const offset = (this.directShift ?? 0) + slot * SLOT_BYTES;
+    if (this.directShift !== undefined && this.slotShift !== this.directShift && this.completed() === this.head) this.slotShift = this.directShift;
+    const offset = this.slotShift + slot * SLOT_BYTES;
     if (bytes !== undefined) bytes.copy(this.data, offset, 0, len);
     const row = slot * FIELDS;
     this.meta[row + F_OP] = op;
     this.meta[row + F_KEY] = key;
     this.meta[row + F_FD] = fds.fd;
-    this.meta[row + F_DFD] = this.directShift === undefined ? -1 : fds.direct;
+    this.meta[row + F_DFD] = this.directShift !== undefined && this.slotShift === this.directShift ? fds.direct : -1;
     this.meta[row + F_OFF] = offset;
     this.meta[row + F_POS] = pos;
     this.meta[row + F_LEN] = len;
