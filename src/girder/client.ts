@@ -86,6 +86,8 @@ export interface DirectSendOptions {
   query?: Query;
   headers?: Record<string, string>;
   body?: DirectRequestBody;
+  /** Send the Girder token (default true for API paths, never for absolute URLs). */
+  auth?: boolean;
   signal?: AbortSignal;
 }
 
@@ -228,9 +230,10 @@ export class GirderClient {
    */
   async sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
     const absolute = /^https?:\/\//i.test(options.path);
-    const token = absolute ? undefined : await this.currentToken();
+    const auth = !absolute && options.auth !== false;
+    const token = auth ? await this.currentToken() : undefined;
     const res = await this.dispatchDirect(options, token);
-    if (res.statusCode !== 401 || absolute) return res;
+    if (res.statusCode !== 401 || !auth) return res;
     res.body.destroy();
     await this.refresh(token);
     return this.dispatchDirect(options, await this.currentToken());
@@ -319,9 +322,13 @@ export class GirderClient {
       headers['content-type'] = 'application/x-www-form-urlencoded';
       body = () => text;
     }
-    const res = options.upload !== undefined && (method === 'POST' || method === 'PUT')
-      ? await this.sendDirect({ method, path, query: options.query, headers, body: options.upload, signal: options.signal })
-      : await this.send({ method, path, query: options.query, headers, body, auth: options.auth, reset: options.reset, signal: options.signal });
+    let res: Dispatcher.ResponseData | DirectResponse;
+    if (options.upload !== undefined) {
+      if (method !== 'POST' && method !== 'PUT') throw new Error(`an upload body goes with POST or PUT, not ${method}`);
+      res = await this.sendDirect({ method, path, query: options.query, headers, body: options.upload, auth: options.auth, signal: options.signal });
+    } else {
+      res = await this.send({ method, path, query: options.query, headers, body, auth: options.auth, reset: options.reset, signal: options.signal });
+    }
     const contentType = mediaType(res.headers);
     const text = await this.readText(res, options.signal);
     if (res.statusCode < 200 || res.statusCode >= 300) {

@@ -325,6 +325,8 @@ export function directRequest(opts: DirectRequestOptions): Promise<DirectRespons
   let heldBuffer = -1;
   let head: Buffer | null = Buffer.alloc(0);
   let body: DirectBody | null = null;
+  /** A request body is being written and is not all sent. */
+  let bodyUnsent = false;
 
   return new Promise<DirectResponse>((resolve, reject) => {
     let settled = false;
@@ -413,6 +415,9 @@ export function directRequest(opts: DirectRequestOptions): Promise<DirectRespons
     });
     socket.on('error', (err: Error) => {
       if (body === null) failHead(err);
+      // The answer came while the request body was still going out (a refusal) and the peer then
+      // closed: our write failing is that close, and the answer's bytes already in count.
+      else if (bodyUnsent && /^(EPIPE|ECONNRESET)$/.test((err as NodeJS.ErrnoException).code ?? '')) body.onSocketEnd();
       else body.fail(err);
     });
     socket.on('end', () => {
@@ -432,7 +437,13 @@ export function directRequest(opts: DirectRequestOptions): Promise<DirectRespons
       }
       socket.write(bytes, (err) => (err ? refuse(err) : done()));
     });
-    requestBody.writeTo(send).catch((err: unknown) => failHead(err instanceof Error ? err : new Error(String(err))));
+    bodyUnsent = true;
+    requestBody.writeTo(send).then(
+      () => {
+        bodyUnsent = false;
+      },
+      (err: unknown) => failHead(err instanceof Error ? err : new Error(String(err))),
+    );
   });
 }
 

@@ -19,7 +19,7 @@ export class SourceFile {
 
   private constructor(
     private readonly handle: FileHandle,
-    private readonly direct: FileHandle | undefined,
+    private direct: FileHandle | undefined,
     private readonly buffers: readonly [Buffer, Buffer],
   ) {}
 
@@ -30,8 +30,10 @@ export class SourceFile {
     try {
       const { size } = await handle.stat();
       if (size !== source.size) throw new Error(`upload source ${source.path} is ${size} bytes, expected ${source.size}`);
-      const area = Buffer.allocUnsafeSlow(2 * BLOCK + DIRECT_ALIGN);
-      direct = size >= DIRECT_ALIGN ? await openDirect(source.path, constants.O_RDONLY) : undefined;
+      const block = Math.min(BLOCK, size);
+      const area = Buffer.allocUnsafeSlow(2 * block + DIRECT_ALIGN);
+      // A small file gains nothing from going around the cache.
+      direct = size >= BLOCK ? await openDirect(source.path, constants.O_RDONLY) : undefined;
       const d = direct;
       const shift = d === undefined ? 0 : await alignedOffset(area, (view) => d.read(view, 0, view.length, 0));
       if (shift === undefined) {
@@ -39,7 +41,7 @@ export class SourceFile {
         direct = undefined;
       }
       const at = shift ?? 0;
-      return new SourceFile(handle, direct, [area.subarray(at, at + BLOCK), area.subarray(at + BLOCK, at + 2 * BLOCK)]);
+      return new SourceFile(handle, direct, [area.subarray(at, at + block), area.subarray(at + block, at + 2 * block)]);
     } catch (err) {
       await direct?.close().catch(() => undefined);
       await handle.close();
@@ -47,8 +49,11 @@ export class SourceFile {
     }
   }
 
-  /** A request body of the file's bytes [offset, offset + length); `onSent` hears of each buffer the socket took. */
-  body(offset: number, length: number, onSent: (bytes: number) => void): DirectRequestBody {
+  /**
+   * A request body of the file's bytes [offset, offset + length). `onSent` hears of each buffer the
+   * socket took, with the bytes sent so far by this attempt (a body is written again after a re-login).
+   */
+  body(offset: number, length: number, onSent: (bytes: number, attemptSent: number) => void): DirectRequestBody {
     return {
       length,
       writeTo: (send) => {
@@ -65,31 +70,51 @@ export class SourceFile {
     await this.handle.close();
   }
 
-  private async writeRange(offset: number, length: number, send: (bytes: Buffer) => Promise<void>, onSent: (bytes: number) => void): Promise<void> {
+  private async writeRange(
+    offset: number,
+    length: number,
+    send: (bytes: Buffer) => Promise<void>,
+    onSent: (bytes: number, attemptSent: number) => void,
+  ): Promise<void> {
     const end = offset + length;
     // One buffer is read into while the other is with the socket.
     let sending: Promise<void> = Promise.resolve();
-    let turn = 0;
-    for (let pos = offset; pos < end; turn++) {
-      const buffer = this.buffers[turn % 2] as Buffer;
-      const n = await this.readInto(buffer, Math.min(BLOCK, end - pos), pos);
+    try {
+      for (let pos = offset, turn = 0; pos < end; turn++) {
+        const buffer = this.buffers[turn % 2] as Buffer;
+        const n = await this.readInto(buffer, Math.min(buffer.length, end - pos), pos);
+        await sending;
+        if (n === 0) throw new Error(`the upload source ended at byte ${pos}, before byte ${end}`);
+        const upTo = pos + n - offset;
+        sending = send(buffer.subarray(0, n)).then(() => onSent(n, upTo));
+        sending.catch(() => undefined); // awaited next turn; a failed read must not leave it unheard
+        pos += n;
+      }
       await sending;
-      if (n === 0) throw new Error(`the upload source ended at byte ${pos}, before byte ${end}`);
-      sending = send(buffer.subarray(0, n)).then(() => onSent(n));
-      sending.catch(() => undefined); // awaited next turn; a failed read must not leave it unheard
-      pos += n;
+    } finally {
+      // The buffers are free for the next body only once the socket is done with them.
+      await sending.catch(() => undefined);
     }
-    await sending;
   }
 
   private async readInto(buffer: Buffer, length: number, position: number): Promise<number> {
-    if (this.direct !== undefined && isAligned(position)) {
+    const d = this.direct;
+    if (d === undefined) return (await this.handle.read(buffer, 0, length, position)).bytesRead;
+    if (!isAligned(position)) {
+      // (a resumed upload) the ordinary way up to the next aligned position, then direct again
+      const toAligned = DIRECT_ALIGN - (position % DIRECT_ALIGN);
+      return (await this.handle.read(buffer, 0, Math.min(length, toAligned), position)).bytesRead;
+    }
+    try {
       // A last, partial block is asked for whole: the read stops at the end of the file.
       const whole = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
-      const { bytesRead } = await this.direct.read(buffer, 0, whole, position);
+      const { bytesRead } = await d.read(buffer, 0, whole, position);
       return Math.min(bytesRead, length);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw err;
+      this.direct = undefined; // the kernel wants another alignment after all: read the ordinary way
+      await d.close().catch(() => undefined);
+      return (await this.handle.read(buffer, 0, length, position)).bytesRead;
     }
-    const { bytesRead } = await this.handle.read(buffer, 0, length, position);
-    return bytesRead;
   }
 }

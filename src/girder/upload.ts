@@ -171,11 +171,10 @@ async function sendChunk(
   size: number,
   hooks: UploadHooks,
 ): Promise<unknown> {
-  let sent = 0;
   let reported = 0;
-  const upload = source.body(offset, length, (bytes) => {
+  const upload = source.body(offset, length, (bytes, sent) => {
     client.countUploaded(bytes);
-    sent += bytes;
+    if (sent < reported) reported = 0; // sent again after a re-login
     if (hooks.onProgress !== undefined && sent - reported >= PROGRESS_STEP && sent < length) {
       reported = sent;
       hooks.onProgress(offset + sent, size);
