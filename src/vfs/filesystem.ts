@@ -88,11 +88,24 @@ export class Vfs implements FileSystem {
         return this.addHandle({ kind: 'remote', path, node, session });
       }
       checkWritable(this.ctx, node, path);
-      local = await this.startWriting(path, node, truncate);
-    } else if (writable && truncate && local.size > 0) {
-      await local.truncate(0);
+      const started = await this.startWriting(path, node, truncate);
+      local = this.adopt(path, started);
+      if (local === started) {
+        local.openCount++;
+        return this.addHandle({ kind: 'local', local, writable });
+      }
     }
+    // Counted before any wait: an upload that finishes meanwhile must not dispose of the copy.
     local.openCount++;
+    if (writable && truncate && local.size > 0) {
+      try {
+        await local.truncate(0);
+      } catch (err) {
+        local.openCount--;
+        await this.sealer.disposeIfIdle(local);
+        throw err;
+      }
+    }
     return this.addHandle({ kind: 'local', local, writable });
   }
 
@@ -170,10 +183,16 @@ export class Vfs implements FileSystem {
       if (isDir(node)) throw new FsError('EISDIR', path);
       if (node.file.size === size) return;
       checkWritable(this.ctx, node, path);
-      local = await this.startWriting(path, node, size === 0);
+      local = this.adopt(path, await this.startWriting(path, node, size === 0));
     }
+    // Held while truncating, as an open would: an upload that finishes meanwhile must not dispose of it.
+    local.openCount++;
     try {
       await local.truncate(size);
+    } finally {
+      local.openCount--;
+    }
+    try {
       if (local.openCount === 0) await this.sealIfDirty(local);
     } finally {
       if (local.openCount === 0) await this.sealer.disposeIfIdle(local);
@@ -261,8 +280,22 @@ export class Vfs implements FileSystem {
     local.dirty = empty && node.file.size > 0;
     local.mtime = mtimeOf(node.item, node.file);
     local.remoteVersion = versionKey(node.file);
-    this.ctx.locals.set(path, local);
     return local;
+  }
+
+  /**
+   * The path's local copy: `started`, unless another open of the path made one while this one was
+   * being made (both found none); then that one, and `started` is dropped. Call it with no wait
+   * between it and counting the new user, or an upload finishing could dispose of the copy.
+   */
+  private adopt(path: string, started: LocalFile): LocalFile {
+    const first = this.ctx.locals.get(path);
+    if (first !== undefined && first !== started) {
+      void started.dispose();
+      return first;
+    }
+    this.ctx.locals.set(path, started);
+    return started;
   }
 
   /** Copy the remote bytes into the write buffer, a bounded chunk at a time. */

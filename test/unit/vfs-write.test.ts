@@ -4,6 +4,7 @@ import path from 'node:path';
 import t from 'tap';
 import { errnoOf } from '../helpers/errno.js';
 import { O_APPEND, O_RDWR, O_TRUNC, O_WRONLY } from '../../src/vfs/api.js';
+import { LocalFile } from '../../src/vfs/local-file.js';
 import { vfsFixture, type VfsFixture } from '../helpers/vfs-fixture.js';
 
 
@@ -277,6 +278,42 @@ t.test('writes after a close while the upload runs are not lost', async (t) => {
   gate.release();
   await settled(fx);
   t.equal(onlyFile(fx, fx.store.rootId, 'busy.txt').data, 'first second');
+});
+
+t.test('an upload that finishes while an open truncates the file leaves the copy to the open', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const gate = fx.store.gate('uploadFile');
+  await fx.writeFile('/race.txt', 'first version');
+  await gate.reached; // closed, uploading: the local copy stays until the upload ends
+  // hold the open inside its truncate while the upload ends (a soak saw this: the write then went to a closed file)
+  const original = LocalFile.prototype.truncate;
+  let inTruncate!: () => void;
+  const reached = new Promise<void>((resolve) => {
+    inTruncate = resolve;
+  });
+  let letGo!: () => void;
+  const held = new Promise<void>((resolve) => {
+    letGo = resolve;
+  });
+  LocalFile.prototype.truncate = async function (this: LocalFile, size: number): Promise<void> {
+    inTruncate();
+    await held;
+    return original.call(this, size);
+  };
+  t.teardown(() => {
+    LocalFile.prototype.truncate = original;
+  });
+  const opening = fx.vfs.open('/race.txt', O_WRONLY | O_TRUNC);
+  await reached;
+  gate.release();
+  await settled(fx);
+  letGo();
+  const fh = await opening;
+  await fx.vfs.write(fh, Buffer.from('second'), 6, 0);
+  await fx.vfs.release(fh);
+  await settled(fx);
+  t.equal(onlyFile(fx, fx.store.rootId, 'race.txt').data, 'second', 'the write after the open reached Girder');
 });
 
 t.test('truncate to a size the cache disk cannot hold: ENOSPC, nothing queued', async (t) => {
