@@ -3,6 +3,7 @@ import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
+import { DirectBlocks } from './direct-blocks.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
 import type { CacheStats, RemoteFile } from './types.js';
@@ -78,6 +79,8 @@ export class BlockCache {
   private onlyPinned = false;
   private pausedUntil = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Block writes around the page cache, where the file system allows. */
+  private directBlocks: DirectBlocks | undefined;
   private closed = false;
   private closing: Promise<void> | null = null;
   /** close() finished: the directory is no longer ours to write. */
@@ -109,6 +112,7 @@ export class BlockCache {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
       await fsp.chmod(d, 0o700);
     }
+    cache.directBlocks = await DirectBlocks.open(cache.blocksDir);
     await cache.load();
     const every = opts.saveIntervalMs ?? 30_000;
     cache.timer = setInterval(() => {
@@ -150,7 +154,7 @@ export class BlockCache {
   }
 
   private newVersion(num: number, fileId: string, size: number, key: string): VersionFile {
-    const vf = new VersionFile(num, path.join(this.blocksDir, `v${num}`), fileId, size, key, this.blockSize);
+    const vf = new VersionFile(num, path.join(this.blocksDir, `v${num}`), fileId, size, key, this.blockSize, this.directBlocks);
     vf.onIdle = () => this.settle(vf);
     return vf;
   }

@@ -1,5 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { openDirect } from '../../direct-io.js';
+import type { DirectBlocks } from './direct-blocks.js';
 import { punchHole } from './hole-punch.js';
 
 /** One cached block on disk; its place in the cache's LRU is the object itself. */
@@ -56,6 +58,8 @@ export class VersionFile {
   private reader: SharedReader | null = null;
   /** Descriptor for writes, kept while mutations are queued. */
   private writer: Promise<FileHandle> | null = null;
+  /** The same file opened with O_DIRECT, when `direct` is given and the kernel allows. */
+  private directWriter: Promise<FileHandle | undefined> | null = null;
 
   constructor(
     readonly num: number,
@@ -64,6 +68,8 @@ export class VersionFile {
     readonly size: number,
     readonly key: string,
     readonly blockSize: number,
+    /** Writes blocks around the page cache (see direct-blocks.ts). */
+    private readonly direct?: DirectBlocks,
   ) {
     this.blockCount = Math.ceil(size / blockSize);
   }
@@ -113,11 +119,21 @@ export class VersionFile {
   async writeBlocks(idx: number, data: Buffer): Promise<void> {
     this.mayExist = true;
     if (this.writer === null) {
-      this.writer = fsp.open(this.path, WRITE_FLAGS, 0o600);
-      this.writer.catch(noop);
+      const writer = fsp.open(this.path, WRITE_FLAGS, 0o600);
+      this.writer = writer;
+      writer.catch(noop);
+      if (this.direct !== undefined) {
+        this.directWriter = writer.then(() => openDirect(this.path, constants.O_WRONLY | constants.O_NOFOLLOW), () => undefined);
+        this.directWriter.catch(noop);
+      }
     }
     try {
       const fh = await this.writer;
+      const direct = this.directWriter === null ? undefined : await this.directWriter;
+      if (direct !== undefined && this.direct !== undefined) {
+        await this.direct.write(direct, fh, data, idx * this.blockSize);
+        return;
+      }
       let done = 0;
       while (done < data.length) {
         const { bytesWritten } = await fh.write(data, done, data.length - done, idx * this.blockSize + done);
@@ -132,8 +148,11 @@ export class VersionFile {
 
   private async closeWriter(): Promise<void> {
     const w = this.writer;
+    const d = this.directWriter;
     this.writer = null;
+    this.directWriter = null;
     if (w !== null) await w.then((fh) => fh.close()).catch(noop);
+    if (d !== null) await d.then((fh) => fh?.close()).catch(noop);
   }
 
   /** Read from the file through the shared descriptor. Resolves with the bytes read. */
