@@ -45,3 +45,8 @@ export async function alignedOffset(buf: Uint8Array, transfer: (view: Uint8Array
 export function isAligned(n: number): boolean {
   return n % DIRECT_ALIGN === 0;
 }
+
+/** How many of `length` bytes written at `position` can go direct: the whole blocks, when it starts on one. */
+export function alignedLength(position: number, length: number): number {
+  return isAligned(position) ? length - (length % DIRECT_ALIGN) : 0;
+}

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { alignedOffset, DIRECT_ALIGN, openDirect } from '../../direct-io.js';
+import { alignedLength, alignedOffset, DIRECT_ALIGN, openDirect } from '../../direct-io.js';
 
 /** Bytes one direct write takes at most (the staging buffer's size). */
 const STAGE_BYTES = 4 * 1024 * 1024;
@@ -49,7 +49,7 @@ export class DirectBlocks {
   }
 
   private async writeNow(direct: FileHandle, buffered: FileHandle, data: Buffer, position: number): Promise<void> {
-    const aligned = position % DIRECT_ALIGN === 0 ? data.length - (data.length % DIRECT_ALIGN) : 0;
+    const aligned = alignedLength(position, data.length);
     for (let done = 0; done < aligned; ) {
       const n = Math.min(STAGE_BYTES, aligned - done);
       data.copy(this.stage, 0, done, done + n);
@@ -60,7 +60,8 @@ export class DirectBlocks {
   }
 }
 
-async function writeAll(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {
+/** Write all of `bytes` at `position` (a write that takes nothing is an EIO). */
+export async function writeAll(fh: FileHandle, bytes: Buffer, position: number): Promise<void> {
   for (let done = 0; done < bytes.length; ) {
     const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, position + done);
     if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });

@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import { openDirect } from '../../direct-io.js';
-import type { DirectBlocks } from './direct-blocks.js';
+import { writeAll, type DirectBlocks } from './direct-blocks.js';
 import { punchHole } from './hole-punch.js';
 
 /** One cached block on disk; its place in the cache's LRU is the object itself. */
@@ -130,16 +130,8 @@ export class VersionFile {
     try {
       const fh = await this.writer;
       const direct = this.directWriter === null ? undefined : await this.directWriter;
-      if (direct !== undefined && this.direct !== undefined) {
-        await this.direct.write(direct, fh, data, idx * this.blockSize);
-        return;
-      }
-      let done = 0;
-      while (done < data.length) {
-        const { bytesWritten } = await fh.write(data, done, data.length - done, idx * this.blockSize + done);
-        if (bytesWritten <= 0) throw Object.assign(new Error('short write'), { code: 'EIO' });
-        done += bytesWritten;
-      }
+      if (direct !== undefined && this.direct !== undefined) await this.direct.write(direct, fh, data, idx * this.blockSize);
+      else await writeAll(fh, data, idx * this.blockSize);
     } catch (err) {
       await this.closeWriter();
       throw err;

@@ -8,7 +8,7 @@ import { createHash, type Hash } from 'node:crypto';
 import { write as writeCb, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { parentPort, workerData } from 'node:worker_threads';
-import { DIRECT_ALIGN, isAligned } from '../../direct-io.js';
+import { alignedLength } from '../../direct-io.js';
 import { F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
 const writeAt = promisify(writeCb);
@@ -86,7 +86,7 @@ async function write(b: Batch): Promise<void> {
   const writing = state.error === undefined;
   // Whole aligned blocks skip the page cache, written by the thread pool while this thread hashes
   // them; the rest (a file's tail, small writes) goes through the page cache.
-  const aligned = writing && b.direct >= 0 && isAligned(b.pos) ? b.bytes.length - (b.bytes.length % DIRECT_ALIGN) : 0;
+  const aligned = writing && b.direct >= 0 ? alignedLength(b.pos, b.bytes.length) : 0;
   const directLen = aligned >= DIRECT_MIN ? aligned : 0;
   const directDone = directLen > 0 ? writeDirect(b.direct, b.pos, b.bytes.subarray(0, directLen)) : Promise.resolve(true);
   if (b.op === Op.WriteHashed) state.hash?.update(b.bytes);
