@@ -88,12 +88,8 @@ export class Vfs implements FileSystem {
         return this.addHandle({ kind: 'remote', path, node, session });
       }
       checkWritable(this.ctx, node, path);
-      const started = await this.startWriting(path, node, truncate);
-      local = this.adopt(path, started);
-      if (local === started) {
-        local.openCount++;
-        return this.addHandle({ kind: 'local', local, writable });
-      }
+      // A new copy is already empty when truncating: the truncate below then does nothing.
+      local = this.adopt(path, await this.startWriting(path, node, truncate));
     }
     // Counted before any wait: an upload that finishes meanwhile must not dispose of the copy.
     local.openCount++;
