@@ -107,6 +107,15 @@ async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; 
   };
 }
 
+/** A new file read from its start to `upTo`, by then with one stream open, and its session. */
+async function streaming(t: Test, r: Rig, name: string, size: number, upTo: number): Promise<{ file: RemoteFile; data: Buffer; s: ReadSession }> {
+  const { file, data } = r.seed(name, size);
+  const s = r.reader.open(file);
+  await readSeq(t, s, data, 0, upTo);
+  t.equal(r.store.openStreams.size, 1);
+  return { file, data, s };
+}
+
 /** Read [from, to) in `step`-byte reads, checking every byte; resolves with the bytes read. */
 async function readSeq(t: Test, s: ReadSession, data: Buffer, from: number, to: number, step = 16 * KiB): Promise<number> {
   let n = 0;
@@ -162,10 +171,7 @@ t.test('the stream runs at most a window ahead of its reader', async (t) => {
 
 t.test('a seek closes the stream; the read after it fetches only its own block', async (t) => {
   const r = await rig(t);
-  const { file, data } = r.seed('seek.bin', 16 * MiB);
-  const s = r.reader.open(file);
-  await readSeq(t, s, data, 0, 2 * MiB);
-  t.equal(r.store.openStreams.size, 1);
+  const { data, s } = await streaming(t, r, 'seek.bin', 16 * MiB, 2 * MiB);
   const reads = r.store.reads.length;
   await readSeq(t, s, data, 12 * MiB + 5, 12 * MiB + 5 + 4 * KiB);
   t.equal(r.store.openStreams.size, 0, 'closed by the seek');
@@ -179,10 +185,7 @@ t.test('a seek closes the stream; the read after it fetches only its own block',
 
 t.test('closing the file closes its stream', async (t) => {
   const r = await rig(t);
-  const { file, data } = r.seed('close.bin', 16 * MiB);
-  const s = r.reader.open(file);
-  await readSeq(t, s, data, 0, 3 * MiB);
-  t.equal(r.store.openStreams.size, 1);
+  const { file, data, s } = await streaming(t, r, 'close.bin', 16 * MiB, 3 * MiB);
   s.close();
   t.equal(r.store.openStreams.size, 0);
   t.equal(r.reader.openStreams, 0);
@@ -195,10 +198,7 @@ t.test('closing the file closes its stream', async (t) => {
 
 t.test('an idle stream is closed; reading on works', async (t) => {
   const r = await rig(t, { streamIdleMs: 40 });
-  const { file, data } = r.seed('idle.bin', 8 * MiB);
-  const s = r.reader.open(file);
-  await readSeq(t, s, data, 0, MiB);
-  t.equal(r.store.openStreams.size, 1);
+  const { data, s } = await streaming(t, r, 'idle.bin', 8 * MiB, MiB);
   await waitFor(() => r.store.openStreams.size === 0, { timeoutMs: 5_000, intervalMs: 10, what: 'the idle stream to close' });
   t.equal(r.reader.openStreams, 0);
   t.equal(await readSeq(t, s, data, MiB, data.length), data.length - MiB, 'the rest, exact');
@@ -298,10 +298,7 @@ t.test('a store error ends the stream: the readers waiting on it get the error, 
 
 t.test('a file that changed under a stream: ESTALE, never other bytes', async (t) => {
   const r = await rig(t);
-  const { file, data } = r.seed('changing.bin', 16 * MiB);
-  const s = r.reader.open(file);
-  await readSeq(t, s, data, 0, 2 * MiB);
-  t.equal(r.store.openStreams.size, 1);
+  const { file, data, s } = await streaming(t, r, 'changing.bin', 16 * MiB, 2 * MiB);
   const dir = await mkdtemp(join(tmpdir(), 'gm-stream-new-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
   const next = join(dir, 'next');

@@ -74,6 +74,15 @@ async function fakeGirder(t: Test, size: number, fault: Fault = () => false, tls
   return { apiUrl: `${scheme}://127.0.0.1:${(server.address() as AddressInfo).port}/api/v1`, caFile: pems?.cert, data, ranges, openSockets: () => sockets.size };
 }
 
+/** A fake whose every GET sends 24 KiB of its answer, then nothing more: its connection stays open. */
+function stallingGirder(t: Test, size: number): Promise<Fake> {
+  return fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
+    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
+    res.write(data.subarray(from, from + 24 * KiB));
+    return true;
+  });
+}
+
 function client(t: Test, apiUrl: string, extra: Partial<ClientOptions> = {}): GirderClient {
   const c = new GirderClient({
     apiUrl, credentials: { kind: 'token', token: 'tok' }, timeoutMs: 10_000, retries: 3, retryBaseMs: 10, logger: silentLogger(), ...extra,
@@ -166,12 +175,7 @@ t.test('a 206 whose Content-Length is not the length of its Content-Range is mal
 
 t.test('client.close() ends a streaming and a paused stream at once: their readers get an error, no retry, no socket left', async (t) => {
   const size = 256 * KiB;
-  // every GET sends 24 KiB of its 64, then nothing more: its connection stays open
-  const fake = await fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
-    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
-    res.write(data.subarray(from, from + 24 * KiB));
-    return true;
-  });
+  const fake = await stallingGirder(t, size);
   // retrying would take seconds
   const c = client(t, fake.apiUrl, { retries: 5, retryBaseMs: 300 });
   const ref = { id: FILE_ID, size };
@@ -202,12 +206,7 @@ t.test('client.close() ends a streaming and a paused stream at once: their reade
 
 t.test('a dozen streams at once: no MaxListenersExceededWarning', async (t) => {
   const size = 256 * KiB;
-  // every GET sends 24 KiB, then holds its connection open
-  const fake = await fakeGirder(t, size, (_req, res, { from, to }, _nth, data) => {
-    res.writeHead(206, { 'content-length': to - from, 'content-range': `bytes ${from}-${to - 1}/${size}` });
-    res.write(data.subarray(from, from + 24 * KiB));
-    return true;
-  });
+  const fake = await stallingGirder(t, size);
   const c = client(t, fake.apiUrl);
   const warnings: string[] = [];
   const onWarning = (w: Error): void => void warnings.push(`${w.name}: ${w.message}`);
