@@ -6,12 +6,13 @@ import { constants } from 'node:fs';
 import { mkdtemp, open, readFile, rm, statfs, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { EventEmitter } from 'node:events';
 import t, { type Test } from 'tap';
 import { promisify } from 'node:util';
 import { openDirect } from '../../src/direct-io.js';
 import type { FsError } from '../../src/errors.js';
 import { LocalWriter } from '../../src/vfs/local-writes/index.js';
-import { SLOT_BYTES, SLOTS } from '../../src/vfs/local-writes/ring.js';
+import { HEAD, SLOT_BYTES, SLOTS, TAIL } from '../../src/vfs/local-writes/ring.js';
 
 const sha512 = (b: Buffer): string => createHash('sha512').update(b).digest('hex');
 
@@ -182,4 +183,85 @@ t.test('a failed pwrite: onError hears of it, the barrier reports it, later writ
   t.equal((await writer.barrier(key, false)).error, undefined, 'reset: the failure no longer matters');
   const forgotten = await writer.forget(key);
   t.equal(forgotten.error, undefined);
+});
+
+/** A write thread that does nothing by itself: the test finishes ops by moving TAIL, as worker.js does. */
+class SteppedThread extends EventEmitter {
+  counters: Int32Array | undefined;
+  ref(): void {}
+  unref(): void {}
+  /** The thread finished every op published so far, and (when `notify`) woke the waiters. */
+  finishAll(notify: boolean): void {
+    const c = this.counters as Int32Array;
+    Atomics.store(c, TAIL, Atomics.load(c, HEAD));
+    if (notify) Atomics.notify(c, TAIL);
+  }
+}
+
+/** Finishes the thread's ops right after the writer's next read of TAIL: the interleaving of issue 11's hang. */
+class RacingWriter extends LocalWriter {
+  raceOnNextLoad: SteppedThread | undefined;
+  protected override loadTail(): number {
+    const seen = super.loadTail();
+    const thread = this.raceOnNextLoad;
+    this.raceOnNextLoad = undefined;
+    // The thread finishes between the writer's check and its wait, and its notify finds no waiter yet.
+    thread?.finishAll(true);
+    return seen;
+  }
+}
+
+function steppedWriter(): { writer: RacingWriter; thread: SteppedThread } {
+  const thread = new SteppedThread();
+  const writer = new RacingWriter((ring) => {
+    thread.counters = new Int32Array(ring.counters);
+    return thread;
+  });
+  return { writer, thread };
+}
+
+/** Resolves with whether `p` settled within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([p.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+t.test('reached(): an op the thread finishes between the check and the wait still wakes the reader (issue 11 hang)', async (t) => {
+  const { writer, thread } = steppedWriter();
+  const key = writer.register(() => t.fail('no write fails'));
+  const seq = await writer.write(key, { fd: -1, direct: -1 }, 0, Buffer.from('x'), true);
+  writer.raceOnNextLoad = thread;
+  t.ok(await settlesWithin(writer.reached(seq), 2000), 'the read waiting on the write is answered');
+});
+
+t.test('a full ring: a slot freed between the check and the wait still lets the queued write in', async (t) => {
+  const { writer, thread } = steppedWriter();
+  const key = writer.register(() => t.fail('no write fails'));
+  for (let i = 0; i < SLOTS; i++) await writer.write(key, { fd: -1, direct: -1 }, i, Buffer.from('x'), true);
+  writer.raceOnNextLoad = thread;
+  t.ok(await settlesWithin(writer.write(key, { fd: -1, direct: -1 }, SLOTS, Buffer.from('y'), true), 2000), 'the write past the full ring is taken');
+});
+
+t.test('a write queued behind a full ring whose buffer was taken back (answered EIO) is refused, not written as zeros', async (t) => {
+  const { writer, file, dir } = await rig(t);
+  const fh = await file('q');
+  const key = writer.register(() => t.fail('no write fails'));
+  const fill = randomBytes(SLOTS * SLOT_BYTES);
+  const pending: Array<Promise<number>> = [];
+  for (let pos = 0; pos < fill.length; pos += SLOT_BYTES) pending.push(writer.write(key, { fd: fh.fd, direct: -1 }, pos, fill.subarray(pos, pos + SLOT_BYTES), true));
+  const kernelMemory = new ArrayBuffer(12);
+  const kernelBuffer = Buffer.from(kernelMemory);
+  kernelBuffer.write('queued bytes');
+  const queued = writer.write(key, { fd: fh.fd, direct: -1 }, fill.length, kernelBuffer, true);
+  structuredClone(kernelMemory, { transfer: [kernelMemory] }); // detached, as fuse-native does once a write is answered
+  await Promise.all(pending);
+  const refused = await queued.then(() => undefined, (err: unknown) => err);
+  t.equal((refused as FsError | undefined)?.errno, 'EIO', 'the queued write fails');
+  await writer.barrier(key, false);
+  t.equal((await readFile(path.join(dir, 'q'))).length, fill.length, 'nothing of it reached the file');
 });

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { alignedOffset, DIRECT_ALIGN } from '../../direct-io.js';
 import { FsError, toFsError } from '../../errors.js';
-import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type WriterMessage } from './ring.js';
+import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
 const writeAt = promisify(write);
 const truncateFd = promisify(ftruncate);
@@ -39,8 +39,22 @@ interface Submission {
   readonly reject: (err: unknown) => void;
 }
 
+/** The write thread as the main thread sees it: Worker's events and reference counting. */
+export interface WriteThread {
+  on(event: 'message', listener: (m: WriterMessage) => void): unknown;
+  on(event: 'error', listener: (err: Error) => void): unknown;
+  on(event: 'exit', listener: (code: number) => void): unknown;
+  ref(): void;
+  unref(): void;
+}
+
+/** Starts worker.js on the ring. */
+function startWriteThread(ring: RingBuffers): WriteThread {
+  return new Worker(new URL('./worker.js', import.meta.url), { workerData: ring });
+}
+
 export class LocalWriter {
-  private readonly worker: Worker;
+  private readonly worker: WriteThread;
   private readonly data: Buffer;
   private readonly counters: Int32Array;
   private readonly meta: Float64Array;
@@ -63,12 +77,13 @@ export class LocalWriter {
   private directRefused = false;
   private aligning: Promise<boolean> | undefined;
 
-  constructor() {
+  /** `startThread` is for tests, which drive the ring's counters themselves. */
+  constructor(startThread: (ring: RingBuffers) => WriteThread = startWriteThread) {
     const ring = allocateRing();
     this.data = Buffer.from(ring.data);
     this.counters = new Int32Array(ring.counters);
     this.meta = new Float64Array(ring.meta);
-    this.worker = new Worker(new URL('./worker.js', import.meta.url), { workerData: ring });
+    this.worker = startThread(ring);
     this.worker.on('message', (m: WriterMessage) => this.onMessage(m));
     this.worker.on('error', (err) => this.die(err));
     this.worker.on('exit', (code) => this.die(new Error(`the write thread exited with code ${code}`)));
@@ -144,11 +159,12 @@ export class LocalWriter {
 
   /** Resolves once op `seq` (from write()) is done: its bytes are in the file. */
   reached(seq: number): Promise<void> {
-    if (seq < 0 || this.completed() > seq) return Promise.resolve();
+    const tail = this.loadTail();
+    if (seq < 0 || this.completedAt(tail) > seq) return Promise.resolve();
     if (this.dead !== undefined) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       this.tailWaiters.push({ seq, resolve, reject });
-      this.watchTail();
+      this.watchTail(tail);
       this.holdWhileWaiting();
     });
   }
@@ -168,26 +184,32 @@ export class LocalWriter {
 
   private submit(op: Op, key: number, fds: WriteFds, pos: number, len: number, req: number, bytes: Buffer | undefined): Promise<number> {
     if (this.dead !== undefined) return Promise.reject(this.dead);
-    if (this.queue.length === 0 && this.free() > 0) return Promise.resolve(this.publish(op, key, fds, pos, len, req, bytes));
+    const tail = this.loadTail();
+    if (this.queue.length === 0 && this.free(tail) > 0) return Promise.resolve(this.publish(op, key, fds, pos, len, req, bytes));
     return new Promise((resolve, reject) => {
       this.queue.push({ op, key, fds, pos, len, req, bytes, resolve, reject });
-      this.watchTail();
+      this.watchTail(tail);
       this.holdWhileWaiting();
     });
   }
 
-  /** Ops the write thread has finished (unwrapped from the int32 counter). */
-  private completed(): number {
-    return this.head - (((this.head | 0) - Atomics.load(this.counters, TAIL)) | 0);
+  /** The write thread's TAIL counter. Read once per decision, and that value is what watchTail waits on. */
+  protected loadTail(): number {
+    return Atomics.load(this.counters, TAIL);
   }
 
-  private free(): number {
-    return SLOTS - (this.head - this.completed());
+  /** Ops the write thread had finished when TAIL was `tail` (unwrapped from the int32 counter). */
+  private completedAt(tail: number): number {
+    return this.head - (((this.head | 0) - tail) | 0);
+  }
+
+  private free(tail: number): number {
+    return SLOTS - (this.head - this.completedAt(tail));
   }
 
   private publish(op: Op, key: number, fds: WriteFds, pos: number, len: number, req: number, bytes: Buffer | undefined): number {
     const slot = this.head % SLOTS;
-    if (this.directShift !== undefined && this.slotShift !== this.directShift && this.completed() === this.head) this.slotShift = this.directShift;
+    if (this.directShift !== undefined && this.slotShift !== this.directShift && this.completedAt(this.loadTail()) === this.head) this.slotShift = this.directShift;
     const offset = this.slotShift + slot * SLOT_BYTES;
     if (bytes !== undefined) bytes.copy(this.data, offset, 0, len);
     const row = slot * FIELDS;
@@ -205,11 +227,15 @@ export class LocalWriter {
     return seq;
   }
 
-  /** Wait (without blocking the event loop) for the write thread to finish an op, then pump. */
-  private watchTail(): void {
+  /**
+   * Wait (without blocking the event loop) for TAIL to move on from `seen`, the value the caller
+   * decided to wait on, then pump. Waiting on a value read again here would miss an op the thread
+   * finished in between, and nothing would wake the waiter: a read that never returns.
+   */
+  private watchTail(seen: number): void {
     if (this.watchingTail || this.dead !== undefined) return;
     this.watchingTail = true;
-    const wait = Atomics.waitAsync(this.counters, TAIL, Atomics.load(this.counters, TAIL));
+    const wait = Atomics.waitAsync(this.counters, TAIL, seen);
     const next = (): void => {
       this.watchingTail = false;
       this.pump();
@@ -219,11 +245,13 @@ export class LocalWriter {
   }
 
   private pump(): void {
-    while (this.queue.length > 0 && this.free() > 0) {
+    const tail = this.loadTail();
+    while (this.queue.length > 0 && this.free(tail) > 0) {
       const s = this.queue.shift() as Submission;
-      s.resolve(this.publish(s.op, s.key, s.fds, s.pos, s.len, s.req, s.bytes));
+      if (s.bytes !== undefined && s.bytes.length < s.len) s.reject(abandoned());
+      else s.resolve(this.publish(s.op, s.key, s.fds, s.pos, s.len, s.req, s.bytes));
     }
-    const done = this.completed();
+    const done = this.completedAt(tail);
     for (let i = this.tailWaiters.length - 1; i >= 0; i--) {
       const w = this.tailWaiters[i] as (typeof this.tailWaiters)[number];
       if (done > w.seq) {
@@ -231,7 +259,7 @@ export class LocalWriter {
         w.resolve();
       }
     }
-    if (this.queue.length > 0 || this.tailWaiters.length > 0) this.watchTail();
+    if (this.queue.length > 0 || this.tailWaiters.length > 0) this.watchTail(tail);
     this.holdWhileWaiting();
   }
 
@@ -270,6 +298,14 @@ export class LocalWriter {
 }
 
 function noop(): void {}
+
+/**
+ * The bytes of a queued write are the kernel's buffer, which fuse-native detaches once the write is
+ * answered: a write given up on (answered EIO after its time bound) must not land as zeros.
+ */
+export function abandoned(): FsError {
+  return new FsError('EIO', 'the write was given up on before its bytes reached the write thread');
+}
 
 const NO_FDS: WriteFds = { fd: -1, direct: -1 };
 
