@@ -22,6 +22,11 @@ import { placeFinishedUpload } from './vfs/resumed-uploads.js';
 
 /** How often the daemon checks that its mount is still there (an outside `fusermount -u`). */
 const MOUNT_CHECK_MS = 2000;
+/**
+ * An operation is answered EIO once it has waited `--timeout` plus this long (op-watchdog.ts): the
+ * requests under it give up after `--timeout`, and the answer follows within this margin.
+ */
+export const OP_GRACE_MS = 2000;
 
 /** Mount, serve until told to stop, drain uploads, unmount. Resolves with the exit code. */
 export async function runMount(config: MountConfig): Promise<number> {
@@ -119,8 +124,8 @@ class Session {
       const root = await connect(client, store, config);
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
-      // A stalled stream fails its readers once a GET timed out and its retry had time to answer.
-      const reader = new CachedReader(store, cache, { logger, streamStallMs: 2 * config.timeoutS * 1000 });
+      // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.
+      const reader = new CachedReader(store, cache, { logger, streamStallMs: config.timeoutS * 1000 });
       const tree = new Tree(store, root, { ttlMs: config.attrTtlS * 1000, logger });
       const locals = new Map<string, LocalFile>();
       const owner = { uid: config.uid, gid: config.gid, readOnly: config.readOnly, umask: config.umask };
@@ -144,9 +149,11 @@ class Session {
         gid: config.gid,
         attrTimeoutS: config.attrTtlS,
         fsName: `girder:${config.folderId}`,
-        // Longer than a request with all its retries, so a slow server gives EIO, not ETIMEDOUT.
-        opTimeoutMs: (config.timeoutS * (config.retries + 1) + 60) * 1000,
-      }, logger);
+      }, logger, {
+        boundMs: config.timeoutS * 1000 + OP_GRACE_MS,
+        progressOf: (path) => vfs.progressOf(path),
+        describe: (path) => ({ ...vfs.waitsOf(path), girderRequests: client.inFlight() }),
+      });
       const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, fuse, unlock);
       await session.afterMount();
       return session;

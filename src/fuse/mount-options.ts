@@ -9,8 +9,6 @@ export interface MountOptions {
   attrTimeoutS: number;
   /** Shown as the source in /proc/mounts and `df`. */
   fsName: string;
-  /** Answer ETIMEDOUT when a metadata operation takes longer; false or 0: never. */
-  opTimeoutMs: number | false;
   /** libfuse's debug output on stderr. */
   debug?: boolean;
   /** Largest read request; 131072 (the default) is libfuse 2.9's effective maximum. */

@@ -1,5 +1,4 @@
 /** Mounting a FileSystem with fuse-native, and unmounting it. */
-import type Fuse from 'fuse-native';
 import { FsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FileSystem } from '../vfs/api.js';
@@ -7,6 +6,7 @@ import { GirderFuse } from './fuse-class.js';
 import { fusermountUnmount } from './fusermount.js';
 import { fuseOptionString, type MountOptions } from './mount-options.js';
 import { addonPath, isPatchedAddon } from './native-addon.js';
+import type { OpBounds, PendingOp } from './op-watchdog.js';
 import { buildOperations } from './ops.js';
 import { isFuseType, isMounted, mountsAt } from './proc-mounts.js';
 
@@ -25,40 +25,21 @@ export interface FuseMount {
   unmount(options?: { lazy?: boolean }): Promise<void>;
   /** Whether /proc/mounts still lists this mount (false after an outside `fusermount -u`). */
   isMounted(): Promise<boolean>;
-}
-
-/**
- * fuse-native's per-operation timeouts. Operations whose duration is bounded by data transfer, or
- * that hand the kernel's buffer to the FileSystem, never time out: an answer dropped after a
- * timeout would leak an open handle (open/create), or leave the FileSystem filling or reading a
- * kernel buffer that is already reused (read/write); flush/fsync/release wait for uploads, and
- * truncate of a closed file may fetch it first.
- */
-export function operationTimeouts(opTimeoutMs: number | false): Fuse.Timeout {
-  if (opTimeoutMs === false || opTimeoutMs <= 0) return false;
-  return {
-    default: opTimeoutMs,
-    read: false,
-    write: false,
-    open: false,
-    create: false,
-    flush: false,
-    fsync: false,
-    release: false,
-    truncate: false,
-    ftruncate: false,
-  };
+  /** Operations the kernel is waiting on now (empty without bounds). */
+  pendingOps(): PendingOp[];
 }
 
 /**
  * Mounts `fs` at `mountpoint` (call prepareMountpoint first) and resolves once the kernel has
- * initialised the connection, i.e. the mount answers.
+ * initialised the connection, i.e. the mount answers. Every operation is answered within `bounds`
+ * (op-watchdog.ts); fuse-native's own timeouts (ETIMEDOUT after 15 s by default) are off.
  */
 export async function mountFuse(
   fs: FileSystem,
   mountpoint: string,
   options: MountOptions,
   logger: Logger,
+  bounds?: OpBounds,
 ): Promise<FuseMount> {
   const optionString = fuseOptionString(options);
   const utimensFixed = isPatchedAddon();
@@ -66,7 +47,8 @@ export async function mountFuse(
     logger.warn({ addon: addonPath() },
       'fuse-native addon lacks the girder-mount patch (mtime set through the mount becomes atime, writes are slower); run scripts/build-fuse-native.sh');
   }
-  const fuse = new GirderFuse(mountpoint, buildOperations(fs, logger), { timeout: operationTimeouts(options.opTimeoutMs) }, optionString);
+  const ops = buildOperations(fs, logger, bounds === undefined ? {} : { bounds });
+  const fuse = new GirderFuse(mountpoint, ops, { timeout: false }, optionString);
   const path = fuse.mnt;
   const before = (await mountsAt(path)).length;
   logger.debug({ mountpoint: path, options: optionString }, 'mounting');
@@ -105,6 +87,9 @@ export async function mountFuse(
     },
     async isMounted(): Promise<boolean> {
       return !closed && (await isMounted(path));
+    },
+    pendingOps(): PendingOp[] {
+      return ops.watchdog?.list() ?? [];
     },
   };
 }

@@ -13,6 +13,8 @@ import { FsError, GirderError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
 import { errnoOf } from './errno.js';
+import { OpWatchdog, type OpBounds } from './op-watchdog.js';
+import { ReadBuffers } from './read-buffers.js';
 
 /** fuse-native does not pass create()'s open flags to JavaScript; a created file is opened read-write. */
 export const CREATE_FLAGS = fsConstants.O_CREAT | fsConstants.O_RDWR;
@@ -28,11 +30,28 @@ const XATTR_REPLACE = 2;
 
 type Reply<W> = [code: number, value?: W];
 
-export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations {
+/** Failures that mean trouble (the server, the cache disk), not an answer such as ENOENT: logged at warn. */
+const TROUBLE = new Set(['EIO', 'ESTALE', 'ENOSPC', 'ETIMEDOUT']);
+
+export interface OperationsOptions {
+  /** Answer EIO to an operation that passes its time bound (see op-watchdog.ts); none: no bound. */
+  readonly bounds?: OpBounds;
+}
+
+export interface Operations extends Fuse.Operations {
+  /** Operations waiting for their answer (undefined without bounds). */
+  readonly watchdog: OpWatchdog | undefined;
+}
+
+export function buildOperations(fs: FileSystem, logger: Logger, options: OperationsOptions = {}): Operations {
+  const watchdog = options.bounds === undefined ? undefined : new OpWatchdog(options.bounds, logger);
+  const readBuffers = new ReadBuffers();
+
   /** The errno for a failure; logs what is not an FsError (a bug or a surprise below us). */
   function codeFor(op: string, path: string, err: unknown): number {
     if (err instanceof FsError) {
-      if (logger.isLevelEnabled('trace')) logger.trace({ op, path, errno: err.errno }, 'fuse op failed');
+      if (TROUBLE.has(err.errno)) logger.warn({ op, path, errno: err.errno, err: err.message }, 'operation failed');
+      else if (logger.isLevelEnabled('trace')) logger.trace({ op, path, errno: err.errno }, 'fuse op failed');
     } else if (err instanceof GirderError) {
       // The server is down or refused: expected in operation, no stack needed.
       logger.warn({ op, path, status: err.status, err: err.message }, 'Girder request failed');
@@ -42,7 +61,11 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
     return errnoOf(err);
   }
 
-  /** Runs one operation and answers `cb` exactly once, whatever happens. */
+  /**
+   * Runs one operation and answers `cb` exactly once, whatever happens: with its result, its
+   * error, or EIO once it passes its time bound. `transfers`: it may wait on a fill or an upload,
+   * whose progress extends the bound.
+   */
   function run<V, W = never>(
     op: string,
     path: string,
@@ -50,14 +73,18 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
     cb: (code: number, value?: W) => void,
     work: () => Promise<V>,
     reply: (value: V) => Reply<W> = () => [0],
+    transfers = false,
   ): void {
     if (logger.isLevelEnabled('trace')) logger.trace({ op, path, ...detail }, 'fuse op');
     let answered = false;
+    let untrack: (() => void) | undefined;
     const answer = (code: number, value?: W): void => {
       if (answered) return;
       answered = true;
+      untrack?.();
       cb(code, value);
     };
+    untrack = watchdog?.track(op, path, detail, answer, transfers);
     const fail = (err: unknown): void => answer(codeFor(op, path, err));
     let pending: Promise<V>;
     try {
@@ -68,6 +95,7 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
     }
     pending
       .then((value) => {
+        if (answered) return; // given up on by the watchdog
         let result: Reply<W>;
         try {
           result = reply(value);
@@ -81,6 +109,7 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
   }
 
   return {
+    watchdog,
     getattr(path, cb) {
       run('getattr', path, undefined, cb, () => fs.getattr(path), (attr) => [0, toStat(attr)]);
     },
@@ -95,30 +124,36 @@ export function buildOperations(fs: FileSystem, logger: Logger): Fuse.Operations
     },
 
     open(path, flags, cb) {
-      run('open', path, { flags }, cb, () => fs.open(path, flags), (fh) => [0, checkHandle(fh)]);
+      run('open', path, { flags }, cb, () => fs.open(path, flags), (fh) => [0, checkHandle(fh)], true);
     },
     create(path, mode, cb) {
       run('create', path, { mode }, cb, () => fs.create(path, mode, CREATE_FLAGS), (fh) => [0, checkHandle(fh)]);
     },
     read(path, fd, buffer, length, position, cb) {
-      run('read', path, { fh: fd, length, position }, cb,
-        () => fs.read(fd, buffer, length, position), (bytes) => [checkCount(bytes, length)]);
+      // Filled in a buffer of ours, copied into the kernel's once done (read-buffers.ts says why).
+      const into = readBuffers.take(length);
+      run('read', path, { fh: fd, length, position }, cb, () => fs.read(fd, into, length, position), (bytes) => {
+        const n = checkCount(bytes, length);
+        into.copy(buffer, 0, 0, n);
+        readBuffers.give(into);
+        return [n];
+      });
     },
     write(path, fd, buffer, length, position, cb) {
       run('write', path, { fh: fd, length, position }, cb,
         () => fs.write(fd, buffer, length, position), (bytes) => [checkCount(bytes, length)]);
     },
     flush(path, fd, cb) {
-      run('flush', path, { fh: fd }, cb, () => fs.flush(fd));
+      run('flush', path, { fh: fd }, cb, () => fs.flush(fd), undefined, true);
     },
     fsync(path, datasync, fd, cb) {
-      run('fsync', path, { fh: fd, datasync }, cb, () => fs.fsync(fd));
+      run('fsync', path, { fh: fd, datasync }, cb, () => fs.fsync(fd), undefined, true);
     },
     release(path, fd, cb) {
-      run('release', path, { fh: fd }, cb, () => fs.release(fd));
+      run('release', path, { fh: fd }, cb, () => fs.release(fd), undefined, true);
     },
     truncate(path, size, cb) {
-      run('truncate', path, { size }, cb, () => fs.truncate(path, size));
+      run('truncate', path, { size }, cb, () => fs.truncate(path, size), undefined, true);
     },
     ftruncate(path, fd, size, cb) {
       run('ftruncate', path, { fh: fd, size }, cb, () => fs.ftruncate(fd, size));

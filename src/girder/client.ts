@@ -121,6 +121,8 @@ export class GirderClient {
   private tokenExpires = 0;
   private loginInFlight: Promise<UserDoc> | null = null;
   private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
+  /** Requests sent and not yet answered (their heads), for the log line of an operation given up on. */
+  private readonly waiting = new Set<{ readonly method: string; readonly path: string; readonly startedAt: number }>();
 
   constructor(options: ClientOptions) {
     let url: URL;
@@ -293,6 +295,12 @@ export class GirderClient {
     return { ...this.counters };
   }
 
+  /** Requests waiting for their answer's head, oldest first (at most `max`). */
+  inFlight(max = 10): Array<{ method: string; path: string; ageMs: number }> {
+    const now = Date.now();
+    return [...this.waiting].slice(0, max).map((r) => ({ method: r.method, path: r.path, ageMs: now - r.startedAt }));
+  }
+
   /**
    * Let running requests finish (for at most `graceMs`), then close every connection. Direct
    * connections (streamed reads, which may wait on their reader for ever) are closed at once.
@@ -354,6 +362,8 @@ export class GirderClient {
     if (token !== undefined) headers['girder-token'] = token;
     this.counters.requests++;
     const started = Date.now();
+    const waiting = { method: options.method, path: stripQuery(path), startedAt: started };
+    this.waiting.add(waiting);
     try {
       const res = await this.agent.request({
         origin,
@@ -374,6 +384,8 @@ export class GirderClient {
       this.counters.errors++;
       if (isAbort(err, options.signal)) throw err;
       throw networkError(err, new URL(origin).host, this.timeoutMs);
+    } finally {
+      this.waiting.delete(waiting);
     }
   }
 
@@ -385,6 +397,8 @@ export class GirderClient {
     const started = Date.now();
     const method = options.method ?? 'GET';
     const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
+    const waiting = { method, path: stripQuery(path), startedAt: started };
+    this.waiting.add(waiting);
     try {
       const res = await directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body });
       if (this.log.isLevelEnabled('trace')) {
@@ -396,6 +410,8 @@ export class GirderClient {
       // close() ended the connection, or the caller aborted: pass it on as an abort, which nobody retries
       if (isAbort(err, signal)) throw err;
       throw networkError(err, new URL(origin).host, this.timeoutMs);
+    } finally {
+      this.waiting.delete(waiting);
     }
   }
 

@@ -69,4 +69,12 @@ export interface FileSystem {
   setxattr(path: string, name: string, value: Buffer): Promise<void>;
   listxattr(path: string): Promise<string[]>;
   removexattr(path: string, name: string): Promise<void>;
+
+  /**
+   * Bytes moved so far for `path` (filled from Girder, sent in uploads), or -1 when nothing moves
+   * for it: an operation waiting on a transfer that still progresses is not given up on.
+   */
+  progressOf?(path: string): number;
+  /** What the model is waiting on for `path`, for the log line of an operation given up on. */
+  waitsOf?(path: string): Record<string, unknown>;
 }

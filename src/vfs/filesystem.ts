@@ -36,7 +36,7 @@ export class Vfs implements FileSystem {
   constructor(
     private readonly ctx: VfsContext,
     private readonly reader: DataReader,
-    uploads: Uploads,
+    private readonly uploads: Uploads,
     private readonly opts: VfsOptions,
   ) {
     this.sealer = new Sealer(ctx, uploads, reader);
@@ -257,6 +257,24 @@ export class Vfs implements FileSystem {
     return this.xattrs.remove(cleanPath(path), name);
   }
 
+  progressOf(path: string): number {
+    path = cleanPath(path);
+    const local = this.ctx.locals.get(path);
+    const uploads = this.uploads.status().filter((u) => u.path === path);
+    if (local === undefined && uploads.length === 0) return -1;
+    return (local?.filled ?? 0) + uploads.reduce((sum, u) => sum + u.sent, 0);
+  }
+
+  waitsOf(path: string): Record<string, unknown> {
+    path = cleanPath(path);
+    const local = this.ctx.locals.get(path);
+    const uploads = this.uploads.status().filter((u) => u.path === path);
+    return {
+      ...(local === undefined ? {} : { localCopy: local.describe() }),
+      ...(uploads.length === 0 ? {} : { uploads }),
+    };
+  }
+
   /** Files with uploads not yet finished or still open for writing. */
   get openOrPending(): number {
     return this.ctx.locals.size;
@@ -304,6 +322,7 @@ export class Vfs implements FileSystem {
         if (n === 0) throw new FsError('EIO', `short read of ${local.path} at ${pos}`);
         await local.write(chunk, n, pos);
         pos += n;
+        local.filled = pos;
       }
     } finally {
       session.close();

@@ -4,7 +4,7 @@ import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openDirect } from '../direct-io.js';
 import { FsError, toFsError } from '../errors.js';
-import { localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
+import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
@@ -37,6 +37,8 @@ export class LocalFile {
   remoteVersion: string | undefined;
   /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
   failure: unknown;
+  /** Bytes copied in from Girder so far, when it was opened for writing without O_TRUNC. */
+  filled = 0;
 
   /**
    * The write thread keeps the SHA-512 of bytes [0, hashedUpTo) while the file is written front to
@@ -96,6 +98,7 @@ export class LocalFile {
     if (length <= 0) return 0;
     try {
       await this.unshare(this.size);
+      if (data.length < length) throw abandoned(); // answered (EIO) while it waited: the kernel took its buffer back
       const hashed = this.hashing && position === this.hashedUpTo;
       if (hashed) this.hashedUpTo += length;
       else this.hashing = false;
@@ -201,6 +204,15 @@ export class LocalFile {
     await this.fd.close().catch(() => undefined);
     await this.direct?.close().catch(() => undefined);
     await unlink(this.tempPath).catch(() => undefined);
+  }
+
+  /** Its state, for the log line of an operation given up on. */
+  describe(): Record<string, unknown> {
+    return {
+      size: this.size, openCount: this.openCount, dirty: this.dirty, pendingUploads: this.pendingUploads,
+      filled: this.filled, unsharing: this.unsharing !== undefined, lastWrite: this.lastWrite, writeThread: this.writer.state(),
+      ...(this.failure === undefined ? {} : { failure: String(this.failure) }),
+    };
   }
 
   private fds(): WriteFds {

@@ -31,7 +31,6 @@ const options: MountOptions = {
   gid: process.getgid?.() ?? 0,
   attrTimeoutS: 1,
   fsName: 'memory-fs',
-  opTimeoutMs: 30_000,
   ...config.options,
 };
 
@@ -40,7 +39,7 @@ async function writeJson(file: string, value: unknown): Promise<void> {
   await rename(`${file}.tmp`, file);
 }
 
-const mount = await mountFuse(fs, config.mountpoint, options, logger).catch((err: unknown) => {
+const mount = await mountFuse(fs, config.mountpoint, options, logger, { boundMs: 30_000 }).catch((err: unknown) => {
   process.stderr.write(`fuse-runner: ${errorMessage(err)}\n`);
   process.exit(1);
 });

@@ -3,7 +3,7 @@ import { fuseOptionString, escapeOptionValue, type MountOptions } from '../../sr
 import { parseProcMounts, unescapeMountField } from '../../src/fuse/proc-mounts.js';
 
 const base: MountOptions = {
-  readOnly: false, allowOther: false, uid: 1000, gid: 100, attrTimeoutS: 1, fsName: 'girder:abc', opTimeoutMs: false,
+  readOnly: false, allowOther: false, uid: 1000, gid: 100, attrTimeoutS: 1, fsName: 'girder:abc',
 };
 
 t.test('the -o string', async (t) => {

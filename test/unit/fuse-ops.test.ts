@@ -7,7 +7,6 @@ import { Writable } from 'node:stream';
 import { FsError } from '../../src/errors.js';
 import { EIO, ENODATA, ENOENT, ERANGE, errnoOf, fuseErrno } from '../../src/fuse/errno.js';
 import { GirderFuse } from '../../src/fuse/fuse-class.js';
-import { operationTimeouts } from '../../src/fuse/mount.js';
 import { CREATE_FLAGS, buildOperations, toStat } from '../../src/fuse/ops.js';
 import { silentLogger, type Logger } from '../../src/log.js';
 import type { FileSystem } from '../../src/vfs/api.js';
@@ -228,8 +227,54 @@ t.test('fgetattr reaches FileSystem.fgetattr with the handle', async (t) => {
   t.equal(bad, fuseErrno('EBADF'));
 });
 
-t.test('timeouts: none for transfer-bound ops, a deliberate value for the rest', async (t) => {
-  t.equal(operationTimeouts(false), false);
-  t.equal(operationTimeouts(0), false);
-  t.match(operationTimeouts(5000), { default: 5000, read: false, write: false, open: false, create: false, fsync: false, flush: false, release: false });
+
+t.test('time bounds: an operation that never settles is answered EIO once, logged with what it waits for', async (t) => {
+  const fs = new MemoryFs();
+  fs.getattr = () => new Promise(() => undefined);
+  const { logger, lines } = capturingLogger();
+  const ops = buildOperations(fs, logger, { bounds: { boundMs: 50, sweepMs: 10, describe: (path) => ({ what: `the server, for ${path}` }) } });
+  const got: unknown[][] = [];
+  ops.getattr?.('/stuck', (...args: unknown[]) => got.push(args));
+  t.equal(ops.watchdog?.list().length, 1, 'the operation is listed while it waits');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(got, [[EIO, undefined]], 'answered EIO, once');
+  t.equal(ops.watchdog?.list().length, 0);
+  t.match(lines().find((l) => l.level === 40), { op: 'getattr', path: '/stuck', waitingFor: { what: 'the server, for /stuck' } });
+});
+
+t.test('time bounds: a read given up on never touches the kernel buffer, and its late result is dropped', async (t) => {
+  const fs = new MemoryFs();
+  let finish: ((n: number) => void) | undefined;
+  let filled: Buffer | undefined;
+  fs.read = (_fh, into) => new Promise((resolve) => {
+    filled = into;
+    finish = (n) => { into.fill(0x61, 0, n); resolve(n); };
+  });
+  const ops = buildOperations(fs, silentLogger(), { bounds: { boundMs: 50, sweepMs: 10 } });
+  const kernel = Buffer.alloc(16, 0x7a);
+  const got: unknown[][] = [];
+  ops.read?.('/f', 1, kernel, 16, 0, (...args: unknown[]) => got.push(args));
+  t.not(filled, kernel, 'the FileSystem fills a buffer of the daemon, not the kernel\'s');
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(got, [[EIO, undefined]]);
+  finish?.(16);
+  await new Promise((r) => setImmediate(r));
+  t.same(got, [[EIO, undefined]], 'no second answer');
+  t.equal(kernel.toString(), 'z'.repeat(16), 'the kernel buffer is untouched');
+});
+
+t.test('time bounds: a transfer that progresses keeps its operation alive; one that stalls is answered EIO', async (t) => {
+  const fs = new MemoryFs();
+  let progress = 0;
+  fs.fsync = () => new Promise(() => undefined);
+  const ops = buildOperations(fs, silentLogger(), { bounds: { boundMs: 60, sweepMs: 10, progressOf: () => progress } });
+  const got: unknown[][] = [];
+  ops.fsync?.('/big', 0, 3, (...args: unknown[]) => got.push(args));
+  for (let i = 0; i < 10; i++) {
+    progress += 1000;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  t.same(got, [], 'still waiting after 5 bounds of progress');
+  await new Promise((r) => setTimeout(r, 250));
+  t.same(got, [[EIO, undefined]], 'answered once the upload stopped moving');
 });

@@ -379,3 +379,21 @@ t.test('last close wins when the directory moves while an earlier upload of the 
   t.equal(onlyFile(fx, a.id, 'P').data, 'newest', 'the server holds the last close');
   t.equal((await fx.readFile('/b/P')).toString(), 'newest');
 });
+
+t.test('a write answered EIO while it waited (its kernel buffer taken back) fails the file instead of writing garbage', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const fh = await fx.vfs.create('/given-up', 0o644, O_WRONLY);
+  await fx.vfs.write(fh, Buffer.from('kept '), 5, 0);
+  const kernelMemory = new ArrayBuffer(9);
+  const kernelBuffer = Buffer.from(kernelMemory);
+  kernelBuffer.write('given up!');
+  const late = fx.vfs.write(fh, kernelBuffer, 9, 5);
+  structuredClone(kernelMemory, { transfer: [kernelMemory] }); // fuse-native detaches it once the watchdog answered
+  t.equal(await errnoOf(late), 'EIO', 'the write fails');
+  t.equal((await fx.vfs.fgetattr('/given-up', fh)).size, 5, 'the file did not grow');
+  t.equal(await errnoOf(fx.vfs.flush(fh)), 'EIO', 'close reports the failure');
+  t.equal(await errnoOf(fx.vfs.release(fh)), 'EIO');
+  await settled(fx);
+  t.same(fx.store.itemsIn(fx.store.rootId).map((i) => i.name), [], 'nothing of it is uploaded');
+});

@@ -1,1 +1,1 @@
-export { LocalWriter, localWriter, type BarrierResult, type WriteFds } from './writer.js';
+export { abandoned, LocalWriter, localWriter, type BarrierResult, type WriteFds } from './writer.js';

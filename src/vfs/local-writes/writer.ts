@@ -157,6 +157,14 @@ export class LocalWriter {
     }
   }
 
+  /** Where the ring stands, for the log line of an operation given up on. */
+  state(): { published: number; completed: number; queued: number; waiters: number; watchingTail: boolean; dead: boolean } {
+    return {
+      published: this.head, completed: this.completedAt(this.loadTail()), queued: this.queue.length,
+      waiters: this.tailWaiters.length, watchingTail: this.watchingTail, dead: this.dead !== undefined,
+    };
+  }
+
   /** Resolves once op `seq` (from write()) is done: its bytes are in the file. */
   reached(seq: number): Promise<void> {
     const tail = this.loadTail();
