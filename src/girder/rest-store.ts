@@ -67,8 +67,8 @@ export class RestStore implements GirderStore {
     return decodeItem(await this.client.get(`/item/${enc(id)}`));
   }
 
-  async getFile(id: string): Promise<FileDoc> {
-    return decodeFile(await this.client.get(`/file/${enc(id)}`));
+  async getFile(id: string, options: { signal?: AbortSignal } = {}): Promise<FileDoc> {
+    return decodeFile(await this.client.get(`/file/${enc(id)}`, undefined, options));
   }
 
   listFolders(parentId: string): Promise<FolderDoc[]> {

@@ -12,7 +12,8 @@ export interface GirderStore {
 
   getFolder(id: string): Promise<FolderDoc>;
   getItem(id: string): Promise<ItemDoc>;
-  getFile(id: string): Promise<FileDoc>;
+  /** `signal` ends the wait (and its retries) early: for a question that is only worth a quick answer. */
+  getFile(id: string, options?: { signal?: AbortSignal }): Promise<FileDoc>;
   listFolders(parentId: string): Promise<FolderDoc[]>;
   listItems(folderId: string): Promise<ItemDoc[]>;
   listFiles(itemId: string): Promise<FileDoc[]>;

@@ -8,6 +8,9 @@ import type { FileNode } from './nodes.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
 import { versionKey } from './nodes.js';
 
+/** How long a close waits to learn whether Girder already has the file's bytes. */
+const SAME_CHECK_MS = 3000;
+
 /**
  * Hands written files to the upload queue and, when Girder has them, puts the new file into the
  * tree, applies a program's mtime, and lets the local copy go.
@@ -66,7 +69,8 @@ export class Sealer {
       throw toFsError(err);
     });
     if (sha512 !== target.remoteSha512) return false;
-    const now = await this.ctx.store.getFile(target.fileId).catch(() => undefined);
+    // A close must not wait on a slow server for a shortcut: no quick answer, no shortcut.
+    const now = await this.ctx.store.getFile(target.fileId, { signal: AbortSignal.timeout(SAME_CHECK_MS) }).catch(() => undefined);
     return now?.sha512 === sha512 && now.size === local.size;
   }
 
