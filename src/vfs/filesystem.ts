@@ -48,6 +48,8 @@ export class Vfs implements FileSystem {
     path = cleanPath(path);
     const local = this.ctx.locals.get(path);
     if (local !== undefined) return this.localAttr(local);
+    const hidden = this.namespace.hiddenAt(path);
+    if (hidden !== undefined) return fileAttr(hidden, this.ctx.owner);
     return nodeAttr(await this.ctx.tree.resolve(path), this.ctx.owner);
   }
 
@@ -63,6 +65,7 @@ export class Vfs implements FileSystem {
     const dir = await this.ctx.tree.resolveDir(path);
     const names = new Set((await this.ctx.tree.list(dir)).keys());
     for (const local of this.ctx.locals.values()) {
+      if (local.unlinked) continue; // unlinked while open: libfuse's hidden name, never listed
       const slash = local.path.lastIndexOf('/');
       const parent = slash === 0 ? '/' : local.path.slice(0, slash);
       if (parent === path) names.add(local.path.slice(slash + 1));

@@ -4,9 +4,30 @@ import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
 
+/**
+ * libfuse's name for a file unlinked while open (fuse.c hidden_name: nodeid and a counter, 8 hex
+ * digits each): it renames the file to it, and unlinks that name at the last close.
+ */
+const FUSE_HIDDEN = /^\.fuse_hidden[0-9a-f]{16}$/;
+
+export function isFuseHidden(path: string): boolean {
+  return FUSE_HIDDEN.test(path.slice(path.lastIndexOf('/') + 1));
+}
+
 /** mkdir, rmdir, unlink and rename, mapped to Girder folder, item and file calls. */
 export class Namespace {
+  /**
+   * Files Girder no longer has that a process still holds open, by the hidden name libfuse gave
+   * them: `stat` of the descriptor still answers until its last close. Never listed.
+   */
+  private readonly hidden = new Map<string, FileNode>();
+
   constructor(private readonly ctx: VfsContext) {}
+
+  /** The file unlinked while open that libfuse now calls `path`. */
+  hiddenAt(path: string): FileNode | undefined {
+    return this.hidden.get(path);
+  }
 
   async mkdir(path: string): Promise<void> {
     const { dir, name } = await parentOf(this.ctx, path);
@@ -30,6 +51,10 @@ export class Namespace {
   }
 
   async unlink(path: string): Promise<void> {
+    if (isFuseHidden(path)) {
+      this.unhide(path);
+      return;
+    }
     const { dir, name } = await parentOf(this.ctx, path);
     checkWritable(this.ctx, dir, path);
     const local = this.ctx.locals.get(path);
@@ -52,6 +77,10 @@ export class Namespace {
 
   async rename(from: string, to: string): Promise<void> {
     if (from === to) return;
+    if (isFuseHidden(to)) {
+      await this.hide(from, to);
+      return;
+    }
     if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
     const src = await parentOf(this.ctx, from);
     const dst = await parentOf(this.ctx, to);
@@ -78,6 +107,42 @@ export class Namespace {
       local.path = to;
       this.ctx.locals.set(to, local);
     }
+  }
+
+  /**
+   * An unlink while open, as libfuse does it (a rename to a hidden name): gone from Girder and from
+   * listings at once, as an unlink is, while the descriptors go on (a local copy serves them; a
+   * remote file serves what is cached) until the last close unlinks the hidden name.
+   */
+  private async hide(from: string, to: string): Promise<void> {
+    const { dir, name } = await parentOf(this.ctx, from);
+    checkWritable(this.ctx, dir, from);
+    const local = this.ctx.locals.get(from);
+    if (local !== undefined) {
+      await this.settle(local);
+      local.unlinked = true;
+      this.ctx.locals.delete(from);
+      local.path = to;
+      this.ctx.locals.set(to, local);
+      if (local.target.kind !== 'file') return; // never uploaded: nothing on the server
+    }
+    const node = await lookup(this.ctx, dir, name);
+    if (node === undefined) {
+      if (local !== undefined) return;
+      throw new FsError('ENOENT', from);
+    }
+    if (isDir(node)) throw new FsError('EISDIR', from);
+    await this.deleteFile(node);
+    this.ctx.tree.set(dir, name, undefined);
+    if (node.inItemDir) this.forgetParentOfItemDir(from);
+    if (local === undefined) this.hidden.set(to, node);
+  }
+
+  /** The last close of a file unlinked while open: forget it (Girder has nothing of it). */
+  private unhide(path: string): void {
+    this.hidden.delete(path);
+    const local = this.ctx.locals.get(path);
+    if (local?.unlinked === true) this.ctx.locals.delete(path);
   }
 
   /** A file written here and not yet uploaded: it will simply be uploaded under the new name. */

@@ -126,6 +126,34 @@ t.test('writing through the mount, checked through REST', async (t) => {
     t.equal(await sh.ok('ls -A "$M/ed"'), 'notes.txt\n', 'no temp file left in the mount');
   });
 
+  t.test('a file unlinked while open: no .fuse_hidden ghost, its descriptors go on, nothing of it reaches the server', async (t) => {
+    await sh.ok('mkdir "$M/ghost" && printf "uploaded first\\n" > "$M/ghost/old.txt"');
+    await settle();
+    // Python holds descriptors across the unlinks: one written while unlinked, one reading an uploaded
+    // file (which it read once: bytes the server no longer has are served only from the cache).
+    const script = [
+      'import os, sys',
+      'd = sys.argv[1]',
+      'w = os.open(d + "/scratch.db", os.O_RDWR | os.O_CREAT, 0o644)',
+      'os.write(w, b"before unlink ")',
+      'r = os.open(d + "/old.txt", os.O_RDONLY)',
+      'os.pread(r, 100, 0)',
+      'os.unlink(d + "/scratch.db"); os.unlink(d + "/old.txt")',
+      'print(sorted(os.listdir(d)))',
+      'os.write(w, b"after unlink")',
+      'os.fsync(w)',
+      'print(os.pread(w, 100, 0).decode()); print(os.fstat(w).st_size)',
+      'print(os.pread(r, 100, 0).decode(), end=""); print(os.fstat(r).st_size)',
+      'os.close(w); os.close(r)',
+      'print(sorted(os.listdir(d)))',
+    ].join('\n');
+    const out = await sh.ok(`python3 -c '${script}' "$M/ghost"`);
+    t.equal(out, "[]\nbefore unlink after unlink\n26\nuploaded first\n15\n[]\n", 'no ghost listed; both descriptors read and stat after the unlink');
+    await settle();
+    t.same(await remoteTree(admin, (await folderAt('ghost'))._id), {}, 'nothing of either file on the server');
+    t.equal(await sh.ok('ls -A "$M/ghost"'), '', 'and nothing in the mount');
+  });
+
   t.test('mv across directories, for files and folders, and over an existing file', async (t) => {
     await writeRandomFile(path.join(W, 'mv-f.bin'), 2 * MiB);
     await sh.ok(
