@@ -39,5 +39,6 @@ export async function runUnmount(mountpoint: string, timeoutS: number, force: bo
   });
   const body = answer.body as UnmountAnswer;
   process.stderr.write(`girder-mount: ${body.message}\n`);
-  return body.unmounted ? 0 : 1;
+  // 0 only when nothing is left: not mounted, not serving a detached mount, every upload on the server.
+  return body.unmounted && !body.detached && body.pending === 0 ? 0 : 1;
 }

@@ -4,10 +4,9 @@ import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
 import type { MountStatus, UnmountAnswer } from './control/status.js';
-import { GirderError, UsageError, errorMessage } from './errors.js';
+import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
-import { isMounted } from './fuse/proc-mounts.js';
 import { GirderClient } from './girder/client.js';
 import { RestStore } from './girder/rest-store.js';
 import type { FolderDoc } from './girder/types.js';
@@ -20,8 +19,8 @@ import { Tree } from './vfs/tree.js';
 import { UploadQueue } from './vfs/writeback/upload-queue.js';
 import { placeFinishedUpload } from './vfs/resumed-uploads.js';
 
-/** How often the daemon checks that its mount is still there (an outside `fusermount -u`). */
-const MOUNT_CHECK_MS = 2000;
+/** How long the end waits for listings and upload follow-ups still talking to Girder. */
+const QUIESCE_MS = 10_000;
 /**
  * An operation is answered EIO once it has waited `--timeout` plus this long (op-watchdog.ts): the
  * requests under it give up after `--timeout`, and the answer follows within this margin.
@@ -82,9 +81,10 @@ class Session {
   readonly finished: Promise<number>;
   private finish!: (code: number) => void;
   private stopping: Promise<UnmountAnswer> | undefined;
+  /** Set once the daemon is ending: the mount was unmounted or detached, and what that answered. */
+  private ending: UnmountAnswer | undefined;
   private readonly startedAt = Date.now();
   private control: ControlServer | undefined;
-  private mountWatch: NodeJS.Timeout | undefined;
 
   private constructor(
     private readonly config: MountConfig,
@@ -94,6 +94,7 @@ class Session {
     private readonly tree: Tree,
     private readonly cache: BlockCache,
     private readonly uploads: UploadQueue,
+    private readonly vfs: Vfs,
     private readonly fuse: FuseMount,
     private readonly unlock: () => Promise<void>,
   ) {
@@ -154,7 +155,7 @@ class Session {
         progressOf: (path) => vfs.progressOf(path),
         describe: (path) => ({ ...vfs.waitsOf(path), girderRequests: client.inFlight() }),
       });
-      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, fuse, unlock);
+      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, vfs, fuse, unlock);
       await session.afterMount();
       return session;
     } catch (err) {
@@ -169,8 +170,8 @@ class Session {
       status: () => this.status(),
       unmount: (timeoutS, force) => this.stop(timeoutS, force),
     }, this.logger);
-    this.mountWatch = setInterval(() => void this.checkStillMounted(), MOUNT_CHECK_MS);
-    this.mountWatch.unref();
+    // An unmount from outside (fusermount -u, or -uz once the last user left): finish and end.
+    void this.fuse.released.then(() => this.afterRelease(this.config.drainTimeoutS));
     this.logger.info({ mountpoint: this.mountpoint, folderId: this.config.folderId, apiUrl: this.config.apiUrl }, 'mounted');
     notifySystemd(['--ready', `--status=serving ${this.mountpoint}`], this.logger);
   }
@@ -189,19 +190,25 @@ class Session {
       folderId: this.config.folderId,
       readOnly: this.config.readOnly,
       uptimeS: (Date.now() - this.startedAt) / 1000,
+      ...(this.ending?.detached === true ? { detached: true } : {}),
       uploads: this.uploads.status().map((u) => ({ ...u })),
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
     };
   }
 
-  /** Drain uploads (bounded), then unmount and end. Without `force`, pending uploads keep it mounted. */
+  /**
+   * Drain uploads (bounded), then unmount; a busy mount is detached and served until its last user
+   * leaves. Without `force`, pending uploads keep it mounted. Once past the drain, the daemon is
+   * ending: later calls get the same answer.
+   */
   stop(timeoutS: number, force: boolean): Promise<UnmountAnswer> {
+    if (this.ending !== undefined) return Promise.resolve(this.ending);
     if (this.stopping !== undefined) return this.stopping;
     const attempt = this.drainAndUnmount(timeoutS, force);
     this.stopping = attempt;
-    void attempt.then((answer) => {
-      if (!answer.unmounted) this.stopping = undefined;
+    void attempt.then(() => {
+      this.stopping = undefined;
     });
     return attempt;
   }
@@ -213,18 +220,43 @@ class Session {
     const drained = await this.uploads.drain(timeoutS * 1000);
     const pending = this.uploads.status().length;
     if (!drained && !force) {
-      return { unmounted: false, pending, message: `${pending} upload(s) still pending after ${timeoutS} s; the mount stays up. Wait and try again, or use --force (they resume at the next start)` };
+      return { unmounted: false, detached: false, pending, message: `${pending} upload(s) still pending after ${timeoutS} s; the mount stays up. Wait and try again, or use --force (they resume at the next start)` };
     }
-    if (!drained) this.logger.warn({ pending }, 'uploads still pending: they stay journaled and resume at the next start');
-    await this.shutdown();
-    const message = drained ? `unmounted ${this.mountpoint}; every upload is on the server` : `unmounted ${this.mountpoint}; ${pending} upload(s) resume at the next start with the same cache directory`;
-    return { unmounted: true, pending, message };
+    const left = pending === 0 ? 'every upload is on the server' : `${pending} upload(s) resume at the next start with the same cache directory`;
+    try {
+      await this.fuse.unmount();
+    } catch (err) {
+      if (!(err instanceof FsError && err.errno === 'EBUSY')) {
+        this.logger.error({ err: errorMessage(err) }, 'unmount failed');
+        return { unmounted: false, detached: false, pending, message: `could not unmount ${this.mountpoint}: ${errorMessage(err)}` };
+      }
+      await this.fuse.detach();
+      this.ending = {
+        unmounted: false, detached: true, pending,
+        message: `${this.mountpoint} is busy (a process has a file open or its working directory there): detached it; ` +
+          `the daemon (pid ${process.pid}) serves those processes until they leave, then exits; ${left}`,
+      };
+      this.logger.warn({ mountpoint: this.mountpoint }, 'mount busy: detached; serving the processes still inside until they leave, then exiting');
+      notifySystemd(['--status=detached; serving the processes still inside'], this.logger);
+      return this.ending;
+    }
+    this.ending = { unmounted: true, detached: false, pending, message: `unmounted ${this.mountpoint}; ${left}` };
+    return this.ending;
   }
 
-  private async shutdown(): Promise<void> {
-    if (this.mountWatch !== undefined) clearInterval(this.mountWatch);
-    await this.fuse.unmount().catch((err: unknown) => this.logger.error({ err: errorMessage(err) }, 'unmount failed'));
+  /**
+   * The kernel let go of the mount (our unmount, the last user of a detached one leaving, or an
+   * unmount from outside): no request can come any more. Finish the uploads that can (bounded),
+   * then close, in order, everything that talks to Girder, and end.
+   */
+  private async afterRelease(drainTimeoutS: number): Promise<void> {
+    this.ending ??= { unmounted: true, detached: false, pending: this.uploads.status().length, message: `${this.mountpoint} was unmounted from outside` };
+    if (this.uploads.status().length > 0) {
+      this.logger.info({ pending: this.uploads.status().length }, 'unmounted; finishing pending uploads before exiting');
+      await this.uploads.drain(drainTimeoutS * 1000);
+    }
     await this.uploads.close().catch(() => undefined);
+    if (!(await this.vfs.quiesce(QUIESCE_MS))) this.logger.warn('requests of listings or finished uploads still running at exit');
     await this.cache.close().catch(() => undefined);
     await this.client.close().catch(() => undefined);
     await this.unlock();
@@ -233,14 +265,6 @@ class Session {
     setTimeout(() => {
       void (this.control?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => this.finish(0));
     }, 100);
-  }
-
-  /** After an outside `fusermount -u` the process would serve nothing: drain and end. */
-  private async checkStillMounted(): Promise<void> {
-    if (this.stopping !== undefined) return;
-    if (await isMounted(this.mountpoint)) return;
-    this.logger.warn({ mountpoint: this.mountpoint }, 'unmounted from outside; finishing pending uploads, then exiting');
-    await this.stop(this.config.drainTimeoutS, true);
   }
 }
 

@@ -46,7 +46,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, handlers: Contr
   if (req.method === 'POST' && url.pathname === '/unmount') {
     const timeout = Number(url.searchParams.get('timeout') ?? '300');
     const answer = await handlers.unmount(Number.isFinite(timeout) ? timeout : 300, url.searchParams.get('force') === '1');
-    return reply(res, answer.unmounted ? 200 : 409, answer);
+    return reply(res, answer.unmounted || answer.detached ? 200 : 409, answer);
   }
   reply(res, 404, { message: `no route ${req.method} ${url.pathname}` });
 }

@@ -6,13 +6,19 @@ export interface MountStatus {
   readonly folderId: string;
   readonly readOnly: boolean;
   readonly uptimeS: number;
+  /** Unmounted lazily while busy: serving the processes still inside until they leave. */
+  readonly detached?: boolean;
   readonly uploads: ReadonlyArray<{ path: string; size: number; sent: number; state: string; error?: string }>;
   readonly cache: { hits: number; misses: number; bytesCached: number; maxBytes: number };
   readonly requests: { requests: number; errors: number; retries: number; bytesDownloaded: number; bytesUploaded: number };
 }
 
 export interface UnmountAnswer {
+  /** The mount is gone (the daemon exits once its uploads are drained or journaled). */
   readonly unmounted: boolean;
+  /** It was busy: detached (lazy unmount); the daemon serves the processes inside until they leave. */
+  readonly detached: boolean;
+  /** Uploads not on the server yet. */
   readonly pending: number;
   readonly message: string;
 }
@@ -21,7 +27,7 @@ export function formatStatus(s: MountStatus): string {
   const lookups = s.cache.hits + s.cache.misses;
   const hitRate = lookups === 0 ? '-' : `${((100 * s.cache.hits) / lookups).toFixed(1)}%`;
   const lines = [
-    `mountpoint   ${s.mountpoint} (pid ${s.pid}, up ${Math.round(s.uptimeS)} s${s.readOnly ? ', read-only' : ''})`,
+    `mountpoint   ${s.mountpoint} (pid ${s.pid}, up ${Math.round(s.uptimeS)} s${s.readOnly ? ', read-only' : ''}${s.detached === true ? ', detached: serving the processes still inside until they leave' : ''})`,
     `server       ${s.apiUrl}, folder ${s.folderId}`,
     `requests     ${s.requests.requests} (${s.requests.errors} errors, ${s.requests.retries} retries), ${mib(s.requests.bytesDownloaded)} down, ${mib(s.requests.bytesUploaded)} up`,
     `cache        ${mib(s.cache.bytesCached)} of ${mib(s.cache.maxBytes)}, hit rate ${hitRate} (${s.cache.hits} hits, ${s.cache.misses} misses)`,

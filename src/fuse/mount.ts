@@ -3,6 +3,7 @@ import { FsError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { FileSystem } from '../vfs/api.js';
 import { GirderFuse } from './fuse-class.js';
+import { deviceClosed, fuseDeviceFds } from './fuse-device.js';
 import { fusermountUnmount } from './fusermount.js';
 import { fuseOptionString, type MountOptions } from './mount-options.js';
 import { addonPath, isPatchedAddon } from './native-addon.js';
@@ -18,11 +19,21 @@ export interface FuseMount {
   /** False when fuse-native's unpatched prebuild is loaded (utimens sets mtime to atime). */
   readonly utimensFixed: boolean;
   /**
-   * Unmounts. A normal unmount by default: if a process still uses the mount, rejects with
-   * FsError EBUSY and the mount stays. `lazy` detaches it at once (fusermount -uz).
-   * Resolves at once if the mount is already gone (e.g. unmounted from outside).
+   * Unmounts (fusermount -u) and resolves once the kernel has let go. If a process still uses the
+   * mount, rejects with FsError EBUSY and the mount stays. Resolves at once if it is already gone.
    */
-  unmount(options?: { lazy?: boolean }): Promise<void>;
+  unmount(): Promise<void>;
+  /**
+   * Lazy unmount (fusermount -uz): gone from the file system tree at once, while the processes
+   * that have a file open or their working directory inside keep using it, and the daemon keeps
+   * answering them, until the last leaves (`released`).
+   */
+  detach(): Promise<void>;
+  /**
+   * Resolves when the kernel has ended the connection: after an unmount, after a detach once the
+   * last user left, or after an unmount from outside. No request can come after it.
+   */
+  readonly released: Promise<void>;
   /** Whether /proc/mounts still lists this mount (false after an outside `fusermount -u`). */
   isMounted(): Promise<boolean>;
   /** Operations the kernel is waiting on now (empty without bounds). */
@@ -51,6 +62,7 @@ export async function mountFuse(
   const fuse = new GirderFuse(mountpoint, ops, { timeout: false }, optionString);
   const path = fuse.mnt;
   const before = (await mountsAt(path)).length;
+  const fdsBefore = new Set(await fuseDeviceFds());
   logger.debug({ mountpoint: path, options: optionString }, 'mounting');
   try {
     await new Promise<void>((resolve, reject) => fuse.mount((err) => (err ? reject(err) : resolve())));
@@ -58,8 +70,14 @@ export async function mountFuse(
     await clearFailedMount(path, before, logger);
     throw new Error(`FUSE mount at ${path} failed: ${errorMessage(err)}${mountHint(options, err)}`, { cause: err });
   }
+  const device = (await fuseDeviceFds()).filter((fd) => !fdsBefore.has(fd));
+  // Without /proc (never seen on Linux), the mount leaving /proc/mounts has to do.
+  const released = (device.length > 0 ? deviceClosed(device) : goneFromProcMounts(path)).then(async () => {
+    // fuse-native's native state (its async handle keeps the event loop alive) goes with the connection.
+    await new Promise<void>((resolve) => fuse.unmount(() => resolve()));
+    logger.debug({ mountpoint: path }, 'the kernel released the mount');
+  });
 
-  let closed = false;
   let unmounting: Promise<void> | undefined;
   const unmount = async (lazy: boolean): Promise<void> => {
     const result = await fusermountUnmount(path, lazy);
@@ -72,26 +90,28 @@ export async function mountFuse(
       if (await isMounted(path)) throw new Error(`cannot unmount ${path}: ${result.message}`);
       logger.debug({ mountpoint: path }, 'mount was already gone');
     }
-    closed = true;
-    await new Promise<void>((resolve, reject) => fuse.unmount((err) => (err ? reject(err) : resolve())));
-    logger.debug({ mountpoint: path, lazy }, 'unmounted');
+    if (!lazy) await released;
+    logger.debug({ mountpoint: path, lazy }, lazy ? 'detached' : 'unmounted');
   };
+  // One attempt at a time; after a failure (EBUSY) the next call tries again.
+  const once = (lazy: boolean): Promise<void> => (unmounting ??= unmount(lazy).finally(() => (unmounting = undefined)));
   return {
     mountpoint: path,
     utimensFixed,
-    async unmount({ lazy = false } = {}): Promise<void> {
-      if (closed) return;
-      // One attempt at a time; after a failure (EBUSY) the next call tries again.
-      unmounting ??= unmount(lazy).finally(() => (unmounting = undefined));
-      return unmounting;
-    },
+    unmount: () => once(false),
+    detach: () => once(true),
+    released,
     async isMounted(): Promise<boolean> {
-      return !closed && (await isMounted(path));
+      return isMounted(path);
     },
     pendingOps(): PendingOp[] {
       return ops.watchdog?.list() ?? [];
     },
   };
+}
+
+async function goneFromProcMounts(path: string): Promise<void> {
+  while (await isMounted(path)) await new Promise((resolve) => setTimeout(resolve, 1000));
 }
 
 /** fuse-native says only "fuse failed" when libfuse refuses; libfuse printed why on stderr. */

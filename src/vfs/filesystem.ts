@@ -260,6 +260,21 @@ export class Vfs implements FileSystem {
     return this.xattrs.remove(cleanPath(path), name);
   }
 
+  /**
+   * Resolves once no work of the model is left talking to Girder (listings being fetched, the
+   * follow-ups of finished uploads), or after `timeoutMs`: call it once the kernel let go of the
+   * mount and the upload queue is closed, before the HTTP client closes.
+   */
+  async quiesce(timeoutMs: number): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
+    try {
+      return await Promise.race([Promise.all([this.sealer.idle(), this.ctx.tree.idle()]).then(() => true), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
   progressOf(path: string): number {
     path = cleanPath(path);
     const local = this.ctx.locals.get(path);

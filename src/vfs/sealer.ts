@@ -16,6 +16,9 @@ const SAME_CHECK_MS = 3000;
  * tree, applies a program's mtime, and lets the local copy go.
  */
 export class Sealer {
+  /** Work that follows an upload (placing the file in the tree, a remote-change check), still running. */
+  private readonly followUps = new Set<Promise<unknown>>();
+
   constructor(
     private readonly ctx: VfsContext,
     private readonly uploads: Uploads,
@@ -43,7 +46,7 @@ export class Sealer {
     }
     this.warnIfChangedRemotely(local);
     local.pendingUploads++;
-    local.lastUpload = done.then(
+    local.lastUpload = this.followed(done.then(
       (result) => this.finished(local, result),
       (err: unknown) => {
         local.lastError = err;
@@ -53,7 +56,18 @@ export class Sealer {
     ).finally(() => {
       local.pendingUploads--;
       void this.disposeIfIdle(local);
-    });
+    }));
+  }
+
+  /** Resolves once the work that follows uploads is done (no request of it is left in flight). */
+  async idle(): Promise<void> {
+    while (this.followUps.size > 0) await Promise.allSettled([...this.followUps]);
+  }
+
+  private followed<T>(work: Promise<T>): Promise<T> {
+    this.followUps.add(work);
+    void work.finally(() => this.followUps.delete(work)).catch(() => undefined);
+    return work;
   }
 
   /**
@@ -121,14 +135,14 @@ export class Sealer {
     const opened = local.remoteVersion;
     // An earlier upload of this file still in flight changes the server's version itself.
     if (target.kind !== 'file' || opened === undefined || local.pendingUploads > 0) return;
-    this.ctx.store.getFile(target.fileId).then(
+    void this.followed(this.ctx.store.getFile(target.fileId).then(
       (now) => {
         if (versionKey(now) !== opened) {
           this.ctx.logger.warn({ path: local.path }, 'file changed on the server while open here; the local version replaces it');
         }
       },
       () => undefined,
-    );
+    ));
   }
 }
 

@@ -104,6 +104,11 @@ export class Tree {
     this.listings.delete(key);
   }
 
+  /** Resolves once no listing is being fetched (no request of the tree is left in flight). */
+  async idle(): Promise<void> {
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()]);
+  }
+
   /** SIGHUP: forget every listing. */
   clear(): void {
     for (const key of this.listings.keys()) this.changes.set(key, (this.changes.get(key) ?? 0) + 1);

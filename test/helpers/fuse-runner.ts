@@ -52,7 +52,7 @@ async function stop(): Promise<void> {
     await mount.unmount();
   } catch (err) {
     if (!(err instanceof FsError && err.errno === 'EBUSY')) throw err;
-    await mount.unmount({ lazy: true });
+    await mount.detach();
   }
   process.exit(0);
 }
