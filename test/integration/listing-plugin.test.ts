@@ -5,6 +5,10 @@
 // 400 "No matching route".
 import { isDeepStrictEqual } from 'node:util';
 import t from 'tap';
+import { GirderClient } from '../../src/girder/client.js';
+import { decodeFile, decodeFolder, decodeItem } from '../../src/girder/decode.js';
+import { decodeListingPage, isListingAnswer, isNoListingRoute } from '../../src/girder/listing-page.js';
+import { silentLogger } from '../../src/log.js';
 import { rest, type Json, type RawFile, type RawFolder, type RawItem, type Rest } from '../helpers/girder-rest.js';
 import { dbQueries, startGirder, type GirderServerInfo } from '../helpers/girder-server.js';
 
@@ -32,6 +36,29 @@ interface Answer<T = Json> {
 }
 
 type Query = Record<string, string | number>;
+
+/** The daemon's own client, logged in with the user's API key. */
+async function userClient(info: GirderServerInfo): Promise<GirderClient> {
+  const client = new GirderClient({
+    apiUrl: info.apiUrl,
+    credentials: { kind: 'apiKey', key: info.user.apiKey },
+    timeoutMs: 60_000,
+    retries: 0,
+    logger: silentLogger(),
+  });
+  await client.login();
+  return client;
+}
+
+/** The probe as the daemon sends it: 'plugin', 'none' (no such route), or what it threw. */
+async function probe(client: GirderClient, folderId: string): Promise<'plugin' | 'none' | 'odd answer'> {
+  try {
+    return isListingAnswer(await client.get(`/folder/${folderId}/listing`, { limit: 0 })) ? 'plugin' : 'odd answer';
+  } catch (err) {
+    if (isNoListingRoute(err)) return 'none';
+    throw err;
+  }
+}
 
 /** One GET with an optional Girder-Token, whatever the status (the rest() helper throws on errors). */
 async function get<T = Json>(info: GirderServerInfo, path: string, query: Query = {}, token?: string): Promise<Answer<T>> {
@@ -147,6 +174,18 @@ t.test('GET /folder/{id}/listing on a server with the plugin', { timeout: 600_00
     t.ok(adminPage.folders.some((f) => f._id === hidden._id), 'the admin sees it');
     t.equal(adminPage.totalFolders, 4);
     t.equal(page.totalFolders, 3, 'totals count only what the caller can read');
+
+    const decoded = decodeListingPage(page);
+    const want = await girderView(info, tree._id, userToken);
+    t.strictSame(decoded.folders, want.folders.map(decodeFolder), 'src/girder decodes the folders as it decodes GET /folder');
+    t.strictSame(
+      decoded.items,
+      want.items.map((i) => ({ item: decodeItem(i), files: i.files.map(decodeFile) })),
+      'and the items and files as it decodes GET /item and GET /item/{id}/files',
+    );
+    const client = await userClient(info);
+    t.teardown(() => client.close());
+    t.equal(await probe(client, tree._id), 'plugin', "the daemon's client sees the plugin");
 
     const byId = new Map(page.items.map((i) => [i._id, i]));
     t.same(byId.get(empty._id)?.files, [], 'an item without files has files: []');
@@ -326,6 +365,9 @@ t.test('a server without the plugin answers the probe with 400 "No matching rout
     t.equal(answer.status, 400, `${what}: 400`);
     t.strictSame(answer.body, { message: `No matching route for "GET ${folderId}/listing"`, type: 'rest' }, `${what}: Girder's unknown-route answer`);
   }
+  const client = await userClient(info);
+  t.teardown(() => client.close());
+  t.equal(await probe(client, folderId), 'none', "the daemon's client sees no plugin");
   const anonymous = await get<{ message: string; type: string }>(info, `/folder/${folderId}/listing`, { limit: 0 });
   t.equal(anonymous.status, 400, 'the same 400 without a token (routes are matched before access is checked)');
   t.match(anonymous.body.message, /^No matching route for /);
