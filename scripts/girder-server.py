@@ -1,15 +1,17 @@
 """Single-process Girder 5.0.21 test server on mongomock, with the hashsum_download plugin.
 
 Usage:  .venv/bin/python scripts/girder-server.py [--port 0] [--data-dir DIR] [--exit-on-stdin-eof]
+                                                  [--listing-plugin] [--count-db-queries]
 
 Prints ONE JSON line on stdout once the server answers HTTP, then serves until SIGTERM/SIGINT:
   {"ready":true,"apiUrl":"http://127.0.0.1:PORT/api/v1","port":PORT,"pid":PID,"dataDir":"...",
    "admin":{"id","login","password","apiKey"},"user":{...},
-   "folders":{"adminPublic","adminPrivate","userPublic","userPrivate"}}
+   "folders":{"adminPublic","adminPrivate","userPublic","userPrivate"},"plugins":[...]}
 Everything else (warnings, errors) goes to stderr. The database lives in memory and dies with the
 process. Each step follows /work/shared/girder-mock-launch.py; girder-api.md section 9 says why.
 """
 import argparse
+import collections
 import json
 import logging
 import os
@@ -25,6 +27,8 @@ import urllib.request
 
 DB_URI = 'mongodb://127.0.0.1:27017/girder_mock'   # must name a database (get_database())
 PLUGINS = ['hashsum_download']
+LISTING_PLUGIN = 'mount_listing'   # scripts/girder-plugin, installed into .venv by scripts/setup.sh
+DB_QUERIES_PATH = '/testing/db-queries'
 PASSWORD = 'password'
 
 
@@ -35,6 +39,11 @@ def parse_args():
                         help='assetstore root (default: a temp dir removed at exit)')
     parser.add_argument('--exit-on-stdin-eof', action='store_true',
                         help='stop when stdin closes (a test runner that dies takes the server along)')
+    parser.add_argument('--listing-plugin', action='store_true',
+                        help='also load the girder-mount-listing plugin (GET /folder/{id}/listing)')
+    parser.add_argument('--count-db-queries', action='store_true',
+                        help='count database queries per collection; GET %s answers the counts'
+                        % DB_QUERIES_PATH)
     return parser.parse_args()
 
 
@@ -99,14 +108,57 @@ def patch_mongomock():
     celery_app.conf.task_eager_propagates = True
 
 
-def build_app():
+def count_db_queries(counts):
+    """Count every query mongomock runs, per collection: each find() (find_one too) and count."""
+    import mongomock.collection
+
+    collection_class = mongomock.collection.Collection
+    find = collection_class.find
+    count_documents = collection_class.count_documents
+    cursor_count = mongomock.collection.Cursor.count
+
+    def counted_find(self, *args, **kwargs):
+        counts[self.name] += 1
+        return find(self, *args, **kwargs)
+
+    def counted_count_documents(self, *args, **kwargs):
+        counts[self.name] += 1
+        return count_documents(self, *args, **kwargs)
+
+    def counted_cursor_count(self, *args, **kwargs):
+        counts[self.collection.name] += 1
+        return cursor_count(self, *args, **kwargs)
+
+    collection_class.find = counted_find
+    collection_class.count_documents = counted_count_documents
+    mongomock.collection.Cursor.count = counted_cursor_count
+
+
+def serve_db_queries(app, counts):
+    """ASGI wrapper: GET DB_QUERIES_PATH answers the counts as JSON; everything else goes to Girder."""
+    async def wrapped(scope, receive, send):
+        if scope['type'] != 'http' or scope['path'] != DB_QUERIES_PATH:
+            return await app(scope, receive, send)
+        body = json.dumps(dict(counts)).encode()
+        await send({'type': 'http.response.start', 'status': 200,
+                    'headers': [(b'content-type', b'application/json'),
+                                (b'content-length', str(len(body)).encode())]})
+        await send({'type': 'http.response.body', 'body': body})
+    return wrapped
+
+
+def build_app(plugins):
     # 5. build the app ourselves; stub girder.wsgi so importing girder.asgi does not build a second
     #    (production-mode, all-plugins) app
     from girder import plugin
     from girder.utility.server import create_app
 
+    missing = [name for name in plugins if name not in plugin.allPlugins()]
+    if missing:
+        raise RuntimeError('plugins not installed in this venv: %s (run scripts/setup.sh)'
+                           % ', '.join(missing))
     info = create_app(mode='testing')
-    plugin._loadPlugins(info, PLUGINS)
+    plugin._loadPlugins(info, plugins)
     stub = types.ModuleType('girder.wsgi')
     stub.app = info['serverRoot']
     sys.modules['girder.wsgi'] = stub
@@ -182,7 +234,12 @@ def main():
     try:
         setup_environment()
         patch_mongomock()
-        app = build_app()
+        plugins = PLUGINS + ([LISTING_PLUGIN] if args.listing_plugin else [])
+        app = build_app(plugins)
+        if args.count_db_queries:
+            counts = collections.Counter()
+            count_db_queries(counts)
+            app = serve_db_queries(app, counts)
         accounts, folders = seed_accounts(data_dir)
 
         # 8. serve the app object in this process (reload would fork and lose the in-memory DB);
@@ -206,7 +263,7 @@ def main():
         json_out.write(json.dumps({
             'ready': True, 'apiUrl': api_url, 'port': port, 'pid': os.getpid(),
             'dataDir': data_dir, 'admin': accounts['admin'], 'user': accounts['user'],
-            'folders': folders,
+            'folders': folders, 'plugins': plugins,
         }) + '\n')
         json_out.flush()
 

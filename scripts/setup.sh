@@ -71,6 +71,27 @@ else
   say ".venv is up to date"
 fi
 
+# The girder-mount-listing server plugin (scripts/girder-plugin), which the test server loads with
+# --listing-plugin. Installed as an administrator would (pip, not editable) from a copy, so the
+# checkout gets no build/ or egg-info; installed again only when one of its files changes.
+PLUGIN_DIR=scripts/girder-plugin
+PLUGIN_STAMP="$VENV/.girder-plugin.sha256"
+plugin_files() { (cd "$ROOT/$PLUGIN_DIR" && printf '%s\n' pyproject.toml README.md girder_mount_listing/*.py); }
+plugin_want="$(cd "$PLUGIN_DIR" && plugin_files | xargs sha256sum | sha) $("$VENV/bin/python" -V 2>&1)"
+if [[ "$(cat "$PLUGIN_STAMP" 2>/dev/null)" != "$plugin_want" ]] ||
+   ! "$VENV/bin/python" -c 'import girder_mount_listing' 2>/dev/null; then
+  say "pip install $PLUGIN_DIR"
+  plugin_copy="$(mktemp -d)"
+  (cd "$PLUGIN_DIR" && plugin_files | xargs cp --parents -t "$plugin_copy")
+  "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
+    --no-deps --force-reinstall "$plugin_copy" >&2 || { rm -rf "$plugin_copy"; die "pip install $PLUGIN_DIR failed"; }
+  rm -rf "$plugin_copy"
+  "$VENV/bin/python" -c 'import girder_mount_listing' || die "the venv is missing girder_mount_listing after pip install"
+  printf '%s\n' "$plugin_want" >"$PLUGIN_STAMP"
+else
+  say "girder-mount-listing plugin is up to date"
+fi
+
 # --- Node packages -----------------------------------------------------------------------------
 command -v node >/dev/null 2>&1 || die "node not found; Node >= 20 is needed"
 node -e 'process.exit(Number(process.versions.node.split(".")[0]) >= 20 ? 0 : 1)' ||

@@ -24,6 +24,8 @@ export interface GirderServerInfo {
     userPublic: string;
     userPrivate: string;
   };
+  /** Girder plugins the server loaded (always hashsum_download; mount_listing with listingPlugin). */
+  plugins: string[];
 }
 
 export interface StartGirderOptions {
@@ -33,6 +35,10 @@ export interface StartGirderOptions {
   timeoutMs?: number;
   /** Extra environment for the server process. */
   env?: NodeJS.ProcessEnv;
+  /** Load the girder-mount-listing plugin (scripts/girder-plugin): GET /folder/{id}/listing. */
+  listingPlugin?: boolean;
+  /** Count database queries per collection; read them with dbQueries(). */
+  countDbQueries?: boolean;
 }
 
 export interface GirderServer {
@@ -59,10 +65,19 @@ export function venvPython(): string {
 
 const STDERR_KEEP = 64 * 1024;
 
+/** Database queries per collection so far, on a server started with countDbQueries. */
+export async function dbQueries(info: GirderServerInfo): Promise<Record<string, number>> {
+  const res = await fetch(`http://127.0.0.1:${info.port}/testing/db-queries`);
+  if (!res.ok) throw new Error(`GET /testing/db-queries -> ${res.status} (start the server with countDbQueries)`);
+  return (await res.json()) as Record<string, number>;
+}
+
 export async function startGirder(opts: StartGirderOptions = {}): Promise<GirderServer> {
   // stdin stays open while this process lives: the server stops when it closes, even after a SIGKILL
   const args = [path.join(repoRoot(), 'scripts', 'girder-server.py'), '--exit-on-stdin-eof', '--port', String(opts.port ?? 0)];
   if (opts.dataDir !== undefined) args.push('--data-dir', opts.dataDir);
+  if (opts.listingPlugin === true) args.push('--listing-plugin');
+  if (opts.countDbQueries === true) args.push('--count-db-queries');
   const child = spawn(venvPython(), args, {
     cwd: repoRoot(),
     env: { ...process.env, ...opts.env },
