@@ -123,6 +123,7 @@ class Session {
     try {
       const store = new RestStore(client, logger);
       const root = await connect(client, store, config);
+      await store.probeListingRoute(config.folderId);
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
       // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.

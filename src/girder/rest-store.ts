@@ -6,7 +6,8 @@ import type { GirderClient, Query } from './client.js';
 import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
 import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
-import type { FileRef, GirderStore, RangeStream } from './store.js';
+import { decodeListingPage, isNoListingRoute, LISTING_MAX_LIMIT } from './listing-page.js';
+import type { FileRef, FolderContents, GirderStore, RangeStream } from './store.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
 import { CHUNK_SIZE, upload } from './upload.js';
 
@@ -26,6 +27,8 @@ export class RestStore implements GirderStore {
   private readonly chunkSize: number;
   private readonly streamOptions: RangeStreamOptions;
   private hashsum: Promise<boolean> | null = null;
+  /** Whether the server has the listing plugin's route; undefined until an answer said. */
+  private listingRoute: boolean | undefined;
 
   constructor(
     private readonly client: GirderClient,
@@ -85,6 +88,58 @@ export class RestStore implements GirderStore {
 
   findItems(folderId: string, name: string): Promise<ItemDoc[]> {
     return this.listAll('/item', { folderId, name }, decodeItem);
+  }
+
+  /**
+   * Ask once whether the server has the listing plugin (GET /folder/{id}/listing?limit=0 on the
+   * mounted folder). A failure that says nothing (the server down, a 401) leaves it to be asked
+   * again by the next listing.
+   */
+  async probeListingRoute(folderId: string): Promise<boolean | undefined> {
+    if (this.listingRoute !== undefined) return this.listingRoute;
+    try {
+      decodeListingPage(await this.client.get(`/folder/${enc(folderId)}/listing`, { limit: 0 }));
+      this.listingRoute = true;
+    } catch (err) {
+      if (isNoListingRoute(err)) this.listingRoute = false;
+      else if (!(err instanceof GirderError)) throw err;
+    }
+    if (this.listingRoute !== undefined) this.log.info({ listingPlugin: this.listingRoute }, this.listingRoute ? 'the server has the listing plugin: one request per page of a folder' : 'the server has no listing plugin: folders are listed with Girder\'s own routes');
+    return this.listingRoute;
+  }
+
+  async folderContents(folderId: string): Promise<FolderContents | undefined> {
+    if (this.listingRoute === false) return undefined;
+    const limit = Math.min(this.pageSize, LISTING_MAX_LIMIT);
+    for (let attempt = 0; ; attempt++) {
+      const folders: FolderContents['folders'][number][] = [];
+      const items: Array<FolderContents['items'][number]> = [];
+      let totals: string | undefined;
+      let changed = false;
+      for (let offset = 0; ;) {
+        let data: unknown;
+        try {
+          data = await this.client.get(`/folder/${enc(folderId)}/listing`, { limit, offset });
+        } catch (err) {
+          if (this.listingRoute === undefined && isNoListingRoute(err) && !isMissingFolder(err)) {
+            this.listingRoute = false;
+            return undefined;
+          }
+          throw err;
+        }
+        this.listingRoute = true;
+        const page = decodeListingPage(data);
+        const now = `${page.totalFolders}:${page.totalItems}`;
+        if (totals !== undefined && totals !== now) changed = true;
+        totals = now;
+        folders.push(...page.folders);
+        items.push(...page.items);
+        offset += page.folders.length + page.items.length;
+        if (offset >= page.totalFolders + page.totalItems || page.folders.length + page.items.length === 0) break;
+      }
+      // Pages are separate queries: a folder that changed between them is listed again (a few times).
+      if (!changed || attempt >= 2) return { folders, items };
+    }
   }
 
   readRange(file: FileRef, offset: number, length: number, into: Buffer, intoOffset = 0, onProgress?: (filled: number) => void): Promise<number> {
@@ -195,6 +250,11 @@ export class RestStore implements GirderStore {
       throw err;
     }
   }
+}
+
+/** An unknown folder: the listing route answers like Girder's own routes, which is not "no plugin". */
+function isMissingFolder(err: unknown): boolean {
+  return err instanceof GirderError && err.isMissing;
 }
 
 function enc(id: string): string {

@@ -19,6 +19,11 @@ export interface GirderStore {
   listFiles(itemId: string): Promise<FileDoc[]>;
   /** Items of a folder with this exact name (Girder's `name` filter). */
   findItems(folderId: string, name: string): Promise<ItemDoc[]>;
+  /**
+   * A folder's sub-folders, and its items each with all its files, from the optional listing plugin
+   * (one request per page instead of one per item); undefined when the server has no such route.
+   */
+  folderContents(folderId: string): Promise<FolderContents | undefined>;
 
   /**
    * Read `length` bytes at `offset` of a file into `into` (at `intoOffset`). Resolves with the
@@ -56,6 +61,11 @@ export interface GirderStore {
   /** Set (value) or delete (null) metadata keys. */
   setItemMeta(itemId: string, meta: Meta): Promise<ItemDoc>;
   setFolderMeta(folderId: string, meta: Meta): Promise<FolderDoc>;
+}
+
+export interface FolderContents {
+  readonly folders: readonly FolderDoc[];
+  readonly items: ReadonlyArray<{ readonly item: ItemDoc; readonly files: readonly FileDoc[] }>;
 }
 
 /** A pulled read of one range of a file (see GirderStore.streamRange). */

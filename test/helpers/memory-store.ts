@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { GirderError } from '../../src/errors.js';
-import type { FileRef, GirderStore, RangeStream } from '../../src/girder/store.js';
+import type { FileRef, FolderContents, GirderStore, RangeStream } from '../../src/girder/store.js';
 import { AccessLevel } from '../../src/girder/types.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from '../../src/girder/types.js';
 
@@ -83,6 +83,8 @@ export interface MemoryStoreOptions {
    * given, as RestStore does (default false: they return the bytes there are).
    */
   staleCheck?: boolean;
+  /** Whether the listing plugin's route exists (folderContents answers); default false. */
+  listingPlugin?: boolean;
 }
 
 const MiB = 1024 * 1024;
@@ -100,6 +102,7 @@ export class MemoryStore implements GirderStore {
   hashsum: boolean;
   chunkSize: number;
   staleCheck: boolean;
+  listingPlugin: boolean;
   user: UserDoc | null;
 
   private readonly now: () => number;
@@ -120,6 +123,7 @@ export class MemoryStore implements GirderStore {
     this.hashsum = opts.hashsum ?? true;
     this.chunkSize = opts.chunkSize ?? MiB;
     this.staleCheck = opts.staleCheck ?? false;
+    this.listingPlugin = opts.listingPlugin ?? false;
     this.now = opts.now ?? Date.now;
     this.user = opts.user === undefined ? { id: this.newId(), login: 'memory', admin: true } : opts.user;
     const t = this.now();
@@ -306,6 +310,16 @@ export class MemoryStore implements GirderStore {
     const item = this.itemRec(itemId);
     this.requireLevel(this.folderRec(item.folderId), AccessLevel.READ);
     return this.filesIn(itemId);
+  }
+
+  async folderContents(folderId: string): Promise<FolderContents | undefined> {
+    if (!this.listingPlugin) return undefined;
+    await this.enter('folderContents');
+    this.requireLevel(this.folderRec(folderId), AccessLevel.READ);
+    const folders = [...this.folders.values()]
+      .filter((f) => f.parentId === folderId && f.parentType === 'folder' && f.accessLevel >= AccessLevel.READ)
+      .map((f) => this.folderDoc(f));
+    return { folders, items: this.itemsIn(folderId).map((item) => ({ item, files: this.filesIn(item.id) })) };
   }
 
   async findItems(folderId: string, name: string): Promise<ItemDoc[]> {
