@@ -84,8 +84,9 @@ export class Vfs implements FileSystem {
     const truncate = (flags & O_TRUNC) !== 0;
     let local = this.ctx.locals.get(path);
     if (local === undefined) {
-      const node = await this.ctx.tree.resolve(path);
-      if (isDir(node)) throw new FsError('EISDIR', path);
+      const found = await this.ctx.tree.resolve(path);
+      if (isDir(found)) throw new FsError('EISDIR', path);
+      const node = await this.current(path, found);
       if (!writable) {
         const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
         return this.addHandle({ kind: 'remote', path, node, session });
@@ -178,8 +179,9 @@ export class Vfs implements FileSystem {
     path = cleanPath(path);
     let local = this.ctx.locals.get(path);
     if (local === undefined) {
-      const node = await this.ctx.tree.resolve(path);
-      if (isDir(node)) throw new FsError('EISDIR', path);
+      const found = await this.ctx.tree.resolve(path);
+      if (isDir(found)) throw new FsError('EISDIR', path);
+      const node = await this.current(path, found);
       if (node.file.size === size) return;
       checkWritable(this.ctx, node, path);
       local = this.adopt(path, await this.startWriting(path, node, size === 0));
@@ -296,6 +298,12 @@ export class Vfs implements FileSystem {
   /** Files with uploads not yet finished or still open for writing. */
   get openOrPending(): number {
     return this.ctx.locals.size;
+  }
+
+  /** The file as Girder has it now, when its listing is older than the TTL (Tree.current). */
+  private async current(path: string, node: FileNode): Promise<FileNode> {
+    const { dir, name } = await parentOf(this.ctx, path);
+    return this.ctx.tree.current(dir, name, node);
   }
 
   private async startWriting(path: string, node: FileNode, empty: boolean): Promise<LocalFile> {

@@ -1,20 +1,28 @@
 import { LRUCache } from 'lru-cache';
-import { FsError } from '../errors.js';
+import { FsError, GirderError } from '../errors.js';
 import type { GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
+import { ItemFiles } from './item-files.js';
 import { mapLimit } from './map-limit.js';
 import { safeName, splitPath, suffixed } from './names.js';
-import { dirKey, isDir, itemNode, type DirNode, type FolderNode, type Node } from './nodes.js';
+import { dirKey, isDir, itemNode, versionKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
 
-/** Parallel `GET /item/{id}/files` requests while listing a folder. */
+/** Parallel `GET /item/{id}/files` requests for the items of a listing whose files are not known. */
 const FILE_LISTS_IN_FLIGHT = 16;
-/** A listing refetched because a local change raced it is tried this often before it is kept. */
-const RACE_RETRIES = 3;
+/** A listing dropped (forgetDir) while it was being fetched is fetched again this often before it is kept. */
+const REFETCHES = 3;
 
 interface Listing {
   readonly entries: Map<string, Node>;
+  /** When it arrived: it answers for one TTL from then, however long it took to fetch. */
   fetchedAt: number;
+}
+
+/** Local changes made while a listing is fetched, replayed onto it when it arrives. */
+interface Fetching {
+  readonly edits: Array<{ readonly name: string; readonly node: Node | undefined }>;
+  dropped: boolean;
 }
 
 export interface TreeOptions {
@@ -26,14 +34,15 @@ export interface TreeOptions {
 
 /**
  * The Girder-to-file mapping with listings cached for the TTL: one listing answers lookups and
- * attributes of all its children, so `ls -l`, `find` and `du` cost one listing per directory.
- * Local mutations edit cached listings in place.
+ * attributes of all its children, so `ls -l`, `find` and `du` cost one listing per directory. A
+ * listing fetched again costs its folder and item pages only: the files of items that did not
+ * change are kept (item-files.ts). Local mutations edit cached listings in place.
  */
 export class Tree {
   private readonly listings: LRUCache<string, Listing>;
   private readonly inFlight = new Map<string, Promise<Listing>>();
-  /** Counts local changes per directory, so a listing fetched across a change is not kept. */
-  private readonly changes = new Map<string, number>();
+  private readonly fetching = new Map<string, Fetching>();
+  private readonly itemFiles = new ItemFiles();
   private rootNode: FolderNode;
 
   constructor(private readonly store: GirderStore, root: FolderDoc, private readonly opts: TreeOptions) {
@@ -86,22 +95,59 @@ export class Tree {
     return this.listings.get(dirKey(dir))?.entries;
   }
 
-  /** Record a local change: the entry `name` of `dir` is now `node` (or gone, when undefined). */
-  set(dir: DirNode, name: string, node: Node | undefined): void {
-    const key = dirKey(dir);
-    this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
-    const listing = this.listings.get(key);
-    if (listing === undefined) return;
-    if (node === undefined) listing.entries.delete(name);
-    else listing.entries.set(name, node);
+  /**
+   * The file at `name` of `dir` as Girder has it now, for an open: the listing says what the file
+   * was, but a content replaced by one of the same size changes nothing a listing shows. When its
+   * document was last seen more than a TTL ago, ask for the file itself (one request; an open sees
+   * what closes before it wrote, as NFS's close-to-open consistency has it).
+   */
+  async current(dir: DirNode, name: string, node: FileNode): Promise<FileNode> {
+    const checkedAt = this.itemFiles.checkedAt(node.item.id) ?? 0;
+    if (Date.now() - checkedAt < this.opts.ttlMs) return node;
+    let file: FileDoc;
+    try {
+      file = await this.store.getFile(node.file.id);
+    } catch (err) {
+      if (err instanceof GirderError && err.isMissing) {
+        this.itemFiles.forget(node.item.id);
+        this.set(dir, name, undefined);
+        throw new FsError('ENOENT', name, { cause: err });
+      }
+      throw err;
+    }
+    this.itemFiles.confirmed(file);
+    if (versionKey(file) === versionKey(node.file) && file.name === node.file.name) return node;
+    if (file.name !== node.file.name && !node.inItemDir) {
+      // Renamed: the item may no longer be a file of its own name; list it again.
+      this.forgetDir(dir);
+      throw new FsError('ESTALE', name);
+    }
+    const now: FileNode = { ...node, file };
+    this.setEntry(dir, name, now);
+    return now;
+  }
+
+  /**
+   * Record a local change: the entry `name` of `dir` is now `node` (or gone, when undefined).
+   * `exactItem`: a file node's item is Girder's own document, not one made up here.
+   */
+  set(dir: DirNode, name: string, node: Node | undefined, exactItem = true): void {
+    this.setEntry(dir, name, node);
+    if (node?.kind === 'file') {
+      if (node.inItemDir) this.itemFiles.forget(node.item.id);
+      else this.itemFiles.changedHere(node.item, [node.file], exactItem);
+    }
+    if (dir.kind === 'itemdir') this.itemFiles.forget(dir.item.id);
     if (node !== undefined && isDir(node)) this.forgetDir(node);
   }
 
   /** Drop a directory's listing (it changed in a way that is simpler to fetch again). */
   forgetDir(dir: DirNode): void {
     const key = dirKey(dir);
-    this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
     this.listings.delete(key);
+    const fetching = this.fetching.get(key);
+    if (fetching !== undefined) fetching.dropped = true;
+    if (dir.kind === 'itemdir') this.itemFiles.forget(dir.item.id);
   }
 
   /** Resolves once no listing is being fetched (no request of the tree is left in flight). */
@@ -109,42 +155,81 @@ export class Tree {
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()]);
   }
 
-  /** SIGHUP: forget every listing. */
+  /** SIGHUP: forget every listing and every file list. */
   clear(): void {
-    for (const key of this.listings.keys()) this.changes.set(key, (this.changes.get(key) ?? 0) + 1);
+    for (const fetching of this.fetching.values()) fetching.dropped = true;
     this.listings.clear();
+    this.itemFiles.clear();
+  }
+
+  private setEntry(dir: DirNode, name: string, node: Node | undefined): void {
+    const key = dirKey(dir);
+    this.fetching.get(key)?.edits.push({ name, node });
+    const listing = this.listings.get(key);
+    if (listing === undefined) return;
+    if (node === undefined) listing.entries.delete(name);
+    else listing.entries.set(name, node);
   }
 
   private async fetch(dir: DirNode): Promise<Listing> {
     const key = dirKey(dir);
     for (let attempt = 1; ; attempt++) {
-      const before = this.changes.get(key) ?? 0;
-      const entries = dir.kind === 'folder' ? await this.fetchFolder(dir) : await this.fetchItem(dir);
-      const listing: Listing = { entries, fetchedAt: Date.now() };
-      if ((this.changes.get(key) ?? 0) === before || attempt >= RACE_RETRIES) {
-        this.listings.set(key, listing);
-        return listing;
+      const fetching: Fetching = { edits: [], dropped: false };
+      this.fetching.set(key, fetching);
+      let entries: Map<string, Node>;
+      try {
+        entries = dir.kind === 'folder' ? await this.fetchFolder(dir) : await this.fetchItem(dir);
+      } finally {
+        this.fetching.delete(key);
       }
-      this.opts.logger.debug({ dir: key }, 'listing raced a local change; fetching it again');
+      if (fetching.dropped && attempt < REFETCHES) {
+        this.opts.logger.debug({ dir: key }, 'listing dropped while it was fetched; fetching it again');
+        continue;
+      }
+      // What changed here meanwhile may or may not be in the answer: apply it again, in order.
+      for (const edit of fetching.edits) {
+        if (edit.node === undefined) entries.delete(edit.name);
+        else entries.set(edit.name, edit.node);
+      }
+      const listing: Listing = { entries, fetchedAt: Date.now() };
+      this.listings.set(key, listing);
+      return listing;
     }
   }
 
   private async fetchFolder(dir: FolderNode): Promise<Map<string, Node>> {
     const id = dir.folder.id;
-    const [folders, items] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
     const access = dir.folder.accessLevel;
-    const itemNodes = await mapLimit(items, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) =>
-      itemNode(item, await this.store.listFiles(item.id), access),
-    );
+    const contents = await this.store.folderContents(id);
+    let folders: readonly FolderDoc[];
+    let items: Array<{ item: ItemDoc; files: readonly FileDoc[] }>;
+    if (contents !== undefined) {
+      const at = Date.now();
+      for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, at);
+      folders = contents.folders;
+      items = contents.items.map(({ item, files }) => ({ item, files }));
+    } else {
+      const [listedFolders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
+      folders = listedFolders;
+      items = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
+        let files = this.itemFiles.get(item);
+        if (files === undefined) {
+          files = await this.store.listFiles(item.id);
+          this.itemFiles.fetched(item, files);
+        }
+        return { item, files };
+      });
+    }
     const named: Array<{ id: string; name: string; node: Node }> = [
       ...folders.map((folder) => ({ id: folder.id, name: folder.name, node: { kind: 'folder', folder } as Node })),
-      ...itemNodes.map((node) => ({ id: node.item.id, name: node.item.name, node: node as Node })),
+      ...items.map(({ item, files }) => ({ id: item.id, name: item.name, node: itemNode(item, [...files], access) as Node })),
     ];
     return nameEntries(named);
   }
 
   private async fetchItem(dir: DirNode & { kind: 'itemdir' }): Promise<Map<string, Node>> {
     const files = await this.store.listFiles(dir.item.id);
+    this.itemFiles.fetched(dir.item, files);
     return nameEntries(
       files.map((file: FileDoc) => ({
         id: file.id,

@@ -1,20 +1,20 @@
-// Issue 2, "Tests count HTTP requests": a counting proxy between the mount and Girder shows what
-// `ls -lR` of 2,000 items in 20 folders costs, that cached listings cost nothing within the TTL,
-// that reading one block of a file is one or two ranged GETs, not a download, and that a sequential
-// read streams a big file in a few long GETs, closed when the reader seeks away or closes the file.
+// Issues 2 and 13, "Tests count HTTP requests": a counting proxy between the mount and Girder shows
+// the exact cost of listings, with and without the listing plugin: a cold `ls -lR` of N items in F
+// folders, the same again after the TTL (folder and item pages only, nothing per item), nothing
+// within the TTL, a `cat` of every file (one download each); and that reading one block of a file
+// is one or two ranged GETs, and a sequential read streams a big file in a few long GETs, closed
+// when the reader seeks away or closes the file.
 import { createHash, randomBytes } from 'node:crypto';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { CountingProxy, type ProxiedRequest } from '../helpers/counting-proxy.js';
 import { rest, type Rest } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
 import { run, shellQuote as q, startMount, type RunResult } from '../helpers/mount.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
-const FOLDERS = 20;
-const ITEMS_PER_FOLDER = 100;
+const FOLDERS = 8;
+const ITEMS_PER_FOLDER = 50;
 const SEED_IN_FLIGHT = 8;
-/** Requests `ls -lR` may make beyond the formula (none are expected today). */
-const SMALL_CONSTANT = 3;
 const MiB = 1024 * 1024;
 
 function ran(r: RunResult, what: string): string {
@@ -54,77 +54,113 @@ function limitOf(r: ProxiedRequest): number {
   return Number(new URLSearchParams(r.query).get('limit') ?? 50);
 }
 
-t.test('request counts of listings and reads through the mount', { timeout: 800_000 }, async (t) => {
+for (const plugin of [false, true]) {
+  const config = plugin ? 'with the listing plugin' : 'without the listing plugin';
+  t.test(`request counts of listings and small reads, ${config}`, { timeout: 600_000 }, async (t) => {
+    const server = await startGirder({ listingPlugin: plugin });
+    t.teardown(() => server.stop());
+    const admin = rest(server, 'admin');
+    const root = await admin.createFolder(server.info.folders.adminPrivate, `listing-cost-${process.pid}`);
+    const folderIds: string[] = [];
+    await eachLimit([...Array(FOLDERS).keys()], SEED_IN_FLIGHT, async (i) => {
+      folderIds[i] = (await admin.createFolder(root._id, `folder-${i}`))._id;
+    });
+    const jobs = folderIds.flatMap((id) => Array.from({ length: ITEMS_PER_FOLDER }, (_, j) => ({ id, name: `item-${String(j).padStart(4, '0')}.txt` })));
+    await eachLimit(jobs, SEED_IN_FLIGHT, ({ id, name }) => smallFile(admin, id, name));
+    const items = FOLDERS * ITEMS_PER_FOLDER;
+    const folders = FOLDERS + 1; // the mounted folder and its sub-folders
+
+    const proxy = await CountingProxy.start({ target: server.info.apiUrl });
+    t.teardown(() => proxy.close());
+    /** A fresh mount of the tree through the proxy, and a shell in it. */
+    const mountWith = async (ttlS: number): Promise<(cmd: string) => Promise<RunResult>> => {
+      const mount = await startMount({ server: { ...server.info, apiUrl: proxy.apiUrl }, folderId: root._id, args: ['--attr-ttl', String(ttlS)] });
+      t.teardown(() => mount.cleanup());
+      await quiet(proxy);
+      return (cmd) => run(`cd ${q(mount.mountpoint)} && ${cmd}`, { timeoutMs: 600_000 });
+    };
+    /** The requests since `mark`, checked to be only listing pages of large size, then counted by kind. */
+    const listingsSince = (t: Test, mark: number): { pages: number; fileLists: number; other: number } => {
+      const made = proxy.since(mark);
+      const pages = made.filter((r) => r.pattern === 'GET /folder' || r.pattern === 'GET /item' || r.pattern === 'GET /folder/{id}/listing');
+      const fileLists = made.filter((r) => r.pattern === 'GET /item/{id}/files');
+      t.same(pages.filter((r) => limitOf(r) < 1000).map((r) => r.query), [], 'listings ask for large pages');
+      t.equal(made.filter((r) => r.status !== 200).length, 0, 'every request succeeded');
+      return { pages: pages.length, fileLists: fileLists.length, other: made.length - pages.length - fileLists.length };
+    };
+    const pagesPerFolder = plugin ? 1 : 2;
+
+    t.test(`cold ls -lR: ${plugin ? 'one listing page per folder, nothing per item' : 'a folder and an item page per folder, one file list per item'}`, async (t) => {
+      const inMount = await mountWith(900);
+      let mark = proxy.mark();
+      const ls = await inMount('ls -lR');
+      t.equal(ls.code, 0, ran(ls, 'ls -lR succeeds'));
+      t.equal((ls.stdout.match(/^-.* item-\d{4}\.txt$/gm) ?? []).length, items, 'it lists every item as a file');
+      await quiet(proxy);
+      const cold = listingsSince(t, mark);
+      const counts = `requests made:\n${proxy.describe(mark)}`;
+      t.same(cold, { pages: pagesPerFolder * folders, fileLists: plugin ? 0 : items, other: 0 },
+        `${pagesPerFolder} x ${folders} folders${plugin ? '' : ` + ${items} items`}\n${counts}`);
+
+      mark = proxy.mark();
+      for (const cmd of ['ls -lR', 'find .', 'du -b .']) {
+        const r = await inMount(`${cmd} > /dev/null`);
+        t.equal(r.code, 0, ran(r, `${cmd} succeeds`));
+      }
+      await quiet(proxy);
+      t.equal(proxy.mark() - mark, 0, `ls -lR, find and du within the TTL: no request\n${proxy.describe(mark)}`);
+
+      mark = proxy.mark();
+      const cat = await inMount('find . -type f -print0 | xargs -0 cat | wc -l');
+      t.equal(cat.stdout.trim(), String(items), ran(cat, 'cat reads every file'));
+      await quiet(proxy);
+      const made = proxy.since(mark);
+      const downloads = made.filter((r) => r.pattern === 'GET /file/{id}/download');
+      t.equal(downloads.length, items, `cat of every file: one download each (${items})\n${proxy.describe(mark)}`);
+      t.equal(new Set(downloads.map((r) => r.path)).size, items, 'no file downloaded twice');
+      t.equal(made.length - downloads.length, 0, 'and no other request while the listings are fresh');
+    });
+
+    t.test('ls -lR again after the TTL: the folder and item pages only, nothing per item', async (t) => {
+      const ttlS = 4;
+      const inMount = await mountWith(ttlS);
+      const first = await inMount('ls -lR > /dev/null');
+      t.equal(first.code, 0, ran(first, 'the first ls -lR'));
+      await quiet(proxy);
+      await sleep((ttlS + 1) * 1000);
+      const mark = proxy.mark();
+      const again = await inMount('ls -lR > /dev/null');
+      t.equal(again.code, 0, ran(again, 'ls -lR after the TTL'));
+      await quiet(proxy);
+      t.same(listingsSince(t, mark), { pages: pagesPerFolder * folders, fileLists: 0, other: 0 },
+        `${pagesPerFolder} x ${folders} folders, 0 per item\n${proxy.describe(mark)}`);
+    });
+  });
+}
+
+t.test('request counts of reads through the mount', { timeout: 600_000 }, async (t) => {
   const server = await startGirder();
   t.teardown(() => server.stop());
   const admin = rest(server, 'admin');
-
-  // ---- seed 2,000 single-file items in 20 folders, plus one 4 MiB file to read a block of ----
-  const seedStart = Date.now();
-  const root = await admin.createFolder(server.info.folders.adminPrivate, `listing-cost-${process.pid}`);
-  const folderIds: string[] = [];
-  await eachLimit([...Array(FOLDERS).keys()], SEED_IN_FLIGHT, async (i) => {
-    folderIds[i] = (await admin.createFolder(root._id, `folder-${String(i).padStart(2, '0')}`))._id;
-  });
-  const jobs = folderIds.flatMap((id) => Array.from({ length: ITEMS_PER_FOLDER }, (_, j) => ({ id, name: `item-${String(j).padStart(4, '0')}.txt` })));
-  await eachLimit(jobs, SEED_IN_FLIGHT, ({ id, name }) => smallFile(admin, id, name));
+  const root = await admin.createFolder(server.info.folders.adminPrivate, `read-cost-${process.pid}`);
+  const folder = await admin.createFolder(root._id, 'folder-00');
   const big = Buffer.alloc(4 * MiB);
   for (let i = 0; i < big.length; i++) big[i] = (i * 31 + 7) % 256;
-  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'big.bin', big);
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'big.bin', big);
   // files for the streamed reads
   const streamed = randomBytes(128 * MiB);
-  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'streamed.bin', streamed);
-  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'head.bin', randomBytes(32 * MiB));
-  await admin.uploadBytes({ type: 'folder', id: folderIds[0] as string }, 'seek.bin', randomBytes(32 * MiB));
-  const seconds = (Date.now() - seedStart) / 1000;
-  const items = FOLDERS * ITEMS_PER_FOLDER + 4;
-  let seeded = 0;
-  for (const id of folderIds) seeded += (await admin.listItems(id)).length;
-  t.equal(seeded, items, `seeded ${items} items in ${FOLDERS} folders`);
-  t.comment(`seeding took ${seconds.toFixed(1)} s`);
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'streamed.bin', streamed);
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'head.bin', randomBytes(32 * MiB));
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'seek.bin', randomBytes(32 * MiB));
 
-  // ---- mount through the counting proxy ----
   const proxy = await CountingProxy.start({ target: server.info.apiUrl });
   t.teardown(() => proxy.close());
-  // a TTL far longer than the slowest first `ls -lR`, so the repeats below are within it
   const mount = await startMount({ server: { ...server.info, apiUrl: proxy.apiUrl }, folderId: root._id, args: ['--attr-ttl', '900'] });
   t.teardown(() => mount.cleanup());
   const inMount = (cmd: string): Promise<RunResult> => run(`cd ${q(mount.mountpoint)} && ${cmd}`, { timeoutMs: 600_000 });
+  const listed = await inMount('ls -lR > /dev/null');
+  t.equal(listed.code, 0, ran(listed, 'ls -lR'));
   await quiet(proxy);
-  t.comment(`mounting took ${proxy.mark()} requests:\n${proxy.describe()}`);
-
-  const folders = FOLDERS + 1; // the mounted folder and its sub-folders
-
-  t.test('ls -lR: one folder page and one item page per folder, one file list per item', async (t) => {
-    const mark = proxy.mark();
-    const ls = await inMount('ls -lR');
-    t.equal(ls.code, 0, ran(ls, 'ls -lR succeeds'));
-    t.equal((ls.stdout.match(/^-.* item-\d{4}\.txt$/gm) ?? []).length, FOLDERS * ITEMS_PER_FOLDER, 'it lists every item as a file');
-    await quiet(proxy);
-    const made = proxy.since(mark);
-    const listings = made.filter((r) => r.pattern === 'GET /folder' || r.pattern === 'GET /item');
-    const fileLists = made.filter((r) => r.pattern === 'GET /item/{id}/files');
-    const counts = `requests made:\n${proxy.describe(mark)}`;
-    t.equal(proxy.count('GET /folder', mark), folders, `one GET /folder page per folder (${folders})\n${counts}`);
-    t.equal(proxy.count('GET /item', mark), folders, `one GET /item page per folder (${folders})`);
-    t.equal(fileLists.length, items, `one GET /item/{id}/files per item (${items})`);
-    t.equal(new Set(fileLists.map((r) => r.path)).size, items, 'no item has its files listed twice');
-    t.same(listings.filter((r) => !(limitOf(r) === 0 || limitOf(r) >= 1000)).map((r) => r.query), [], 'listings ask for large pages');
-    const others = made.length - listings.length - fileLists.length;
-    t.ok(others <= SMALL_CONSTANT, `at most ${SMALL_CONSTANT} other requests (made ${others})\n${counts}`);
-    t.equal(made.length, 2 * folders + items + others, `total: 2 x ${folders} folders + ${items} items + ${others}`);
-    t.equal(made.filter((r) => r.status !== 200).length, 0, 'every request succeeded');
-  });
-
-  t.test('ls -lR, find and du -b again within the TTL cost no request', async (t) => {
-    const mark = proxy.mark();
-    for (const cmd of ['ls -lR', 'find .', 'du -b .']) {
-      const r = await inMount(`${cmd} > /dev/null`);
-      t.equal(r.code, 0, ran(r, `${cmd} succeeds`));
-    }
-    await quiet(proxy);
-    t.equal(proxy.mark() - mark, 0, `no request\n${proxy.describe(mark)}`);
-  });
 
   t.test('dd bs=4096 count=1 of a file: one or two ranged GETs', async (t) => {
     const mark = proxy.mark();
