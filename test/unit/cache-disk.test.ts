@@ -37,7 +37,7 @@ class Rig {
   async open(): Promise<void> {
     const logger = pino({ level: 'warn' }, { write: (line: string) => void this.warnings.push(line) });
     this.cache = await BlockCache.open({ dir: this.dir, maxBytes: this.maxBytes, blockSize: BLOCK, logger });
-    this.reader = new CachedReader(this.store, this.cache, { logger, readAheadBlocks: 4, maxRequestBytes: 2 * BLOCK });
+    this.reader = new CachedReader(this.store, this.cache, { logger, readAheadBlocks: 4, maxRequestBytes: 2 * BLOCK, wholeFileBytes: 0 });
   }
 
   async restart(): Promise<void> {

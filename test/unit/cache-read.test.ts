@@ -34,7 +34,7 @@ interface TestLike {
   teardown(fn: () => unknown): void;
 }
 
-async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequestBytes?: number; maxBytes?: number; maxStreams?: number } = {}): Promise<Fixture> {
+async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequestBytes?: number; maxBytes?: number; maxStreams?: number; wholeFileBytes?: number } = {}): Promise<Fixture> {
   const dir = await mkdtemp(join(tmpdir(), 'cache-read-'));
   const store = new RangeStore();
   const logger = silentLogger();
@@ -44,6 +44,8 @@ async function fixture(t: TestLike, opts: { readAheadBlocks?: number; maxRequest
     ...(opts.readAheadBlocks !== undefined ? { readAheadBlocks: opts.readAheadBlocks } : {}),
     ...(opts.maxRequestBytes !== undefined ? { maxRequestBytes: opts.maxRequestBytes } : {}),
     ...(opts.maxStreams !== undefined ? { maxStreams: opts.maxStreams } : {}),
+    // these tests follow single blocks; small files fetched whole have a test of their own
+    wholeFileBytes: opts.wholeFileBytes ?? 0,
   });
   t.teardown(async () => {
     await cache.close();
@@ -233,4 +235,21 @@ t.test('version keys and the default cache size', async (t) => {
 
   const bytes = await defaultCacheMaxBytes(join(tmpdir(), 'does', 'not', 'exist'));
   t.ok(Number.isSafeInteger(bytes) && bytes >= MiB && bytes <= 20 * 1024 * MiB, `default ${bytes}`);
+});
+
+t.test('a small file is fetched whole by its first read, in one request; a bigger one only where read', async (t) => {
+  const f = await fixture(t, { wholeFileBytes: 4 * BLOCK, maxRequestBytes: 8 * BLOCK });
+  const small = randomBytes(4 * BLOCK - 10);
+  const s = f.reader.open(f.seed('small.bin', small));
+  t.ok((await readAt(s, 100, 10)).equals(small.subarray(100, 110)));
+  t.same(f.store.ranges, [{ offset: 0, length: small.length }], 'one request for the whole file');
+  t.ok((await readAt(s, 3 * BLOCK, 100)).equals(small.subarray(3 * BLOCK, 3 * BLOCK + 100)), 'a later block');
+  t.equal(f.store.ranges.length, 1, 'came from the cache');
+  s.close();
+
+  const bigger = randomBytes(4 * BLOCK + 1);
+  const b = f.reader.open(f.seed('bigger.bin', bigger));
+  t.ok((await readAt(b, 3 * BLOCK, 10)).equals(bigger.subarray(3 * BLOCK, 3 * BLOCK + 10)));
+  t.same(f.store.ranges.slice(1), [{ offset: 3 * BLOCK, length: BLOCK }], 'past the threshold: the block read, only');
+  b.close();
 });

@@ -18,6 +18,11 @@ export interface CachedReaderOptions {
    * a server connection, and a server thread while paused; past this, readers use range requests.
    */
   maxStreams?: number;
+  /**
+   * A file this small is fetched whole by its first read (default 1 MiB): one request, where the
+   * kernel's 128 KiB reads and the read-ahead ramp take several round trips. 0: never.
+   */
+  wholeFileBytes?: number;
   /** A stream without reads for this long is closed (default 10 s). */
   streamIdleMs?: number;
   /**
@@ -48,6 +53,7 @@ export interface ReadProgress {
  */
 export class CachedReader implements BlockStreamHost {
   readonly readAheadBlocks: number;
+  readonly wholeFileBytes: number;
   /** Blocks in the largest range request. */
   readonly requestBlocks: number;
   readonly log: Logger;
@@ -71,6 +77,7 @@ export class CachedReader implements BlockStreamHost {
     this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? 8 * MiB) / bs));
     this.maxPrefetchBytes = 2 * (this.readAheadBlocks + this.requestBlocks) * bs;
     this.maxStreams = Math.max(0, Math.floor(opts.maxStreams ?? 4));
+    this.wholeFileBytes = Math.min(opts.wholeFileBytes ?? MiB, this.requestBlocks * bs);
     this.streamIdleMs = Math.max(1, opts.streamIdleMs ?? 10_000);
     this.streamStallMs = Math.max(1, opts.streamStallMs ?? 60_000);
     this.streamSlabBlocks = Math.max(1, Math.floor(STREAM_SLAB_BYTES / bs));

@@ -47,7 +47,8 @@ export class ReadSessionImpl implements ReadSession {
     const first = Math.floor(position / bs);
     const last = Math.floor((end - 1) / bs);
     const sequential = this.follow(position, end);
-    if (sequential) this.readAhead(first);
+    if (vf.size <= this.reader.wholeFileBytes) this.reader.fetchMissing(vf, 0, vf.blockCount, this.reader.requestBlocks);
+    else if (sequential) this.readAhead(first);
     this.reader.fetchMissing(vf, first, last + 1, this.reader.requestBlocks);
     if (sequential) this.reader.preload(vf, last + 1);
 
