@@ -137,7 +137,7 @@ class Session {
         journalDir: dirs.journal,
         logger,
         onFinished: (job) => {
-          if (!locals.has(job.path)) void placeFinishedUpload(ctx, job.path);
+          if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
         },
       });
       const resumed = await uploads.start();

@@ -36,7 +36,7 @@ export class Namespace {
     if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
     if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.locals.has(path)) throw new FsError('EEXIST', path);
     const folder = await this.ctx.store.createFolder(dir.folder.id, name).catch(mapNameClash(path));
-    this.ctx.tree.set(dir, name, { kind: 'folder', folder });
+    this.ctx.tree.created(dir, name, { kind: 'folder', folder });
   }
 
   async rmdir(path: string): Promise<void> {
@@ -248,7 +248,8 @@ export class Namespace {
   /** Removing a file of an item can turn the item into a plain file: list its folder again. */
   private forgetParentOfItemDir(path: string): void {
     const itemDirPath = path.slice(0, path.lastIndexOf('/')) || '/';
-    void parentOf(this.ctx, itemDirPath).then(({ dir }) => this.ctx.tree.forgetDir(dir), () => undefined);
+    const folder = this.ctx.tree.resolveCached(itemDirPath.slice(0, itemDirPath.lastIndexOf('/')) || '/');
+    if (folder !== undefined && isDir(folder)) this.ctx.tree.forgetDir(folder);
   }
 }
 

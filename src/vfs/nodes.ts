@@ -35,7 +35,15 @@ export function isDir(node: Node): node is DirNode {
 
 /** The key a directory's listing is cached under. */
 export function dirKey(node: DirNode): string {
-  return node.kind === 'folder' ? `folder:${node.folder.id}` : `item:${node.item.id}`;
+  return node.kind === 'folder' ? folderKey(node.folder.id) : itemDirKey(node.item.id);
+}
+
+export function folderKey(folderId: string): string {
+  return `folder:${folderId}`;
+}
+
+export function itemDirKey(itemId: string): string {
+  return `item:${itemId}`;
 }
 
 export function dirId(node: DirNode): string {

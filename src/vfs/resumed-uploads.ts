@@ -1,14 +1,12 @@
-import { parentOf, type VfsContext } from './context.js';
+import type { VfsContext } from './context.js';
+import { parentAndName } from './names.js';
+import { isDir } from './nodes.js';
 
 /**
  * An upload resumed from the journal after a restart finished: the file it wrote has no local
- * copy here, so the listing of its directory is fetched again.
+ * copy here, so the cached listing of its directory, if any, is dropped (fetched again when used).
  */
-export async function placeFinishedUpload(ctx: VfsContext, path: string): Promise<void> {
-  try {
-    const { dir } = await parentOf(ctx, path);
-    ctx.tree.forgetDir(dir);
-  } catch {
-    // The directory is gone or not listed: nothing cached to correct.
-  }
+export function placeFinishedUpload(ctx: VfsContext, path: string): void {
+  const dir = ctx.tree.resolveCached(parentAndName(path).parent);
+  if (dir !== undefined && isDir(dir)) ctx.tree.forgetDir(dir);
 }

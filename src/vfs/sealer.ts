@@ -1,10 +1,11 @@
 import { unlink } from 'node:fs/promises';
 import { errorMessage, toFsError } from '../errors.js';
 import type { FileDoc } from '../girder/types.js';
-import { parentOf, type VfsContext } from './context.js';
+import type { VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { mtimeMeta } from './mtime-meta.js';
-import type { FileNode } from './nodes.js';
+import { isDir, type FileNode } from './nodes.js';
+import { parentAndName } from './names.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
 import { versionKey } from './nodes.js';
 
@@ -113,12 +114,22 @@ export class Sealer {
     return result;
   }
 
+  /**
+   * Apply a program's mtime to the uploaded file, and record the file in its directory's cached
+   * listing, if there is one (no listing is fetched for it).
+   */
   private async placeInTree(local: LocalFile, file: FileDoc, itemId: string): Promise<void> {
-    const { dir, name } = await parentOf(this.ctx, local.path);
-    let item = await this.ctx.store.getItem(itemId);
-    if (local.explicitMtime !== undefined && !local.dirty) {
-      item = await this.ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file));
+    let item = local.explicitMtime !== undefined && !local.dirty
+      ? await this.ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file))
+      : undefined;
+    const { parent, name } = parentAndName(local.path);
+    const dir = this.ctx.tree.resolveCached(parent);
+    if (dir === undefined || !isDir(dir)) {
+      // Its directory's listing may still be cached while a parent's is not: drop it by id.
+      this.ctx.tree.forgetById(local.target);
+      return;
     }
+    item ??= await this.ctx.store.getItem(itemId);
     const inItemDir = dir.kind === 'itemdir';
     const access = dir.kind === 'folder' ? dir.folder.accessLevel : dir.access;
     const node: FileNode = { kind: 'file', item, file, inItemDir, access };

@@ -4,9 +4,10 @@ import type { GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
 import { ItemFiles } from './item-files.js';
+import type { UploadTarget } from './ports.js';
 import { mapLimit } from './map-limit.js';
 import { safeName, splitPath, suffixed } from './names.js';
-import { dirKey, isDir, itemNode, versionKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
+import { dirKey, folderKey, isDir, itemDirKey, itemNode, versionKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
 
 /** Parallel `GET /item/{id}/files` requests for the items of a listing whose files are not known. */
 const FILE_LISTS_IN_FLIGHT = 16;
@@ -84,6 +85,7 @@ export class Tree {
     if (cached !== undefined && Date.now() - cached.fetchedAt < this.opts.ttlMs) return cached.entries;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {
+      if (this.opts.logger.isLevelEnabled('trace')) this.opts.logger.trace({ dir: key, cached: cached !== undefined }, 'listing');
       pending = this.fetch(dir).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
@@ -93,6 +95,27 @@ export class Tree {
   /** A cached listing, fresh or not, without fetching (for local edits). */
   cached(dir: DirNode): Map<string, Node> | undefined {
     return this.listings.get(dirKey(dir))?.entries;
+  }
+
+  /**
+   * The node at `path` as the cached listings have it, fresh or not, without a request: where a
+   * change made here is to be recorded (nothing cached along the way: nothing to record).
+   */
+  resolveCached(path: string): Node | undefined {
+    let node: Node = this.rootNode;
+    for (const part of splitPath(path)) {
+      if (!isDir(node)) return undefined;
+      const child: Node | undefined = this.cached(node)?.get(part);
+      if (child === undefined) return undefined;
+      node = child;
+    }
+    return node;
+  }
+
+  /** A folder this mount just created: it is empty, and listing it costs nothing for one TTL. */
+  created(dir: FolderNode, name: string, folder: FolderNode): void {
+    this.set(dir, name, folder);
+    this.listings.set(dirKey(folder), { entries: new Map(), fetchedAt: Date.now() });
   }
 
   /**
@@ -143,11 +166,15 @@ export class Tree {
 
   /** Drop a directory's listing (it changed in a way that is simpler to fetch again). */
   forgetDir(dir: DirNode): void {
-    const key = dirKey(dir);
-    this.listings.delete(key);
-    const fetching = this.fetching.get(key);
-    if (fetching !== undefined) fetching.dropped = true;
+    this.forgetKey(dirKey(dir));
     if (dir.kind === 'itemdir') this.itemFiles.forget(dir.item.id);
+  }
+
+  /** Drop the cached listing of the folder or item directory an upload target names. */
+  forgetById(target: UploadTarget): void {
+    const where = target.kind === 'file' ? target.fallback : target;
+    if (where === undefined) return;
+    this.forgetKey('folderId' in where ? folderKey(where.folderId) : itemDirKey(where.itemId));
   }
 
   /** Resolves once no listing is being fetched (no request of the tree is left in flight). */
@@ -160,6 +187,12 @@ export class Tree {
     for (const fetching of this.fetching.values()) fetching.dropped = true;
     this.listings.clear();
     this.itemFiles.clear();
+  }
+
+  private forgetKey(key: string): void {
+    this.listings.delete(key);
+    const fetching = this.fetching.get(key);
+    if (fetching !== undefined) fetching.dropped = true;
   }
 
   private setEntry(dir: DirNode, name: string, node: Node | undefined): void {
