@@ -75,13 +75,16 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     reply: (value: V) => Reply<W> = () => [0],
     transfers = false,
   ): void {
-    if (logger.isLevelEnabled('trace')) logger.trace({ op, path, ...detail }, 'fuse op');
+    const tracing = logger.isLevelEnabled('trace');
+    const started = tracing ? performance.now() : 0;
+    if (tracing) logger.trace({ op, path, ...detail }, 'fuse op');
     let answered = false;
     let untrack: (() => void) | undefined;
     const answer = (code: number, value?: W): void => {
       if (answered) return;
       answered = true;
       untrack?.();
+      if (tracing) logger.trace({ op, path, code, ms: Math.round((performance.now() - started) * 10) / 10 }, 'fuse op done');
       cb(code, value);
     };
     untrack = watchdog?.track(op, path, detail, answer, transfers);
