@@ -122,7 +122,20 @@ export class RestStore implements GirderStore {
   }
 
   async renameFile(fileId: string, name: string): Promise<FileDoc> {
-    return decodeFile(await this.client.put(`/file/${enc(fileId)}`, { name }, { idempotent: true }));
+    const path = `/file/${enc(fileId)}`;
+    try {
+      return decodeFile(await this.client.put(path, { name }, { idempotent: false }));
+    } catch (err) {
+      if (!(err instanceof GirderError) || !err.isTransient) throw err;
+      // Girder stores the name before it tells the assetstore, which may fail: an S3 one answers
+      // 500 (KeyError 's3Key') for every empty file. The rename is then done all the same.
+      const now = await this.getFile(fileId);
+      if (now.name === name) {
+        this.log.debug({ fileId, status: err.status }, 'the rename was stored although Girder answered an error');
+        return now;
+      }
+      return decodeFile(await this.client.put(path, { name }, { idempotent: true }));
+    }
   }
 
   async updateItem(itemId: string, change: { name?: string; folderId?: string }): Promise<ItemDoc> {
