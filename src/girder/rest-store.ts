@@ -6,6 +6,7 @@ import type { GirderClient, Query } from './client.js';
 import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
 import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
+import { StaleHashes } from './stale-hashes.js';
 import type { FileRef, GirderStore, RangeStream } from './store.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
 import { CHUNK_SIZE, upload } from './upload.js';
@@ -26,6 +27,7 @@ export class RestStore implements GirderStore {
   private readonly chunkSize: number;
   private readonly streamOptions: RangeStreamOptions;
   private hashsum: Promise<boolean> | null = null;
+  private readonly staleHashes: StaleHashes;
 
   constructor(
     private readonly client: GirderClient,
@@ -35,6 +37,7 @@ export class RestStore implements GirderStore {
     this.pageSize = Math.max(1, options.pageSize ?? 5000);
     this.chunkSize = options.chunkSize ?? CHUNK_SIZE;
     this.streamOptions = options.stream ?? {};
+    this.staleHashes = new StaleHashes(log);
   }
 
   async me(): Promise<UserDoc | null> {
@@ -68,7 +71,7 @@ export class RestStore implements GirderStore {
   }
 
   async getFile(id: string): Promise<FileDoc> {
-    return decodeFile(await this.client.get(`/file/${enc(id)}`));
+    return this.fileOf(await this.client.get(`/file/${enc(id)}`));
   }
 
   listFolders(parentId: string): Promise<FolderDoc[]> {
@@ -80,7 +83,7 @@ export class RestStore implements GirderStore {
   }
 
   listFiles(itemId: string): Promise<FileDoc[]> {
-    return this.listAll(`/item/${enc(itemId)}/files`, {}, decodeFile);
+    return this.listAll(`/item/${enc(itemId)}/files`, {}, (doc) => this.fileOf(doc));
   }
 
   findItems(folderId: string, name: string): Promise<ItemDoc[]> {
@@ -103,28 +106,28 @@ export class RestStore implements GirderStore {
     return decodeItem(await this.client.post('/item', { folderId, name }));
   }
 
-  uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize });
+  async uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return this.staleHashes.afterUpload(await upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
-  replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize });
+  async replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return this.staleHashes.afterUpload(await upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
   async filesBySha512(sha512: string): Promise<FileDoc[]> {
     if (!/^[0-9a-fA-F]{128}$/.test(sha512) || !(await this.hasHashsum())) return [];
     const data = await this.client.get(`/file/hashsum/sha512/${sha512.toLowerCase()}`);
-    return asArray(data, 'file list').map(decodeFile);
+    return asArray(data, 'file list').map(decodeFile).filter((f) => !this.staleHashes.isStale(f));
   }
 
   async copyFile(fileId: string, itemId: string): Promise<FileDoc> {
-    return decodeFile(await this.client.post(`/file/${enc(fileId)}/copy`, { itemId }));
+    return this.staleHashes.copied(fileId, decodeFile(await this.client.post(`/file/${enc(fileId)}/copy`, { itemId })));
   }
 
   async renameFile(fileId: string, name: string): Promise<FileDoc> {
     const path = `/file/${enc(fileId)}`;
     try {
-      return decodeFile(await this.client.put(path, { name }, { idempotent: false }));
+      return this.fileOf(await this.client.put(path, { name }, { idempotent: false }));
     } catch (err) {
       if (!(err instanceof GirderError) || !err.isTransient) throw err;
       // Girder stores the name before it tells the assetstore, which may fail: an S3 one answers
@@ -134,7 +137,7 @@ export class RestStore implements GirderStore {
         this.log.debug({ fileId, status: err.status }, 'the rename was stored although Girder answered an error');
         return now;
       }
-      return decodeFile(await this.client.put(path, { name }, { idempotent: true }));
+      return this.fileOf(await this.client.put(path, { name }, { idempotent: true }));
     }
   }
 
@@ -181,6 +184,11 @@ export class RestStore implements GirderStore {
   }
 
   /** Every page of a listing, sorted by _id so pages do not shift under a changing sort key. */
+  /** A file document as Girder sent it, less a SHA-512 known to be stale. */
+  private fileOf(doc: unknown): FileDoc {
+    return this.staleHashes.clean(decodeFile(doc));
+  }
+
   private async listAll<T>(path: string, query: Query, decode: (doc: unknown) => T): Promise<T[]> {
     const all: T[] = [];
     for (let offset = 0; ;) {
