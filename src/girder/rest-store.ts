@@ -107,11 +107,11 @@ export class RestStore implements GirderStore {
   }
 
   async uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return this.staleHashes.afterUpload(await upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
+    return this.uploaded(await upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
   async replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return this.staleHashes.afterUpload(await upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
+    return this.uploaded(await upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
   async filesBySha512(sha512: string): Promise<FileDoc[]> {
@@ -184,6 +184,17 @@ export class RestStore implements GirderStore {
   }
 
   /** Every page of a listing, sorted by _id so pages do not shift under a changing sort key. */
+  /**
+   * The file an upload made, with the SHA-512 Girder has for it. On S3 hashsum_download's
+   * auto_compute hashes the file while answering the final chunk, but that answer leaves the hash
+   * out: read the file once more, so an identical re-copy right after is known to be one.
+   */
+  private async uploaded(file: FileDoc, sent: string | undefined): Promise<FileDoc> {
+    let doc = file;
+    if (doc.sha512 === undefined && sent !== undefined && doc.size > 0) doc = await this.getFile(doc.id).catch(() => file);
+    return this.staleHashes.afterUpload(doc, sent);
+  }
+
   /** A file document as Girder sent it, less a SHA-512 known to be stale. */
   private fileOf(doc: unknown): FileDoc {
     return this.staleHashes.clean(decodeFile(doc));
