@@ -184,6 +184,11 @@ async function openWith<B extends AnswerBody>(
       client.countError();
       throw responseError('GET', apiPath, res.statusCode, contentType, text);
     }
+    if (res.statusCode === 416) {
+      // S3 answers a range past the object's end with 416 (Girder itself sends the whole file).
+      client.countError();
+      throw new GirderError(`${where}: file ${file.id} is now shorter than ${file.size} bytes (416 for ${range})`, 416, 'stale');
+    }
     // The storage server refused the URL Girder just gave (it expired on the way, say): ask once more.
     if (round < 2 && res.statusCode >= 400 && res.statusCode < 500) {
       client.log.debug({ fileId: file.id, status: res.statusCode }, 'the storage server refused a new download URL; asking Girder again');
