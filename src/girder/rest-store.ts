@@ -191,7 +191,7 @@ export class RestStore implements GirderStore {
    */
   private async uploaded(file: FileDoc, sent: string | undefined): Promise<FileDoc> {
     let doc = file;
-    if (doc.sha512 === undefined && sent !== undefined && doc.size > 0) doc = await this.getFile(doc.id).catch(() => file);
+    if (doc.sha512 === undefined && sent !== undefined) doc = await this.getFile(doc.id).catch(() => file);
     return this.staleHashes.afterUpload(doc, sent);
   }
 
