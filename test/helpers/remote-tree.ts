@@ -45,7 +45,7 @@ export async function remoteLookup(api: Rest, rootId: string, relPath: string): 
  * Girder's own; elsewhere (S3) it is hashed from a download: Girder's there may be missing, or the
  * old contents' (hashsum_download does not renew it when contents are replaced).
  */
-async function withTrueSha512(api: Rest, file: RawFile): Promise<RawFile> {
+export async function withTrueSha512(api: Rest, file: RawFile): Promise<RawFile> {
   if (api.assetstore === 'filesystem') return file;
   return { ...file, sha512: await api.downloadSha512(file._id) };
 }
