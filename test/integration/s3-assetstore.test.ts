@@ -99,6 +99,9 @@ t.test('ranged reads through the 303: byte-exact, Range re-sent to S3, no token,
     t.equal(downloads(gMark), 1, 'Girder asked once (the read does not know the version)');
   }
 
+  const past = await store.readRange({ id: doc.id, size: size + 100 }, size + 10, 5, Buffer.alloc(5)).catch((e: unknown) => e);
+  t.match(past, { type: 'stale' }, 'a range past the end of the object (S3 answers 416) is a changed file');
+
   let gMark = gp.mark();
   const first = Buffer.alloc(1000);
   await store.readRange(versioned, 12_345, 1000, first);
