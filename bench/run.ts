@@ -78,7 +78,7 @@ async function main(): Promise<void> {
     const header = [
       `girder-mount benchmark, ${startedAt}, commit ${await gitCommit()}, ${hostInfo().cpus} CPUs, node ${process.version}`,
       `load average (1 min) ${loadAtStart} at the start, ${hostInfo().load1} at the end: other work on the machine skews the figures`,
-      `medians of ${opts.runs} run(s); big file ${opts.sizeMiB} MiB; listing: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
+      `medians of ${opts.runs} run(s); assetstore ${opts.assetstore}; big file ${opts.sizeMiB} MiB; listing: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
     ];
     const rssOk = ctx.rows.every((r) => summarize(r).rssMet !== false);
     process.stdout.write(`\n${header.join('\n')}\n\n${formatTable(ctx.rows)}\n\n`);

@@ -2,22 +2,32 @@
 
 Usage:  .venv/bin/python scripts/girder-server.py [--port 0] [--data-dir DIR] [--exit-on-stdin-eof]
                                                   [--listing-plugin] [--count-db-queries]
+                                                  [--assetstore filesystem|s3]
 
 Prints ONE JSON line on stdout once the server answers HTTP, then serves until SIGTERM/SIGINT:
   {"ready":true,"apiUrl":"http://127.0.0.1:PORT/api/v1","port":PORT,"pid":PID,"dataDir":"...",
    "admin":{"id","login","password","apiKey"},"user":{...},
-   "folders":{"adminPublic","adminPrivate","userPublic","userPrivate"},"plugins":[...]}
+   "folders":{"adminPublic","adminPrivate","userPublic","userPrivate"},"plugins":[...],
+   "assetstore":{"type":"filesystem"|"s3","id","name", and for s3 "bucket","service"}}
 Everything else (warnings, errors) goes to stderr. The database lives in memory and dies with the
 process. Each step follows /work/shared/girder-mock-launch.py; girder-api.md section 9 says why.
+
+With --assetstore s3 the current assetstore is an S3 one on a local S3 server (moto, started as a
+child process by scripts/moto-server.py on a free port of 127.0.0.1, and stopped with this one);
+the filesystem assetstore still exists beside it. S3 stores no SHA-512 of its own, so the
+hashsum_download setting auto_compute is turned on there (Girder then hashes each finished upload by
+reading it back); "assetstore" in the ready line says so ("hashsumAutoCompute": true).
 """
 import argparse
 import collections
+import ctypes
 import json
 import logging
 import os
 import shutil
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -30,6 +40,8 @@ PLUGINS = ['hashsum_download']
 LISTING_PLUGIN = 'mount_listing'   # scripts/girder-plugin, installed into .venv by scripts/setup.sh
 DB_QUERIES_PATH = '/testing/db-queries'
 PASSWORD = 'password'
+S3_BUCKET = 'girder-test'
+S3_KEYS = ('test-access-key', 'test-secret-key')   # moto takes any credentials
 
 
 def parse_args():
@@ -44,6 +56,8 @@ def parse_args():
     parser.add_argument('--count-db-queries', action='store_true',
                         help='count database queries per collection; GET %s answers the counts'
                         % DB_QUERIES_PATH)
+    parser.add_argument('--assetstore', choices=('filesystem', 's3'), default='filesystem',
+                        help='the current assetstore: on disk (data dir), or S3 on a local moto server')
     return parser.parse_args()
 
 
@@ -188,6 +202,63 @@ def seed_accounts(assetstore_root):
     return accounts, folders
 
 
+def start_moto(timeout=60.0):
+    """scripts/moto-server.py as a child that dies with this process (stdin EOF, or PR_SET_PDEATHSIG)."""
+    def die_with_parent():
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)   # PR_SET_PDEATHSIG
+
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'moto-server.py')
+    child = subprocess.Popen([sys.executable, script], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             preexec_fn=die_with_parent)
+    line = []
+    reader = threading.Thread(target=lambda: line.append(child.stdout.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if not line or not line[0]:
+        child.kill()
+        raise RuntimeError('the moto server did not start (exit code %s)' % child.poll())
+    return child, json.loads(line[0])['port']
+
+
+def stop_moto(child):
+    child.stdin.close()
+    child.terminate()
+    try:
+        child.wait(10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+
+
+def make_s3_assetstore(service):
+    """A bucket on the local S3 server, and an S3 assetstore on it made the current one."""
+    import boto3
+    from girder.models.assetstore import Assetstore
+
+    boto3.client('s3', endpoint_url=service, region_name='us-east-1', aws_access_key_id=S3_KEYS[0],
+                 aws_secret_access_key=S3_KEYS[1]).create_bucket(Bucket=S3_BUCKET)
+    store = Assetstore().createS3Assetstore(name='s3', bucket=S3_BUCKET, accessKeyId=S3_KEYS[0],
+                                            secret=S3_KEYS[1], service=service)
+    store['current'] = True
+    store = Assetstore().save(store)
+    from girder.models.setting import Setting
+    Setting().set('hashsum_download.auto_compute', True)
+    return store
+
+
+def describe_assetstore():
+    from girder.models.assetstore import Assetstore
+    from girder.models.setting import Setting
+
+    store = Assetstore().getCurrent()
+    out = {'type': 's3' if store.get('bucket') else 'filesystem', 'id': str(store['_id']),
+           'name': store['name'],
+           'hashsumAutoCompute': bool(Setting().get('hashsum_download.auto_compute'))}
+    if out['type'] == 's3':
+        out.update(bucket=store['bucket'], service=store['service'])
+    return out
+
+
 def listen_socket(port):
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -231,6 +302,7 @@ def main():
     data_dir = os.path.abspath(args.data_dir or tempfile.mkdtemp(prefix='girder-server-'))
     os.makedirs(data_dir, exist_ok=True)
     exit_code = 0
+    moto = None
     try:
         setup_environment()
         patch_mongomock()
@@ -241,6 +313,9 @@ def main():
             count_db_queries(counts)
             app = serve_db_queries(app, counts)
         accounts, folders = seed_accounts(data_dir)
+        if args.assetstore == 's3':
+            moto, moto_port = start_moto()
+            make_s3_assetstore('http://127.0.0.1:%d' % moto_port)
 
         # 8. serve the app object in this process (reload would fork and lose the in-memory DB);
         #    in a thread, so this (main) thread owns the signals and the readiness check
@@ -263,7 +338,7 @@ def main():
         json_out.write(json.dumps({
             'ready': True, 'apiUrl': api_url, 'port': port, 'pid': os.getpid(),
             'dataDir': data_dir, 'admin': accounts['admin'], 'user': accounts['user'],
-            'folders': folders, 'plugins': plugins,
+            'folders': folders, 'plugins': plugins, 'assetstore': describe_assetstore(),
         }) + '\n')
         json_out.flush()
 
@@ -281,6 +356,8 @@ def main():
         logging.exception('girder-server: failed')
         exit_code = 1
     finally:
+        if moto is not None:
+            stop_moto(moto)
         if own_data_dir:
             shutil.rmtree(data_dir, ignore_errors=True)
     sys.stderr.flush()

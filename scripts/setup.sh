@@ -64,7 +64,7 @@ if [[ "$(cat "$PY_STAMP" 2>/dev/null)" != "$py_want" ]]; then
   say "pip install -r scripts/requirements.txt"
   "$VENV/bin/python" -m pip install --disable-pip-version-check --progress-bar off -q \
     -r scripts/requirements.txt >&2
-  "$VENV/bin/python" -c 'import girder, girder_hashsum_download, mongomock, girder_client, uvicorn' ||
+  "$VENV/bin/python" -c 'import girder, girder_hashsum_download, mongomock, girder_client, uvicorn, moto.server' ||
     die "the venv is missing a package after pip install"
   printf '%s\n' "$py_want" >"$PY_STAMP"
 else

@@ -64,7 +64,7 @@ export class BenchContext {
   }
 
   addRow(row: Row): void {
-    this.rows.push(row);
+    this.rows.push(this.opts.assetstore === 's3' ? { ...row, name: `${row.name} [S3]` } : row);
   }
 
   onCleanup(fn: () => Promise<unknown>): void {
@@ -72,7 +72,7 @@ export class BenchContext {
   }
 
   async startServer(): Promise<StartedServer> {
-    const server = await startGirder();
+    const server = await startGirder({ assetstore: this.opts.assetstore });
     this.onCleanup(() => server.stop());
     const admin = rest(server, 'admin');
     return { server, admin, token: await admin.token() };

@@ -5,6 +5,7 @@ import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
 import type { DirectBody } from './direct-request.js';
 import { responseError } from './failure.js';
+import { redirectTargetsOf, storageErrorOf } from './presigned.js';
 import type { FileRef } from './store.js';
 
 const MAX_REDIRECTS = 5;
@@ -138,27 +139,74 @@ async function openWith<B extends AnswerBody>(
   const range = `bytes=${from}-${to - 1}`;
   const headers = { range, accept: '*/*' };
   const apiPath = `/file/${encodeURIComponent(file.id)}/download`;
-  let target = apiPath;
-  let res = await send(target, headers);
-  for (let hops = 0; REDIRECTS.has(res.statusCode); hops++) {
-    const location = header(res.headers, 'location');
+  const targets = redirectTargetsOf(client);
+
+  // A URL Girder redirected this version to before (a presigned S3 URL): straight there.
+  const kept = targets.get(file);
+  if (kept !== undefined) {
+    const res = await send(kept, headers).catch((err: unknown) => {
+      targets.forget(file, kept);
+      throw err;
+    });
+    if (res.statusCode === 200 || res.statusCode === 206) return checkAnswer(client, file, from, range, res, `GET ${apiPath} (redirected)`);
+    // Expired, or the object is gone: Girder gives a new URL.
     await res.body.dump().catch(() => undefined);
-    if (location === undefined || hops >= MAX_REDIRECTS) {
-      client.countError();
-      throw new GirderError(`GET ${apiPath} redirected ${location === undefined ? 'without a Location' : 'too often'}`, res.statusCode, 'malformed');
+    targets.forget(file, kept);
+    client.log.debug({ fileId: file.id, status: res.statusCode }, 'the storage server refused a kept download URL; asking Girder again');
+  }
+
+  for (let round = 1; ; round++) {
+    let target = apiPath;
+    let res = await send(target, headers);
+    for (let hops = 0; REDIRECTS.has(res.statusCode); hops++) {
+      const location = header(res.headers, 'location');
+      await res.body.dump().catch(() => undefined);
+      const next = location === undefined ? undefined : new URL(location, hops === 0 ? client.apiUrl + apiPath : target);
+      if (next === undefined || hops >= MAX_REDIRECTS || (next.protocol !== 'http:' && next.protocol !== 'https:')) {
+        client.countError();
+        const why = next === undefined ? 'without a Location' : hops >= MAX_REDIRECTS ? 'too often' : `to a ${next.protocol} URL`;
+        throw new GirderError(`GET ${apiPath} redirected ${why}`, res.statusCode, 'malformed');
+      }
+      // The Range goes along; the Girder token does not (absolute URLs are sent without it).
+      target = next.href;
+      res = await send(target, headers);
     }
-    // The Range goes along; the Girder token does not (absolute URLs are sent without it).
-    target = new URL(location, hops === 0 ? client.apiUrl + apiPath : target).href;
-    res = await send(target, headers);
-  }
-
-  const where = target === apiPath ? `GET ${apiPath}` : `GET ${apiPath} (redirected)`;
-  if (res.statusCode !== 200 && res.statusCode !== 206) {
+    const redirected = target !== apiPath;
+    const where = redirected ? `GET ${apiPath} (redirected)` : `GET ${apiPath}`;
+    if (res.statusCode === 200 || res.statusCode === 206) {
+      const answer = checkAnswer(client, file, from, range, res, where);
+      if (redirected) targets.remember(file, target);
+      return answer;
+    }
     const text = await client.readText(res, undefined);
+    const contentType = header(res.headers, 'content-type') ?? '';
+    if (!redirected) {
+      client.countError();
+      throw responseError('GET', apiPath, res.statusCode, contentType, text);
+    }
+    if (res.statusCode === 416) {
+      // S3 answers a range past the object's end with 416 (Girder itself sends the whole file).
+      client.countError();
+      throw new GirderError(`${where}: file ${file.id} is now shorter than ${file.size} bytes (416 for ${range})`, 416, 'stale');
+    }
+    // The storage server refused the URL Girder just gave (it expired on the way, say): ask once more.
+    if (round < 2 && res.statusCode >= 400 && res.statusCode < 500) {
+      client.log.debug({ fileId: file.id, status: res.statusCode }, 'the storage server refused a new download URL; asking Girder again');
+      continue;
+    }
     client.countError();
-    throw responseError('GET', apiPath, res.statusCode, header(res.headers, 'content-type') ?? '', text);
+    const why = storageErrorOf(text) ?? `${res.statusCode} ${contentType || 'without a content type'}`;
+    throw new GirderError(`${where}: the storage server answered ${res.statusCode} (${why})`, res.statusCode, 'storage');
   }
+}
 
+/**
+ * Check a 200 or 206 answer's headers against the range asked for: another size is a 'stale'
+ * error, another range a 'malformed' one; either way the body is dropped, never used.
+ */
+function checkAnswer<B extends AnswerBody>(
+  client: GirderClient, file: FileRef, from: number, range: string, res: Answer<B>, where: string,
+): RangeBody<B> {
   const body = res.body;
   const fail = (message: string, type: string): never => {
     discard(body);

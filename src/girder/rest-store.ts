@@ -7,6 +7,7 @@ import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './dec
 import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
 import { decodeListingPage, isNoListingRoute, LISTING_MAX_LIMIT } from './listing-page.js';
+import { StaleHashes } from './stale-hashes.js';
 import type { FileRef, FolderContents, GirderStore, RangeStream } from './store.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
 import { CHUNK_SIZE, upload } from './upload.js';
@@ -29,6 +30,7 @@ export class RestStore implements GirderStore {
   private hashsum: Promise<boolean> | null = null;
   /** Whether the server has the listing plugin's route; undefined until an answer said. */
   private listingRoute: boolean | undefined;
+  private readonly staleHashes: StaleHashes;
 
   constructor(
     private readonly client: GirderClient,
@@ -38,6 +40,7 @@ export class RestStore implements GirderStore {
     this.pageSize = Math.max(1, options.pageSize ?? 5000);
     this.chunkSize = options.chunkSize ?? CHUNK_SIZE;
     this.streamOptions = options.stream ?? {};
+    this.staleHashes = new StaleHashes(log);
   }
 
   async me(): Promise<UserDoc | null> {
@@ -71,7 +74,7 @@ export class RestStore implements GirderStore {
   }
 
   async getFile(id: string, options: { signal?: AbortSignal } = {}): Promise<FileDoc> {
-    return decodeFile(await this.client.get(`/file/${enc(id)}`, undefined, options));
+    return this.fileOf(await this.client.get(`/file/${enc(id)}`, undefined, options));
   }
 
   listFolders(parentId: string): Promise<FolderDoc[]> {
@@ -83,7 +86,7 @@ export class RestStore implements GirderStore {
   }
 
   listFiles(itemId: string): Promise<FileDoc[]> {
-    return this.listAll(`/item/${enc(itemId)}/files`, {}, decodeFile);
+    return this.listAll(`/item/${enc(itemId)}/files`, {}, (doc) => this.fileOf(doc));
   }
 
   findItems(folderId: string, name: string): Promise<ItemDoc[]> {
@@ -133,7 +136,7 @@ export class RestStore implements GirderStore {
         if (totals !== undefined && totals !== now) changed = true;
         totals = now;
         folders.push(...page.folders);
-        items.push(...page.items);
+        items.push(...page.items.map(({ item, files }) => ({ item, files: files.map((f) => this.staleHashes.clean(f)) })));
         offset += page.folders.length + page.items.length;
         if (offset >= page.totalFolders + page.totalItems || page.folders.length + page.items.length === 0) break;
       }
@@ -158,26 +161,39 @@ export class RestStore implements GirderStore {
     return decodeItem(await this.client.post('/item', { folderId, name }));
   }
 
-  uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize });
+  async uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return this.uploaded(await upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
-  replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize });
+  async replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    return this.uploaded(await upload(this.client, { kind: 'replace', fileId }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
   async filesBySha512(sha512: string): Promise<FileDoc[]> {
     if (!/^[0-9a-fA-F]{128}$/.test(sha512) || !(await this.hasHashsum())) return [];
     const data = await this.client.get(`/file/hashsum/sha512/${sha512.toLowerCase()}`);
-    return asArray(data, 'file list').map(decodeFile);
+    return asArray(data, 'file list').map(decodeFile).filter((f) => !this.staleHashes.isStale(f));
   }
 
   async copyFile(fileId: string, itemId: string): Promise<FileDoc> {
-    return decodeFile(await this.client.post(`/file/${enc(fileId)}/copy`, { itemId }));
+    return this.staleHashes.copied(fileId, decodeFile(await this.client.post(`/file/${enc(fileId)}/copy`, { itemId })));
   }
 
   async renameFile(fileId: string, name: string): Promise<FileDoc> {
-    return decodeFile(await this.client.put(`/file/${enc(fileId)}`, { name }, { idempotent: true }));
+    const path = `/file/${enc(fileId)}`;
+    try {
+      return this.fileOf(await this.client.put(path, { name }, { idempotent: false }));
+    } catch (err) {
+      if (!(err instanceof GirderError) || !err.isTransient) throw err;
+      // Girder stores the name before it tells the assetstore, which may fail: an S3 one answers
+      // 500 (KeyError 's3Key') for every empty file. The rename is then done all the same.
+      const now = await this.getFile(fileId);
+      if (now.name === name) {
+        this.log.debug({ fileId, status: err.status }, 'the rename was stored although Girder answered an error');
+        return now;
+      }
+      return this.fileOf(await this.client.put(path, { name }, { idempotent: true }));
+    }
   }
 
   async updateItem(itemId: string, change: { name?: string; folderId?: string }): Promise<ItemDoc> {
@@ -223,6 +239,22 @@ export class RestStore implements GirderStore {
   }
 
   /** Every page of a listing, sorted by _id so pages do not shift under a changing sort key. */
+  /**
+   * The file an upload made, with the SHA-512 Girder has for it. On S3 hashsum_download's
+   * auto_compute hashes the file while answering the final chunk, but that answer leaves the hash
+   * out: read the file once more, so an identical re-copy right after is known to be one.
+   */
+  private async uploaded(file: FileDoc, sent: string | undefined): Promise<FileDoc> {
+    let doc = file;
+    if (doc.sha512 === undefined && sent !== undefined) doc = await this.getFile(doc.id).catch(() => file);
+    return this.staleHashes.afterUpload(doc, sent);
+  }
+
+  /** A file document as Girder sent it, less a SHA-512 known to be stale. */
+  private fileOf(doc: unknown): FileDoc {
+    return this.staleHashes.clean(decodeFile(doc));
+  }
+
   private async listAll<T>(path: string, query: Query, decode: (doc: unknown) => T): Promise<T[]> {
     const all: T[] = [];
     for (let offset = 0; ;) {

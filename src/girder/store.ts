@@ -85,4 +85,9 @@ export interface RangeStream {
 export interface FileRef {
   readonly id: string;
   readonly size: number;
+  /**
+   * An opaque key of the file's content version, when the caller knows it: where Girder redirects
+   * the download of one version (a presigned S3 URL) is then reused for later reads of it.
+   */
+  readonly version?: string;
 }

@@ -51,6 +51,8 @@ export interface UserDoc {
 export interface UploadSource {
   readonly path: string;
   readonly size: number;
+  /** SHA-512 of the bytes, when known: a replaced file whose Girder hash differs has a stale one (stale-hashes.ts). */
+  readonly sha512?: string;
 }
 
 /** Hooks an upload reports through, so a caller can journal and show progress. */

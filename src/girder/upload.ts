@@ -1,7 +1,8 @@
 /** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
-import { asObject, decodeFile, decodeUpload, isFileDocument } from './decode.js';
+import { isMultipartWithoutParts, isSingleChunkRefusal, multipart, planFromOffset, planFromUpload, type ChunkPlan } from './chunk-plan.js';
+import { decodeFile, decodeUpload, isFileDocument } from './decode.js';
 import { isAbort } from './failure.js';
 import { guessMimeType } from './mime.js';
 import { SourceFile } from './source-file.js';
@@ -17,7 +18,10 @@ export type UploadTarget =
   | { kind: 'replace'; fileId: string };
 
 export interface UploadOptions {
-  /** Bytes per chunk; Girder refuses non-final chunks under 5 MiB. Default CHUNK_SIZE. */
+  /**
+   * Bytes per chunk; Girder refuses non-final chunks under 5 MiB. Default CHUNK_SIZE. An S3
+   * assetstore may want other cuts, and says so (chunk-plan.ts).
+   */
   chunkSize?: number;
 }
 
@@ -40,11 +44,13 @@ export async function upload(
   try {
     let uploadId: string | undefined;
     let offset = 0;
+    let plan: ChunkPlan = { single: false, chunkSize };
     if (hooks.resumeUploadId !== undefined && source.size > 0) {
-      const resumed = await serverOffset(client, hooks.resumeUploadId, signal);
-      if (resumed !== null && resumed < source.size) {
+      const resumed = await serverOffset(client, hooks.resumeUploadId, source.size, chunkSize, signal);
+      if (resumed !== null && resumed.offset < source.size) {
         uploadId = hooks.resumeUploadId;
-        offset = resumed;
+        offset = resumed.offset;
+        plan = resumed.plan ?? plan;
         client.log.info({ uploadId, offset, size: source.size }, 'resuming an upload');
       } else {
         client.log.info({ uploadId: hooks.resumeUploadId }, 'the server no longer knows the upload; starting over');
@@ -54,10 +60,11 @@ export async function upload(
       const started = await startUpload(client, target, source.size, signal);
       if (isFileDocument(started)) return decodeFile(started);
       uploadId = decodeUpload(started).id;
+      plan = planFromUpload(started, source.size, chunkSize);
       await hooks.onUploadId?.(uploadId);
     }
     if (file === undefined) throw new GirderError('the server did not finish a 0-byte upload at once', 200, 'malformed');
-    return await sendChunks(client, target, file, source, uploadId, offset, chunkSize, hooks);
+    return await sendChunks(client, target, file, source, uploadId, offset, plan, hooks);
   } finally {
     await file?.close();
   }
@@ -76,16 +83,21 @@ async function startUpload(client: GirderClient, target: UploadTarget, size: num
   );
 }
 
-/** The server's byte count for an upload, or null when it does not know the upload id. */
-async function serverOffset(client: GirderClient, uploadId: string, signal?: AbortSignal): Promise<number | null> {
+/**
+ * The server's byte count for an upload (and how to send the rest, when the answer tells), or null
+ * when it does not know the upload id.
+ */
+async function serverOffset(
+  client: GirderClient, uploadId: string, size: number, chunkSize: number, signal?: AbortSignal,
+): Promise<{ offset: number; plan?: ChunkPlan } | null> {
   try {
-    const answer = asObject(await client.get('/file/offset', { uploadId }, { signal }), 'upload offset');
-    if (typeof answer.offset !== 'number' || answer.offset < 0) {
-      throw new GirderError('GET /file/offset answered without an offset', 200, 'malformed');
-    }
-    return answer.offset;
+    const resumed = planFromOffset(await client.get('/file/offset', { uploadId }, { signal }), chunkSize);
+    if (resumed === undefined) throw new GirderError('GET /file/offset answered without an offset', 200, 'malformed');
+    return resumed;
   } catch (err) {
     if (err instanceof GirderError && err.status === 400 && /^Invalid upload id/.test(err.message)) return null;
+    // S3 multipart with no part received yet: Girder counted nothing.
+    if (err instanceof GirderError && err.status === 400 && isMultipartWithoutParts(err.message)) return { offset: 0, plan: multipart(size, chunkSize) };
     throw err;
   }
 }
@@ -99,21 +111,28 @@ async function sendChunks(
   source: UploadSource,
   uploadId: string,
   startOffset: number,
-  chunkSize: number,
+  startPlan: ChunkPlan,
   hooks: UploadHooks,
 ): Promise<FileDoc> {
   const { size } = source;
   const signal = hooks.signal;
   let offset = startOffset;
+  let plan = startPlan;
   let failures = 0;
   for (;;) {
     signal?.throwIfAborted();
-    const length = Math.min(chunkSize, size - offset);
+    const length = plan.single ? size - offset : Math.min(plan.chunkSize, size - offset);
     let answer: unknown;
     try {
       answer = await sendChunk(client, file, uploadId, offset, length, size, hooks);
     } catch (err) {
       if (isAbort(err, signal) || !(err instanceof GirderError)) throw err;
+      if (err.status === 400 && !plan.single && isSingleChunkRefusal(err.message)) {
+        // An S3 upload of up to its chunk length, resumed without knowing it: all of it at once.
+        client.log.info({ uploadId, size }, 'the server wants this upload in one chunk');
+        plan = { ...plan, single: true };
+        continue;
+      }
       const mismatch = err.status === 400 ? OFFSET_MISMATCH.exec(err.message) : null;
       if (mismatch === null && !(err.status === 0 && err.type !== 'tls') && err.status < 500) throw err;
       failures++;
@@ -131,9 +150,9 @@ async function sendChunks(
         offset = Number(mismatch[1]);
         continue;
       }
-      let known: number | null;
+      let known: { offset: number; plan?: ChunkPlan } | null;
       try {
-        known = await serverOffset(client, uploadId, signal);
+        known = await serverOffset(client, uploadId, size, plan.chunkSize, signal);
       } catch (offsetErr) {
         if (offsetErr instanceof GirderError && offsetErr.isTransient) continue; // try the chunk again
         throw offsetErr;
@@ -144,7 +163,8 @@ async function sendChunks(
         if (done !== null) return done;
         throw new GirderError(`the server forgot upload ${uploadId} at byte ${offset} of ${size}`, 400, 'rest', undefined, { cause: err });
       }
-      offset = Math.min(known, size);
+      offset = Math.min(known.offset, size);
+      plan = known.plan ?? plan;
       continue;
     }
     if (isFileDocument(answer)) {

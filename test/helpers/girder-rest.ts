@@ -1,7 +1,8 @@
 // A small REST client for tests, on Node's global fetch, independent of src/girder/:
 // tests use it to prepare data on the server and to check what the mount did.
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import type { GirderServer, GirderServerInfo } from './girder-server.js';
+import type { AssetstoreKind, GirderServer, GirderServerInfo } from './girder-server.js';
 
 export type Role = 'admin' | 'user';
 export type Query = Record<string, string | number | boolean | undefined>;
@@ -69,6 +70,8 @@ type Body = Buffer | Json | undefined;
 export interface Rest {
   readonly apiUrl: string;
   readonly role: Role;
+  /** The server's current assetstore. */
+  readonly assetstore: AssetstoreKind;
   token(): Promise<string>;
   get<T = Json>(path: string, query?: Query): Promise<T>;
   post<T = Json>(path: string, query?: Query, body?: Body): Promise<T>;
@@ -83,8 +86,14 @@ export interface Rest {
   listFolders(parentId: string, parentType?: 'folder' | 'user' | 'collection'): Promise<RawFolder[]>;
   listItems(folderId: string): Promise<RawItem[]>;
   listFiles(itemId: string): Promise<RawFile[]>;
+  /**
+   * SHA-512 of a file's bytes: Girder's own on a filesystem assetstore, else of the downloaded
+   * bytes (on S3, hashsum_download keeps a replaced file's old SHA-512).
+   */
   fileSha512(fileId: string): Promise<string>;
   download(fileId: string): Promise<Buffer>;
+  /** SHA-512 of the bytes a download gives (following Girder's redirect), streamed. */
+  downloadSha512(fileId: string): Promise<string>;
   setMeta(type: 'folder' | 'item', id: string, meta: Record<string, Json>): Promise<RawFolder | RawItem>;
 }
 
@@ -187,9 +196,17 @@ export function rest(server: GirderServer | GirderServerInfo, role: Role): Rest 
     return last as unknown as RawFile;
   };
 
+  const downloadSha512 = async (fileId: string): Promise<string> => {
+    const res = await send('GET', `/file/${fileId}/download`, undefined, undefined, true);
+    const hash = createHash('sha512');
+    if (res.body !== null) for await (const chunk of res.body) hash.update(chunk);
+    return hash.digest('hex');
+  };
+
   return {
     apiUrl,
     role,
+    assetstore: info.assetstore.type,
     token,
     get: (path, query) => json('GET', path, query),
     post: (path, query, body) => json('POST', path, query, body),
@@ -231,6 +248,7 @@ export function rest(server: GirderServer | GirderServerInfo, role: Role): Rest 
     listFiles: (itemId) => json<RawFile[]>('GET', `/item/${itemId}/files`, { limit: 0 }),
 
     async fileSha512(fileId) {
+      if (info.assetstore.type !== 'filesystem') return downloadSha512(fileId);
       const file = await json<RawFile>('GET', `/file/${fileId}`);
       if (!file.sha512) throw new Error(`file ${fileId} has no sha512 (is hashsum_download loaded?)`);
       return file.sha512;
@@ -240,6 +258,8 @@ export function rest(server: GirderServer | GirderServerInfo, role: Role): Rest 
       const res = await send('GET', `/file/${fileId}/download`, undefined, undefined, true);
       return Buffer.from(await res.arrayBuffer());
     },
+
+    downloadSha512,
 
     setMeta: (type, id, meta) => json<RawFolder | RawItem>('PUT', `/${type}/${id}/metadata`, undefined, meta),
   };

@@ -10,6 +10,21 @@ export interface GirderAccount {
   apiKey: string;
 }
 
+/** Where the server keeps file bytes (scripts/girder-server.py --assetstore). */
+export type AssetstoreKind = 'filesystem' | 's3';
+
+/** The current assetstore, as the ready line describes it. */
+export interface AssetstoreInfo {
+  type: AssetstoreKind;
+  id: string;
+  name: string;
+  /** S3 only: the bucket, and the local S3 server (moto) Girder talks to, e.g. http://127.0.0.1:PORT. */
+  bucket?: string;
+  service?: string;
+  /** hashsum_download computes each new file's SHA-512 after its upload (the server turns it on for s3). */
+  hashsumAutoCompute: boolean;
+}
+
 export interface GirderServerInfo {
   ready: true;
   apiUrl: string;
@@ -26,6 +41,7 @@ export interface GirderServerInfo {
   };
   /** Girder plugins the server loaded (always hashsum_download; mount_listing with listingPlugin). */
   plugins: string[];
+  assetstore: AssetstoreInfo;
 }
 
 export interface StartGirderOptions {
@@ -39,6 +55,19 @@ export interface StartGirderOptions {
   listingPlugin?: boolean;
   /** Count database queries per collection; read them with dbQueries(). */
   countDbQueries?: boolean;
+  /**
+   * The current assetstore: 'filesystem', or 's3' on a local S3 server (moto) started and stopped
+   * with Girder. Default: $GIRDER_TEST_ASSETSTORE, else 'filesystem'.
+   */
+  assetstore?: AssetstoreKind;
+}
+
+/** The assetstore tests get when they do not choose one: $GIRDER_TEST_ASSETSTORE (filesystem or s3). */
+export function defaultAssetstore(): AssetstoreKind {
+  const env = process.env.GIRDER_TEST_ASSETSTORE;
+  if (env === undefined || env === '' || env === 'filesystem') return 'filesystem';
+  if (env === 's3') return 's3';
+  throw new Error(`GIRDER_TEST_ASSETSTORE must be filesystem or s3, not ${env}`);
 }
 
 export interface GirderServer {
@@ -78,6 +107,7 @@ export async function startGirder(opts: StartGirderOptions = {}): Promise<Girder
   if (opts.dataDir !== undefined) args.push('--data-dir', opts.dataDir);
   if (opts.listingPlugin === true) args.push('--listing-plugin');
   if (opts.countDbQueries === true) args.push('--count-db-queries');
+  args.push('--assetstore', opts.assetstore ?? defaultAssetstore());
   const child = spawn(venvPython(), args, {
     cwd: repoRoot(),
     env: { ...process.env, ...opts.env },

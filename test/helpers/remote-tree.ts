@@ -40,6 +40,16 @@ export async function remoteLookup(api: Rest, rootId: string, relPath: string): 
   return { kind: 'folder', folder };
 }
 
+/**
+ * The file document with `sha512` as the SHA-512 of its bytes. On a filesystem assetstore that is
+ * Girder's own; elsewhere (S3) it is hashed from a download: Girder's there may be missing, or the
+ * old contents' (hashsum_download does not renew it when contents are replaced).
+ */
+export async function withTrueSha512(api: Rest, file: RawFile): Promise<RawFile> {
+  if (api.assetstore === 'filesystem') return file;
+  return { ...file, sha512: await api.downloadSha512(file._id) };
+}
+
 /** The single file of the item at `relPath` (an item with one file of its own name), else throws. */
 export async function remoteFile(api: Rest, rootId: string, relPath: string): Promise<{ item: RawItem; file: RawFile }> {
   const entry = await remoteLookup(api, rootId, relPath);
@@ -50,10 +60,13 @@ export async function remoteFile(api: Rest, rootId: string, relPath: string): Pr
   if (entry.files.length !== 1 || file === undefined || file.name !== name) {
     throw new Error(`${relPath} is not a single-file item: ${JSON.stringify(entry.files.map((f) => f.name))}`);
   }
-  return { item: entry.item, file };
+  return { item: entry.item, file: await withTrueSha512(api, file) };
 }
 
-/** Every folder and single-file item under `rootId`, by relative path (items with other shapes are listed by file). */
+/**
+ * Every folder and single-file item under `rootId`, by relative path (items with other shapes are
+ * listed by file), with the SHA-512 of each file's bytes (withTrueSha512).
+ */
 export async function remoteTree(api: Rest, rootId: string): Promise<Record<string, TreeEntry>> {
   const out: Record<string, TreeEntry> = {};
   const walk = async (folderId: string, prefix: string): Promise<void> => {
@@ -62,7 +75,7 @@ export async function remoteTree(api: Rest, rootId: string): Promise<Record<stri
       await walk(folder._id, `${prefix}${folder.name}/`);
     }
     for (const item of await api.listItems(folderId)) {
-      const files = await api.listFiles(item._id);
+      const files = await Promise.all((await api.listFiles(item._id)).map((f) => withTrueSha512(api, f)));
       const only = files[0];
       if (files.length === 1 && only !== undefined && only.name === item.name) {
         out[prefix + item.name] = { size: only.size, sha512: only.sha512 ?? '(none)' };

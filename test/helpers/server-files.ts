@@ -2,6 +2,7 @@
 // and a content replacement as another Girder client would make it.
 import type { RawFile, RawItem, Rest } from './girder-rest.js';
 import { run, shellQuote } from './mount.js';
+import { withTrueSha512 } from './remote-tree.js';
 import { waitFor } from './wait.js';
 
 /** Items of a folder whose name is `name` or a Girder clash rename of it (`name (1)`, ...). */
@@ -10,12 +11,15 @@ export async function itemsLike(api: Rest, folderId: string, name: string): Prom
   return (await api.listItems(folderId)).filter((i) => clash.test(i.name));
 }
 
-/** The single file of the item `name` in a folder (undefined if there is no such item yet). */
+/**
+ * The single file of the item `name` in a folder (undefined if there is no such item yet), with
+ * the SHA-512 of its bytes (remote-tree.ts withTrueSha512: on S3 Girder's may be missing or stale).
+ */
 export async function fileOf(api: Rest, folderId: string, name: string): Promise<RawFile | undefined> {
   const item = (await api.listItems(folderId)).find((i) => i.name === name);
   if (item === undefined) return undefined;
   const files = await api.listFiles(item._id);
-  return files.length === 1 ? files[0] : undefined;
+  return files.length === 1 && files[0] !== undefined ? withTrueSha512(api, files[0]) : undefined;
 }
 
 /** Waits until the item `name` holds one file with this SHA-512; resolves with it. */

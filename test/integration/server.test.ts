@@ -92,3 +92,29 @@ t.test('girder-server.py serves a real Girder 5.0.21', async (t) => {
     await t.rejects(fetch(`${info.apiUrl}/system/version`), 'nothing listens any more');
   });
 });
+
+t.test('girder-server.py --assetstore s3: Girder on a local S3 server (moto) that lives and dies with it', async (t) => {
+  const server = await startGirder({ assetstore: 's3' });
+  t.teardown(() => server.stop());
+  const { info } = server;
+  const admin = rest(server, 'admin');
+  t.equal(info.assetstore.type, 's3', 'the ready line says S3 is the current assetstore');
+  t.match(info.assetstore.service, /^http:\/\/127\.0\.0\.1:\d+$/, 'on a local S3 server bound to 127.0.0.1');
+  t.equal(info.assetstore.hashsumAutoCompute, true);
+
+  const data = Buffer.from('bytes kept in S3\n');
+  const file = await admin.uploadBytes({ type: 'folder', id: info.folders.adminPrivate }, 's3.txt', data);
+  t.equal(file.size, data.length);
+  const token = await admin.token();
+  const res = await fetch(`${info.apiUrl}/file/${file._id}/download`, { headers: { 'Girder-Token': token }, redirect: 'manual' });
+  t.equal(res.status, 303, 'a download answers 303');
+  const location = res.headers.get('location') ?? '';
+  t.ok(location.startsWith(`${info.assetstore.service}/${info.assetstore.bucket}/`), 'to a presigned URL of the bucket');
+  const fromS3 = await fetch(location, { headers: { Range: 'bytes=6-10' } });
+  t.equal(fromS3.status, 206, 'S3 answers the Range itself');
+  t.equal(await fromS3.text(), 'kept ', 'with the right bytes');
+  t.equal(await admin.fileSha512(file._id), sha512(data), 'hashsum_download computed the SHA-512 after the upload');
+
+  t.equal(await server.stop(), 0, 'clean exit on SIGTERM');
+  await t.rejects(fetch(`${info.assetstore.service}/`), 'the S3 server is gone too');
+});

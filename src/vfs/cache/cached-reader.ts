@@ -151,7 +151,7 @@ export class CachedReader implements BlockStreamHost {
     while (end < stop && !this.available(vf, end)) end++;
     const offset = first * vf.blockSize;
     const length = Math.min(vf.size, end * vf.blockSize) - offset;
-    const rs = this.store.streamRange({ id: vf.fileId, size: vf.size }, offset, length);
+    const rs = this.store.streamRange({ id: vf.fileId, size: vf.size, version: vf.key }, offset, length);
     const stream = new BlockStream(this, vf, rs, first, end, this.streamSlabBlocks, this.streamIdleMs, this.streamStallMs);
     this.streams.add(stream);
     return stream;
@@ -273,7 +273,7 @@ export class CachedReader implements BlockStreamHost {
   }
 
   private async readRange(vf: VersionFile, offset: number, length: number, into: Buffer, onProgress: (filled: number) => void): Promise<number> {
-    return this.store.readRange({ id: vf.fileId, size: vf.size }, offset, length, into, 0, onProgress);
+    return this.store.readRange({ id: vf.fileId, size: vf.size, version: vf.key }, offset, length, into, 0, onProgress);
   }
 
   /** Load a whole disk block into memory, shared by concurrent readers. */

@@ -211,7 +211,7 @@ export class Uploader {
   }
 
   private source(a: Attempt): UploadSource {
-    return { path: a.job.tempPath, size: a.size };
+    return { path: a.job.tempPath, size: a.size, sha512: a.sha512 };
   }
 
   /** Upload hooks; an upload id is reused only for the very operation that started it. */
