@@ -36,11 +36,11 @@ export class Vfs implements FileSystem {
   constructor(
     private readonly ctx: VfsContext,
     private readonly reader: DataReader,
-    uploads: Uploads,
+    private readonly uploads: Uploads,
     private readonly opts: VfsOptions,
   ) {
     this.sealer = new Sealer(ctx, uploads, reader);
-    this.namespace = new Namespace(ctx);
+    this.namespace = new Namespace(ctx, uploads);
     this.xattrs = new Xattrs(ctx);
   }
 
@@ -315,8 +315,20 @@ export class Vfs implements FileSystem {
     if (local.dirty && !local.unlinked) await this.sealer.seal(local);
   }
 
+  /**
+   * Until Girder has the file (fsync, --sync-uploads). An upload that waits (credentials refused,
+   * server away...) may wait for hours: fail at once then; it stays queued and journaled.
+   */
   private async waitUploaded(local: LocalFile): Promise<void> {
-    await local.lastUpload;
+    for (;;) {
+      const why = this.uploads.waitingFor(local.key);
+      if (why !== undefined) {
+        this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
+        throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);
+      }
+      const change = this.uploads.nextChange();
+      if (await Promise.race([local.lastUpload.then(() => true), change.then(() => false)])) break;
+    }
     if (local.lastError !== undefined) throw toFsError(local.lastError);
   }
 

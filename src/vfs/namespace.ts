@@ -3,10 +3,11 @@ import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
+import type { Uploads } from './ports.js';
 
 /** mkdir, rmdir, unlink and rename, mapped to Girder folder, item and file calls. */
 export class Namespace {
-  constructor(private readonly ctx: VfsContext) {}
+  constructor(private readonly ctx: VfsContext, private readonly uploads: Uploads) {}
 
   async mkdir(path: string): Promise<void> {
     const { dir, name } = await parentOf(this.ctx, path);
@@ -34,7 +35,7 @@ export class Namespace {
     checkWritable(this.ctx, dir, path);
     const local = this.ctx.locals.get(path);
     if (local !== undefined) {
-      await this.settle(local);
+      await this.dropUploads(local);
       local.unlinked = true;
       this.ctx.locals.delete(path);
       if (local.target.kind !== 'file') return;
@@ -60,7 +61,7 @@ export class Namespace {
     checkStorableName(dst.name);
 
     const local = this.ctx.locals.get(from);
-    if (local !== undefined) await this.settle(local);
+    if (local !== undefined) await this.settle(local, from);
     if (local !== undefined && local.isNew && local.pendingUploads === 0) {
       await this.retargetNew(local, to, dst.dir, dst.name);
       return;
@@ -93,7 +94,7 @@ export class Namespace {
   /** rename over an existing entry replaces it, as POSIX says (an empty directory only). */
   private async removeTarget(target: Node | LocalFile, node: Node | undefined, to: string, dir: DirNode, name: string): Promise<void> {
     if (!('kind' in target)) {
-      await this.settle(target);
+      await this.dropUploads(target);
       target.unlinked = true;
       this.ctx.locals.delete(to);
       if (target.target.kind !== 'file') return;
@@ -162,8 +163,25 @@ export class Namespace {
     return node;
   }
 
-  /** Wait until a file's pending uploads are done, so the server holds what is renamed or removed. */
-  private async settle(local: LocalFile): Promise<void> {
+  /**
+   * Wait until a file's pending uploads are done, so the server holds what is renamed. While one
+   * waits (credentials refused, server away...) that may take hours: refuse at once instead.
+   */
+  private async settle(local: LocalFile, path: string): Promise<void> {
+    for (;;) {
+      const why = this.uploads.waitingFor(local.key);
+      if (why !== undefined) {
+        this.ctx.logger.warn({ path, reason: why }, 'cannot rename a file whose upload waits; it can be renamed once Girder has it');
+        throw new FsError('EIO', `${path}: its upload waits (${why})`);
+      }
+      const change = this.uploads.nextChange();
+      if (await Promise.race([local.lastUpload.then(() => true), change.then(() => false)])) return;
+    }
+  }
+
+  /** The file is removed or replaced: drop its uploads not yet running, and let a running one end. */
+  private async dropUploads(local: LocalFile): Promise<void> {
+    await this.uploads.cancel(local.key);
     await local.lastUpload;
   }
 
