@@ -137,6 +137,7 @@ class Session {
       if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
       const vfs = new Vfs(ctx, reader, uploads, { dataDir: dirs.data, syncUploads: config.syncUploads });
+      await vfs.adoptResumedUploads();
       const fuse = await mountFuse(vfs, mountpoint, {
         readOnly: config.readOnly,
         allowOther: config.allowOther,

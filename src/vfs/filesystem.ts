@@ -1,4 +1,4 @@
-import { FsError, toFsError } from '../errors.js';
+import { FsError, errorMessage, toFsError } from '../errors.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
@@ -42,6 +42,30 @@ export class Vfs implements FileSystem {
     this.sealer = new Sealer(ctx, uploads, reader);
     this.namespace = new Namespace(ctx, uploads);
     this.xattrs = new Xattrs(ctx);
+  }
+
+  /**
+   * After a restart, each upload resumed from the journal shows at its path (size, mtime, its
+   * bytes) until Girder has it, instead of the server's old version or nothing; it can be
+   * opened, read and written like any file being written. Call before mounting.
+   */
+  async adoptResumedUploads(): Promise<void> {
+    const newestFirst = [...this.uploads.resumed()].reverse();
+    for (const { job, done } of newestFirst) {
+      if (this.ctx.locals.has(job.path)) continue;
+      let local: LocalFile;
+      try {
+        local = await LocalFile.adopt(this.opts.dataDir, job.path, job.target, job.tempPath, job.key ?? job.path);
+      } catch (err) {
+        // ENOENT: it finished meanwhile, and Girder serves the path.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.ctx.logger.warn({ path: job.path, err: errorMessage(err) }, 'a resumed upload is not shown in the mount until it is done');
+        }
+        continue;
+      }
+      this.ctx.locals.set(job.path, local);
+      this.sealer.track(local, done);
+    }
   }
 
   async getattr(path: string): Promise<Attr> {
