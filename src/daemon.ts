@@ -128,12 +128,14 @@ class Session {
       const uploads = new UploadQueue({
         store,
         journalDir: dirs.journal,
+        cacheDir: dirs.root,
         logger,
         onFinished: (job) => {
           if (!locals.has(job.path)) void placeFinishedUpload(ctx, job.path);
         },
       });
       const resumed = await uploads.start();
+      client.onLogin(() => uploads.retryNow('a new login to Girder', 'auth'));
       if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
       const vfs = new Vfs(ctx, reader, uploads, { dataDir: dirs.data, syncUploads: config.syncUploads });
@@ -172,9 +174,10 @@ class Session {
   reload(): void {
     this.tree.clear();
     this.logger.info('SIGHUP: metadata cache dropped');
+    this.uploads.retryNow('SIGHUP');
   }
 
-  status(): MountStatus {
+  async status(): Promise<MountStatus> {
     const cache = this.cache.stats();
     return {
       pid: process.pid,
@@ -184,6 +187,8 @@ class Session {
       readOnly: this.config.readOnly,
       uptimeS: (Date.now() - this.startedAt) / 1000,
       uploads: this.uploads.status().map((u) => ({ ...u })),
+      failedUploads: await this.uploads.kept(),
+      lostAndFound: this.uploads.lostAndFoundDir,
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
     };
