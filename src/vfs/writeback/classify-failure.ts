@@ -6,6 +6,7 @@
  * when the failure taxonomy is unified there.
  */
 import { GirderError, errorMessage } from '../../errors.js';
+import { isMissing } from './retry-policy.js';
 import { NameInTheWayError } from './types.js';
 
 /** Why an upload waits, in a word (status and the re-login hook use it). */
@@ -56,7 +57,7 @@ export function classifyUploadFailure(err: unknown, tempPath: string): UploadFai
 
 function classifyGirderError(err: GirderError): UploadFailure {
   const said = girderSaid(err);
-  if (err.isMissing && err.message.startsWith('Invalid upload id')) {
+  if (err.status === 400 && err.message.startsWith('Invalid upload id')) {
     return { action: 'restart-upload', reason: 'Girder forgot the upload; starting it again' };
   }
   // A login refused (API key deactivated: 400 "Invalid API key.") or a token refused after one.
@@ -64,7 +65,7 @@ function classifyGirderError(err: GirderError): UploadFailure {
     return { action: 'wait', cause: 'auth', scope: 'server', reason: `Girder refused the credentials (${err.status}: ${said})` };
   }
   if (err.status === 403) return { action: 'wait', cause: 'access', scope: 'job', reason: `Girder denied access (403: ${said})` };
-  if (err.isMissing) return { action: 'check-target', reason: said };
+  if (isMissing(err)) return { action: 'check-target', reason: said };
   if (err.status === 400 && ASSETSTORE_FULL.test(said)) {
     return { action: 'wait', cause: 'storage', scope: 'server', reason: `Girder's storage is full or unavailable (400: ${said})` };
   }
