@@ -256,11 +256,14 @@ export class UploadQueue {
     for (;;) {
       const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
       if (mine.length === 0 || this.closed) return;
+      const dropped: Array<Promise<void>> = [];
       for (const e of mine) {
         e.cancelled = true;
-        if (!e.running) this.dropCancelled(e);
+        if (!e.running) dropped.push(this.dropCancelled(e));
       }
-      if (mine.some((e) => e.running)) await this.nextChange();
+      const change = this.nextChange();
+      await Promise.all(dropped);
+      if (mine.some((e) => e.running)) await change;
     }
   }
 
@@ -423,7 +426,7 @@ export class UploadQueue {
     } catch (err) {
       if (signal.aborted) return; // close() answers the waiters; the job stays journaled
       if (e.cancelled) {
-        this.dropCancelled(e);
+        await this.dropCancelled(e);
         return;
       }
       await this.failed(e, err);
@@ -640,16 +643,17 @@ export class UploadQueue {
     this.changed();
   }
 
-  private dropCancelled(e: Entry): void {
+  /** Forget a cancelled job (its journal record and data, what it made on the server); resolves once the record is gone. */
+  private async dropCancelled(e: Entry): Promise<void> {
     const { rec } = e;
     this.remove(e);
-    void this.discard(rec);
     void this.uploader.abandon(rec.resume).catch(() => undefined);
     this.log.debug({ path: rec.job.path }, 'upload dropped: its file was removed or replaced');
     const error = new UploadCancelledError(rec.job.path);
     for (const w of e.waiters) w.reject(error);
     this.changed();
     this.notifyDrain();
+    await this.discard(rec);
   }
 
   private remove(e: Entry): void {
