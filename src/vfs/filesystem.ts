@@ -9,6 +9,7 @@ import { fileAttr, isDir, nodeAttr, versionKey, type FileNode } from './nodes.js
 import { mtimeMeta, mtimeOf } from './mtime-meta.js';
 import type { DataReader, ReadSession, UploadTarget, Uploads } from './ports.js';
 import { Sealer } from './sealer.js';
+import { uploadedOrWaiting } from './upload-settled.js';
 import { Xattrs } from './xattrs.js';
 
 type Handle =
@@ -344,14 +345,10 @@ export class Vfs implements FileSystem {
    * server away...) may wait for hours: fail at once then; it stays queued and journaled.
    */
   private async waitUploaded(local: LocalFile): Promise<void> {
-    for (;;) {
-      const why = this.uploads.waitingFor(local.key);
-      if (why !== undefined) {
-        this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
-        throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);
-      }
-      const change = this.uploads.nextChange();
-      if (await Promise.race([local.lastUpload.then(() => true), change.then(() => false)])) break;
+    const why = await uploadedOrWaiting(this.uploads, local);
+    if (why !== undefined) {
+      this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
+      throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);
     }
     if (local.lastError !== undefined) throw toFsError(local.lastError);
   }

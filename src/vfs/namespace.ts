@@ -4,6 +4,7 @@ import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
 import type { Uploads } from './ports.js';
+import { uploadedOrWaiting } from './upload-settled.js';
 
 /** mkdir, rmdir, unlink and rename, mapped to Girder folder, item and file calls. */
 export class Namespace {
@@ -168,15 +169,10 @@ export class Namespace {
    * waits (credentials refused, server away...) that may take hours: refuse at once instead.
    */
   private async settle(local: LocalFile, path: string): Promise<void> {
-    for (;;) {
-      const why = this.uploads.waitingFor(local.key);
-      if (why !== undefined) {
-        this.ctx.logger.warn({ path, reason: why }, 'cannot rename a file whose upload waits; it can be renamed once Girder has it');
-        throw new FsError('EIO', `${path}: its upload waits (${why})`);
-      }
-      const change = this.uploads.nextChange();
-      if (await Promise.race([local.lastUpload.then(() => true), change.then(() => false)])) return;
-    }
+    const why = await uploadedOrWaiting(this.uploads, local);
+    if (why === undefined) return;
+    this.ctx.logger.warn({ path, reason: why }, 'cannot rename a file whose upload waits; it can be renamed once Girder has it');
+    throw new FsError('EIO', `${path}: its upload waits (${why})`);
   }
 
   /** The file is removed or replaced: drop its uploads not yet running, and let a running one end. */
