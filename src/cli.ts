@@ -95,8 +95,8 @@ async function main(): Promise<void> {
     )
     .command(
       'status <mountpoint>',
-      'show pending uploads, cache and request counts of a running mount',
-      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false }),
+      'show every closed file not yet on the server (uploading, queued, waiting: <reason>, failed: <reason>, kept at <path>), cache and request counts; exit 0 when nothing waits or failed, 3 when an upload waits, 4 when one failed (kept in lost+found)',
+      (y) => y.positional('mountpoint', { type: 'string', demandOption: true }).option('json', { type: 'boolean', default: false, describe: 'the same as JSON (same exit code)' }),
       async (argv) => {
         process.exitCode = await runStatus(argv.mountpoint, argv.json);
       },

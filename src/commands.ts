@@ -1,7 +1,7 @@
 import { realpath } from 'node:fs/promises';
 import { controlRequest } from './control/client.js';
 import { controlSocketPath } from './control/socket-path.js';
-import { formatStatus, type MountStatus, type UnmountAnswer } from './control/status.js';
+import { formatStatus, statusExitCode, type MountStatus, type UnmountAnswer } from './control/status.js';
 import { UsageError, errorMessage } from './errors.js';
 
 async function socketFor(mountpoint: string): Promise<string> {
@@ -26,7 +26,7 @@ export async function runStatus(mountpoint: string, json: boolean): Promise<numb
   });
   const status = answer.body as MountStatus;
   process.stdout.write((json ? JSON.stringify(status) : formatStatus(status)) + '\n');
-  return 0;
+  return statusExitCode(status);
 }
 
 /** `girder-mount unmount <mountpoint>`: the daemon drains its uploads, then unmounts and exits. */

@@ -135,15 +135,18 @@ class Session {
       const uploads = new UploadQueue({
         store,
         journalDir: dirs.journal,
+        cacheDir: dirs.root,
         logger,
         onFinished: (job) => {
           if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
         },
       });
       const resumed = await uploads.start();
+      client.onLogin(() => uploads.retryNow('a new login to Girder', 'auth'));
       if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
       const vfs = new Vfs(ctx, reader, uploads, { dataDir: dirs.data, syncUploads: config.syncUploads });
+      await vfs.adoptResumedUploads();
       const fuse = await mountFuse(vfs, mountpoint, {
         readOnly: config.readOnly,
         allowOther: config.allowOther,
@@ -180,9 +183,10 @@ class Session {
   reload(): void {
     this.tree.clear();
     this.logger.info('SIGHUP: metadata cache dropped');
+    this.uploads.retryNow('SIGHUP');
   }
 
-  status(): MountStatus {
+  async status(): Promise<MountStatus> {
     const cache = this.cache.stats();
     return {
       pid: process.pid,
@@ -193,6 +197,8 @@ class Session {
       uptimeS: (Date.now() - this.startedAt) / 1000,
       ...(this.ending?.detached === true ? { detached: true } : {}),
       uploads: this.uploads.status().map((u) => ({ ...u })),
+      failedUploads: await this.uploads.kept(),
+      lostAndFound: this.uploads.lostAndFoundDir,
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
     };

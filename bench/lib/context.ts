@@ -113,9 +113,9 @@ export class BenchContext {
         const deadline = Date.now() + timeoutMs;
         for (;;) {
           const s = await status();
+          const failed = s.failedUploads[0];
+          if (failed !== undefined) throw new Error(`upload of ${failed.path} failed: ${failed.reason}, kept at ${failed.keptAt}`);
           if (s.uploads.length === 0) return s;
-          const failed = s.uploads.find((u) => u.error !== undefined);
-          if (failed !== undefined && /fail/i.test(failed.state)) throw new Error(`upload of ${failed.path} failed: ${failed.error}`);
           if (Date.now() > deadline) throw new Error(`uploads of ${mount.mountpoint} still pending after ${timeoutMs} ms`);
           await sleep(100);
         }

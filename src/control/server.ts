@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { MountStatus, UnmountAnswer } from './status.js';
 
 export interface ControlHandlers {
-  status(): MountStatus;
+  status(): Promise<MountStatus>;
   unmount(timeoutS: number, force: boolean): Promise<UnmountAnswer>;
 }
 
@@ -42,7 +42,7 @@ export class ControlServer {
 
 async function handle(req: IncomingMessage, res: ServerResponse, handlers: ControlHandlers): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://control');
-  if (req.method === 'GET' && url.pathname === '/status') return reply(res, 200, handlers.status());
+  if (req.method === 'GET' && url.pathname === '/status') return reply(res, 200, await handlers.status());
   if (req.method === 'POST' && url.pathname === '/unmount') {
     const timeout = Number(url.searchParams.get('timeout') ?? '300');
     const answer = await handlers.unmount(Number.isFinite(timeout) ? timeout : 300, url.searchParams.get('force') === '1');

@@ -120,6 +120,7 @@ export class GirderClient {
   private token: string | undefined;
   private tokenExpires = 0;
   private loginInFlight: Promise<UserDoc> | null = null;
+  private readonly loginListeners = new Set<() => void>();
   private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
   /** Requests sent and not yet answered (their heads), for the log line of an operation given up on. */
   private readonly waiting = new Set<{ readonly method: string; readonly path: string; readonly startedAt: number }>();
@@ -181,11 +182,20 @@ export class GirderClient {
   /** Log in with the configured credentials; concurrent callers share one login. */
   login(): Promise<UserDoc> {
     if (this.loginInFlight === null) {
-      this.loginInFlight = this.doLogin().finally(() => {
+      this.loginInFlight = this.doLogin().then((user) => {
+        this.tellLoggedIn();
+        return user;
+      }).finally(() => {
         this.loginInFlight = null;
       });
     }
     return this.loginInFlight;
+  }
+
+  /** Call `listener` after each successful login (e.g. to retry what the server refused before). Returns its removal. */
+  onLogin(listener: () => void): () => void {
+    this.loginListeners.add(listener);
+    return () => this.loginListeners.delete(listener);
   }
 
   async get(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
@@ -495,6 +505,16 @@ export class GirderClient {
         throw new GirderError(`${refused} (${err.message})`, err.status, 'auth', undefined, { cause: err });
       }
       throw err;
+    }
+  }
+
+  private tellLoggedIn(): void {
+    for (const listener of [...this.loginListeners]) {
+      try {
+        listener();
+      } catch (err) {
+        this.log.error({ err: errorMessage(err) }, 'a login listener threw');
+      }
     }
   }
 

@@ -1,4 +1,4 @@
-import { FsError, toFsError } from '../errors.js';
+import { FsError, errorMessage, toFsError } from '../errors.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
@@ -9,6 +9,7 @@ import { fileAttr, isDir, nodeAttr, versionKey, type FileNode } from './nodes.js
 import { mtimeMeta, mtimeOf } from './mtime-meta.js';
 import type { DataReader, ReadSession, UploadTarget, Uploads } from './ports.js';
 import { Sealer } from './sealer.js';
+import { uploadedOrWaiting } from './upload-settled.js';
 import { Xattrs } from './xattrs.js';
 
 type Handle =
@@ -40,8 +41,32 @@ export class Vfs implements FileSystem {
     private readonly opts: VfsOptions,
   ) {
     this.sealer = new Sealer(ctx, uploads, reader);
-    this.namespace = new Namespace(ctx);
+    this.namespace = new Namespace(ctx, uploads);
     this.xattrs = new Xattrs(ctx);
+  }
+
+  /**
+   * After a restart, each upload resumed from the journal shows at its path (size, mtime, its
+   * bytes) until Girder has it, instead of the server's old version or nothing; it can be
+   * opened, read and written like any file being written. Call before mounting.
+   */
+  async adoptResumedUploads(): Promise<void> {
+    const newestFirst = [...this.uploads.resumed()].reverse();
+    for (const { job, done } of newestFirst) {
+      if (this.ctx.locals.has(job.path)) continue;
+      let local: LocalFile;
+      try {
+        local = await LocalFile.adopt(this.opts.dataDir, job.path, job.target, job.tempPath, job.key ?? job.path);
+      } catch (err) {
+        // ENOENT: it finished meanwhile, and Girder serves the path.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.ctx.logger.warn({ path: job.path, err: errorMessage(err) }, 'a resumed upload is not shown in the mount until it is done');
+        }
+        continue;
+      }
+      this.ctx.locals.set(job.path, local);
+      this.sealer.track(local, done);
+    }
   }
 
   async getattr(path: string): Promise<Attr> {
@@ -360,8 +385,16 @@ export class Vfs implements FileSystem {
     if (local.dirty && !local.unlinked) await this.sealer.seal(local);
   }
 
+  /**
+   * Until Girder has the file (fsync, --sync-uploads). An upload that waits (credentials refused,
+   * server away...) may wait for hours: fail at once then; it stays queued and journaled.
+   */
   private async waitUploaded(local: LocalFile): Promise<void> {
-    await local.lastUpload;
+    const why = await uploadedOrWaiting(this.uploads, local);
+    if (why !== undefined) {
+      this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
+      throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);
+    }
     if (local.lastError !== undefined) throw toFsError(local.lastError);
   }
 

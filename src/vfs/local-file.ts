@@ -16,8 +16,6 @@ const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
  * open or an upload of it is pending, and serves reads of the path meanwhile.
  */
 export class LocalFile {
-  /** Names this file's uploads across renames (see UploadJob.key). */
-  readonly key = randomUUID();
   /** Handles open on it (readers and writers). */
   openCount = 0;
   /** Written since the last hand-off to the upload queue. */
@@ -65,6 +63,8 @@ export class LocalFile {
     private direct: FileHandle | undefined,
     public size: number,
     private readonly writer: LocalWriter,
+    /** Names this file's uploads across renames (see UploadJob.key). */
+    readonly key: string = randomUUID(),
   ) {
     this.writeKey = writer.register((err) => {
       this.failure ??= err;
@@ -74,6 +74,30 @@ export class LocalFile {
   static async create(dataDir: string, path: string, target: UploadTarget, writer = localWriter()): Promise<LocalFile> {
     const { tempPath, fd, direct } = await newTemp(dataDir, writer);
     return new LocalFile(dataDir, path, target, tempPath, fd, direct, 0, writer);
+  }
+
+  /**
+   * The local copy of a file whose upload the journal resumed after a restart: a second name for
+   * the job's data file (which the queue keeps, and removes once uploaded), shared as after
+   * snapshot(), so a write copies it first. `key` is the job's, so a new close uploads after it.
+   */
+  static async adopt(dataDir: string, path: string, target: UploadTarget, source: string, key: string, writer = localWriter()): Promise<LocalFile> {
+    const tempPath = join(dataDir, `${randomUUID()}.data`);
+    await link(source, tempPath);
+    let fd: FileHandle | undefined;
+    try {
+      fd = await open(tempPath, 'r+');
+      const st = await fd.stat();
+      const local = new LocalFile(dataDir, path, target, tempPath, fd, undefined, st.size, writer, key);
+      local.shared = true;
+      local.hashing = false;
+      local.mtime = Math.round(st.mtimeMs);
+      return local;
+    } catch (err) {
+      await fd?.close().catch(() => undefined);
+      await unlink(tempPath).catch(() => undefined);
+      throw err;
+    }
   }
 
   get isNew(): boolean {

@@ -3,6 +3,8 @@ import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
+import type { Uploads } from './ports.js';
+import { uploadedOrWaiting } from './upload-settled.js';
 
 /**
  * libfuse's name for a file unlinked while open (fuse.c hidden_name: nodeid and a counter, 8 hex
@@ -22,7 +24,7 @@ export class Namespace {
    */
   private readonly hidden = new Map<string, FileNode>();
 
-  constructor(private readonly ctx: VfsContext) {}
+  constructor(private readonly ctx: VfsContext, private readonly uploads: Uploads) {}
 
   /** The file unlinked while open that libfuse now calls `path`. */
   hiddenAt(path: string): FileNode | undefined {
@@ -59,7 +61,7 @@ export class Namespace {
     checkWritable(this.ctx, dir, path);
     const local = this.ctx.locals.get(path);
     if (local !== undefined) {
-      await this.settle(local);
+      await this.dropUploads(local);
       local.unlinked = true;
       this.ctx.locals.delete(path);
       if (local.target.kind !== 'file') return;
@@ -89,7 +91,7 @@ export class Namespace {
     checkStorableName(dst.name);
 
     const local = this.ctx.locals.get(from);
-    if (local !== undefined) await this.settle(local);
+    if (local !== undefined) await this.settle(local, from);
     if (local !== undefined && local.isNew && local.pendingUploads === 0) {
       await this.retargetNew(local, to, dst.dir, dst.name);
       return;
@@ -119,7 +121,7 @@ export class Namespace {
     checkWritable(this.ctx, dir, from);
     const local = this.ctx.locals.get(from);
     if (local !== undefined) {
-      await this.settle(local);
+      await this.dropUploads(local);
       local.unlinked = true;
       this.ctx.locals.delete(from);
       local.path = to;
@@ -158,7 +160,7 @@ export class Namespace {
   /** rename over an existing entry replaces it, as POSIX says (an empty directory only). */
   private async removeTarget(target: Node | LocalFile, node: Node | undefined, to: string, dir: DirNode, name: string): Promise<void> {
     if (!('kind' in target)) {
-      await this.settle(target);
+      await this.dropUploads(target);
       target.unlinked = true;
       this.ctx.locals.delete(to);
       if (target.target.kind !== 'file') return;
@@ -227,8 +229,20 @@ export class Namespace {
     return node;
   }
 
-  /** Wait until a file's pending uploads are done, so the server holds what is renamed or removed. */
-  private async settle(local: LocalFile): Promise<void> {
+  /**
+   * Wait until a file's pending uploads are done, so the server holds what is renamed. While one
+   * waits (credentials refused, server away...) that may take hours: refuse at once instead.
+   */
+  private async settle(local: LocalFile, path: string): Promise<void> {
+    const why = await uploadedOrWaiting(this.uploads, local);
+    if (why === undefined) return;
+    this.ctx.logger.warn({ path, reason: why }, 'cannot rename a file whose upload waits; it can be renamed once Girder has it');
+    throw new FsError('EIO', `${path}: its upload waits (${why})`);
+  }
+
+  /** The file is removed or replaced: drop its uploads not yet running, and let a running one end. */
+  private async dropUploads(local: LocalFile): Promise<void> {
+    await this.uploads.cancel(local.key);
     await local.lastUpload;
   }
 

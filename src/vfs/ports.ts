@@ -36,14 +36,31 @@ export interface UploadStatus {
   readonly path: string;
   readonly size: number;
   readonly sent: number;
-  readonly state: 'queued' | 'hashing' | 'uploading' | 'retrying';
-  readonly error?: string;
+  /** 'waiting': a try failed with something that can go away; it is tried again in `retryInS`. */
+  readonly state: 'queued' | 'hashing' | 'uploading' | 'waiting';
+  /** Why it waits, in words. */
+  readonly reason?: string;
+  readonly retryInS?: number;
+  /** Read from the journal at start (closed before a restart). */
+  readonly resumed?: boolean;
 }
 
 export interface Uploads {
-  /** Resolves once the job is durably journaled; `done` settles when Girder has the bytes. */
+  /**
+   * Resolves once the job is durably journaled; `done` settles when Girder has the bytes. It
+   * rejects only when the job leaves the queue without reaching Girder: its target was deleted
+   * there (the bytes went to lost+found), it was cancelled, or the queue closed (it stays journaled).
+   */
   submit(job: UploadJob): Promise<{ readonly done: Promise<UploadResult> }>;
   status(): UploadStatus[];
+  /** Jobs read from the journal at start and not finished yet, with their outcome. */
+  resumed(): ReadonlyArray<{ readonly job: UploadJob; readonly done: Promise<UploadResult> }>;
+  /** Why the uploads of a file (UploadJob.key) wait, or undefined when none waits. */
+  waitingFor(key: string): string | undefined;
+  /** Resolves at the next change of any upload's state. */
+  nextChange(): Promise<void>;
+  /** Drop a file's uploads that are not running (it was removed or replaced); resolves once none is left. */
+  cancel(key: string): Promise<void>;
 }
 
 export interface RemoteFile {

@@ -8,6 +8,7 @@ import { isDir, type FileNode } from './nodes.js';
 import { parentAndName } from './names.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
 import { versionKey } from './nodes.js';
+import { UploadCancelledError } from './writeback/types.js';
 
 /** How long a close waits to learn whether Girder already has the file's bytes. */
 const SAME_CHECK_MS = 3000;
@@ -46,12 +47,20 @@ export class Sealer {
       throw toFsError(err);
     }
     this.warnIfChangedRemotely(local);
+    this.track(local, done);
+  }
+
+  /**
+   * Follow an upload of the local copy, which stays (and serves the path) until it settles. The
+   * queue logs where the bytes are when it does not reach Girder: kept in lost+found, or still
+   * journaled when the daemon stops (not a failure, and not logged per file).
+   */
+  track(local: LocalFile, done: Promise<UploadResult>): void {
     local.pendingUploads++;
     local.lastUpload = this.followed(done.then(
       (result) => this.finished(local, result),
       (err: unknown) => {
-        local.lastError = err;
-        this.ctx.logger.error({ path: local.path, err: errorMessage(err) }, 'upload failed; its data is kept in failed/ of the journal directory');
+        if (!(err instanceof UploadCancelledError)) local.lastError = err;
         return undefined;
       },
     ).finally(() => {

@@ -9,7 +9,7 @@ import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, User
  * An in-memory Girder 5 with the quirks of girder-api.md: 24-hex ids, no 404s (400 `Invalid <model>
  * id (...)`), silent `name (1)` renames of clashing items, 400 on clashing folders, trimmed names,
  * `created` reset on replace, `updated` absent on files until a rename, sha512 only "with the
- * hashsum_download plugin". Test hooks: failNext, delayNext, beforeNext, gate, interruptNextUpload, pauseNextUpload,
+ * hashsum_download plugin". Test hooks: refuse, failNext, delayNext, beforeNext, gate, interruptNextUpload, pauseNextUpload,
  * and the `calls` / `bytesUploaded` / `bytesRead` counters. `streamRange` hooks act when the stream
  * starts (its first read waits for them); `openStreams` holds the streams not yet closed.
  */
@@ -60,6 +60,19 @@ interface UploadRec {
 interface Gate {
   arrived: () => void;
   released: Promise<void>;
+}
+
+interface Refusal {
+  error: GirderError | Error;
+  methods: Set<StoreMethod> | undefined;
+  hits: number;
+}
+
+/** Handle of a refusal set with `MemoryStore.refuse()`. */
+export interface RefusalHandle {
+  /** Calls refused so far. */
+  readonly hits: number;
+  lift(): void;
 }
 
 /** Handle of a gate set with `MemoryStore.gate()`. */
@@ -114,6 +127,7 @@ export class MemoryStore implements GirderStore {
   private readonly delays = new Map<StoreMethod, number[]>();
   private readonly befores = new Map<StoreMethod, Array<() => void | Promise<void>>>();
   private readonly gates = new Map<StoreMethod, Gate[]>();
+  private readonly refusals: Refusal[] = [];
   private interrupt: { afterBytes: number; error: Error } | undefined;
   private pause: { afterBytes: number; gate: Gate } | undefined;
   private idCounter = 0;
@@ -135,6 +149,22 @@ export class MemoryStore implements GirderStore {
   }
 
   // ---- test hooks ----
+
+  /**
+   * Every call of `methods` (of any method when omitted) throws `error` (after being logged in
+   * `calls`) until the handle's lift(): a server that refuses for a while (credentials, 5xx, full).
+   */
+  refuse(error: GirderError | Error, methods?: StoreMethod[]): RefusalHandle {
+    const refusal: Refusal = { error, methods: methods === undefined ? undefined : new Set(methods), hits: 0 };
+    this.refusals.push(refusal);
+    return {
+      get hits() { return refusal.hits; },
+      lift: () => {
+        const i = this.refusals.indexOf(refusal);
+        if (i >= 0) this.refusals.splice(i, 1);
+      },
+    };
+  }
 
   /** The next `times` calls of `method` throw `error` (after being logged in `calls`). */
   failNext(method: StoreMethod, error: GirderError | Error, times = 1): void {
@@ -553,6 +583,11 @@ export class MemoryStore implements GirderStore {
     if (before) await before();
     const failure = this.failures.get(method)?.shift();
     if (failure) throw failure;
+    const refusal = this.refusals.find((r) => r.methods === undefined || r.methods.has(method));
+    if (refusal) {
+      refusal.hits++;
+      throw refusal.error;
+    }
   }
 
   /** Read the source from disk in chunks into an upload (resumed when `hooks.resumeUploadId` is known). */

@@ -21,7 +21,8 @@ export interface VfsFixture {
   writeFile(path: string, data: Buffer | string): Promise<void>;
   /** Read a whole file through open/read/release. */
   readFile(path: string): Promise<Buffer>;
-  close(): Promise<void>;
+  /** Close the queue (as a stopping daemon does) and the cache; `keep` leaves the directory for a restart. */
+  close(opts?: { keep?: boolean }): Promise<void>;
 }
 
 export interface FixtureOptions {
@@ -29,14 +30,17 @@ export interface FixtureOptions {
   readonly syncUploads?: boolean;
   readonly readOnly?: boolean;
   readonly store?: MemoryStore;
+  /** Reuse the directory of an earlier fixture: a restart with the same cache directory. */
+  readonly dir?: string;
+  readonly retryDelayMs?: { min: number; max: number };
 }
 
 /** The whole filesystem model over an in-memory Girder, with the real cache and upload queue. */
 export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture> {
   const logger = silentLogger();
   const store = opts.store ?? new MemoryStore();
-  const dir = await mkdtemp(join(tmpdir(), 'gm-vfs-'));
-  for (const sub of ['data', 'journal', 'blocks']) await mkdir(join(dir, sub), { mode: 0o700 });
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'gm-vfs-')));
+  for (const sub of ['data', 'journal', 'blocks']) await mkdir(join(dir, sub), { mode: 0o700, recursive: true });
   const cache = await BlockCache.open({ dir: join(dir, 'blocks'), maxBytes: 256 << 20, logger });
   const reader = new CachedReader(store, cache, { logger });
   const tree = new Tree(store, await store.getFolder(store.rootId), { ttlMs: opts.ttlMs ?? 60_000, logger });
@@ -48,9 +52,10 @@ export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture>
     locals,
     owner: { uid: 1000, gid: 1000, readOnly: opts.readOnly ?? false, umask: 0o022 },
   };
-  const uploads = new UploadQueue({ store, journalDir: join(dir, 'journal'), logger, retryDelayMs: { min: 5, max: 20 } });
+  const uploads = new UploadQueue({ store, journalDir: join(dir, 'journal'), logger, retryDelayMs: opts.retryDelayMs ?? { min: 5, max: 20 } });
   await uploads.start();
   const vfs = new Vfs(ctx, reader, uploads, { dataDir: join(dir, 'data'), syncUploads: opts.syncUploads ?? false });
+  await vfs.adoptResumedUploads();
 
   return {
     store,
@@ -78,10 +83,10 @@ export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture>
       await vfs.release(fh);
       return out.subarray(0, pos);
     },
-    async close() {
+    async close(closeOpts = {}) {
       await uploads.close();
       await cache.close();
-      await rm(dir, { recursive: true, force: true });
+      if (closeOpts.keep !== true) await rm(dir, { recursive: true, force: true });
     },
   };
 }

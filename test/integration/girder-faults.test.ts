@@ -199,6 +199,32 @@ t.test('a streamed read: a 401 logs in again; a cut or a 5xx on the GET sent ahe
   }
 });
 
+t.test('onLogin listeners hear each successful login, and not a refused one', async (tt) => {
+  const own = client();
+  let heard = 0;
+  const off = own.onLogin(() => { heard++; });
+  await own.login();
+  tt.equal(heard, 1, 'the first login');
+  const privateFolder = `/folder/${info.folders.adminPrivate}`;
+  proxy.expireTokens();
+  await own.get(privateFolder);
+  tt.equal(heard, 2, 'a new login after Girder refused the token (401)');
+  proxy.clear();
+  // the API key deactivated: Girder refuses the token, then the key
+  onNext('POST', /\/api_key\/token/, { kind: 'status', status: 400, body: JSON.stringify({ message: 'Invalid API key.', type: 'validation' }) });
+  proxy.expireTokens();
+  const err = await own.get(privateFolder).then(() => undefined, (e: unknown) => e);
+  tt.match(err, { status: 400, type: 'auth' }, 'the refused login fails the request');
+  tt.equal(heard, 2, 'and is not heard');
+  await own.get(privateFolder); // the token is still refused; the key is taken again
+  tt.equal(heard, 3, 'the next successful login is heard');
+  off();
+  proxy.expireTokens();
+  await own.get(privateFolder);
+  proxy.clear();
+  tt.equal(heard, 3, 'a removed listener hears nothing');
+});
+
 t.test('a chunk dropped mid-body is resent from the server offset', async (tt) => {
   const local = await localFile('chunky', 11 * MiB + 3);
   onNext('POST', /\/file\/chunk\?.*offset=5242880/, { kind: 'drop-request' });

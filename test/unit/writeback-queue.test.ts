@@ -189,17 +189,18 @@ t.test('a clash racing in ("name (1)") is undone and the raced file replaced', a
   t.equal(store.count('deleteItem'), 1);
 });
 
-t.test('a folder of the same name in the way fails the job, never leaving "name (1)"', async (t) => {
-  const { store, queue, temp, dir } = setup(t);
+t.test('a folder of the same name in the way: the job waits, never leaving "name (1)"', async (t) => {
+  const { store, queue, temp } = setup(t);
   await queue.start();
-  store.seedFolder(store.rootId, 'taken');
-  const failed: string[] = [];
-  const q2 = queue;
-  const { done: p } = await q2.submit({ path: '/taken', target: { kind: 'folder', folderId: store.rootId, name: 'taken' }, ...(await temp('x')) });
-  await t.rejects(p, { message: /a folder of that name is in the way/ });
-  failed.push(...readdirSync(join(dir, 'journal', 'failed')));
+  const folder = store.seedFolder(store.rootId, 'taken');
+  const { done: p } = await queue.submit({ path: '/taken', target: { kind: 'folder', folderId: store.rootId, name: 'taken' }, ...(await temp('x')) });
+  await waitFor(() => queue.status()[0]?.state === 'waiting', 'the job to wait');
+  t.match(queue.status()[0], { reason: /a folder of that name is in the way; rename or remove it/ });
   t.same(store.itemsIn(store.rootId), [], 'every "taken (n)" item was removed');
-  t.equal(failed.filter((f) => f.endsWith('.json')).length, 1);
+  await store.updateFolder(folder.id, { name: 'moved away' });
+  queue.retryNow('test');
+  const r = await p;
+  t.equal(store.contentOf(r.file.id).toString(), 'x', 'uploaded once the name is free');
 });
 
 t.test('jobs of one path run in order; a queued job is superseded by a newer one', async (t) => {
@@ -268,16 +269,20 @@ t.test('status while uploading, and drain with a timeout', async (t) => {
   t.equal(await queue.drain(0), true, 'an empty queue drains at once');
 });
 
-t.test('an item directory in the way fails at once; an empty item being filled elsewhere is waited for', async (t) => {
+t.test('an item directory in the way waits for the user; an empty item being filled elsewhere is waited for', async (t) => {
   const { store, queue, temp } = setup(t);
   await queue.start();
   const dirItem = store.seedItem(store.rootId, 'multi');
   store.seedFileInItem(dirItem.id, 'x', '1');
   store.seedFileInItem(dirItem.id, 'y', '2');
-  await t.rejects(done(queue.submit({ path: '/multi', target: { kind: 'folder', folderId: store.rootId, name: 'multi' }, ...(await temp('m')) })),
-    { message: /an item directory of that name is in the way/ });
+  const { done: multi } = await queue.submit({ path: '/multi', target: { kind: 'folder', folderId: store.rootId, name: 'multi' }, ...(await temp('m')) });
+  await waitFor(() => queue.status()[0]?.state === 'waiting', 'the job to wait');
+  t.match(queue.status()[0], { path: '/multi', reason: /an item directory of that name is in the way; rename or remove it/ });
   t.same(store.filesIn(dirItem.id).map((f) => f.name), ['x', 'y'], 'the directory is untouched');
   t.equal(store.count('createItem'), 0);
+  await store.updateItem(dirItem.id, { name: 'multi.renamed' });
+  queue.retryNow('test');
+  t.equal(store.contentOf((await multi).file.id).toString(), 'm', 'uploaded once the user renamed the directory');
 
   const empty = store.seedItem(store.rootId, 'filling');
   store.beforeNext('findItems', () => undefined);

@@ -73,8 +73,8 @@ t.test('transient failures are retried (status says so) until the upload succeed
   store.failNext('uploadFile', new GirderError('Service Unavailable', 503, 'rest'), 3);
   store.failNext('findItems', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
   const { done } = await q.submit(folderJob(store, 't.txt', await temp('persist')));
-  await waitFor(() => q.status()[0]?.state === 'retrying', 'state retrying');
-  t.match(q.status()[0], { path: '/t.txt', state: 'retrying', error: /socket hang up|Service Unavailable/ });
+  await waitFor(() => q.status()[0]?.state === 'waiting', 'state waiting');
+  t.match(q.status()[0], { path: '/t.txt', state: 'waiting', reason: /cannot reach Girder \(ECONNRESET\)|Girder failed \(503: Service Unavailable\)/ });
   const r = await done;
   t.equal(r.how, 'uploaded');
   t.equal(store.contentOf(r.file.id).toString(), 'persist');
@@ -99,44 +99,6 @@ t.test('an upload cut off mid-way resumes with its upload id; a forgotten upload
   const r2 = await (await q.submit({ path: '/big', target: { kind: 'file', fileId: r.file.id }, ...(await temp('smaller')) })).done;
   t.equal(r2.file.id, r.file.id);
   t.equal(store.contentOf(r.file.id).toString(), 'smaller');
-});
-
-t.test('a permanent failure rejects, calls onFailed, logs an error, and keeps the data in failed/', async (t) => {
-  const { queue, temp, journalFiles, failedFiles, log, journalDir } = setup(t);
-  const store = new MemoryStore();
-  const failed: Array<{ job: UploadJob; err: Error }> = [];
-  const finished: UploadResult[] = [];
-  const q = queue({ store, onFailed: (job, err) => failed.push({ job, err }), onFinished: (_job, r) => finished.push(r) });
-  await q.start();
-  const denied = new GirderError(`Write access denied for folder ${store.rootId} (user memory).`, 403, 'access');
-  store.failNext('uploadFile', denied);
-  const src = await temp('precious bytes');
-  const job = folderJob(store, 'p.txt', src);
-  const { done } = await q.submit(job);
-  await t.rejects(done, denied);
-  t.equal(failed.length, 1);
-  t.equal(failed[0]?.job, job);
-  t.equal(failed[0]?.err, denied);
-  t.same(finished, []);
-  t.same(journalFiles(), []);
-  const files = failedFiles();
-  t.equal(files.length, 2);
-  const recFile = files.find((f) => f.endsWith('.json')) as string;
-  const dataFile = files.find((f) => f.endsWith('.data')) as string;
-  const rec = JSON.parse(readFileSync(join(join(journalDir, 'failed'), recFile), 'utf8')) as { failure: { reason: string }; job: UploadJob };
-  t.match(rec.failure.reason, /Write access denied/);
-  t.equal(rec.job.path, '/p.txt');
-  t.equal(readFileSync(join(join(journalDir, 'failed'), dataFile), 'utf8'), 'precious bytes');
-  t.notOk(existsSync(src.tempPath), 'moved, not copied');
-  t.same(store.itemsIn(store.rootId), [], 'the empty item made for it is removed');
-  t.ok(log.lines.some((l) => l.level === 50 && l.path === '/p.txt' && /Write access denied/.test(String(l.reason))));
-  t.equal(q.status().length, 0);
-  t.equal(await q.drain(1000), true);
-
-  // a replaced file that vanished, with no fallback given: also permanent
-  const { done: d2 } = await q.submit({ path: '/x', target: { kind: 'file', fileId: 'bbbbbbbbbbbbbbbbbbbbbbbb' }, ...(await temp('x')) });
-  await t.rejects(d2, { message: 'Invalid file id (bbbbbbbbbbbbbbbbbbbbbbbb).' });
-  t.equal(failedFiles().length, 4);
 });
 
 t.test('a job journaled by a daemon that died is finished by the next start', async (t) => {
@@ -187,7 +149,7 @@ t.test('after a crash mid-upload, the restart continues the same Girder upload',
   t.equal(store.count('createItem'), 1);
 });
 
-t.test('at start, only the newest job of a path runs; unreadable records go to failed/', async (t) => {
+t.test('at start, only the newest job of a path runs; unreadable records go to journal/failed/', async (t) => {
   const { queue, temp, journalFiles, journalDir, failedFiles } = setup(t);
   const store = new MemoryStore();
   const dead = queue({ store: deadStore(), concurrency: 1 }, false);
@@ -223,8 +185,8 @@ t.test('close interrupts: pending jobs reject as closed and stay journaled for t
   const b = folderJob(store, 'b', await temp('B'));
   const { done: da } = await q.submit(a);
   const { done: db } = await q.submit(b);
-  await waitFor(() => q.status()[0]?.state === 'retrying', 'a retrying');
-  t.same(q.status().map((s) => s.state), ['retrying', 'queued']);
+  await waitFor(() => q.status()[0]?.state === 'waiting', 'a waiting');
+  t.same(q.status().map((s) => s.state), ['waiting', 'waiting'], 'a 502 holds every upload');
   const drained = q.drain(60_000);
   await q.close();
   t.equal(await drained, false, 'a drain waiting at close says "not empty"');

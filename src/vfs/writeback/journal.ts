@@ -8,7 +8,7 @@ const SUFFIX = '.json';
 
 /**
  * The upload queue's journal: one JSON file per job, `<dir>/<id>.json`, each written atomically and
- * fsync'd. Jobs that failed for good move to `<dir>/failed/` with their data; nothing is dropped.
+ * fsync'd. A record that cannot be read is moved to `<dir>/failed/` (with a log line naming it).
  */
 export class Journal {
   readonly failedDir: string;
@@ -36,8 +36,11 @@ export class Journal {
       try {
         records.push(parseRecord(await readFile(path, 'utf8')));
       } catch (err) {
-        this.log.error({ file: path, err }, 'unreadable upload journal record moved to failed/');
-        await moveFile(path, join(this.failedDir, name)).catch(() => undefined);
+        const to = join(this.failedDir, name);
+        await moveFile(path, to).then(
+          () => this.log.error({ file: to, err }, `unreadable upload journal record moved to ${to}`),
+          () => this.log.error({ file: path, err }, `unreadable upload journal record left at ${path}`),
+        );
       }
     }
     return records.sort((a, b) => a.seq - b.seq);
@@ -50,23 +53,6 @@ export class Journal {
 
   remove(id: string): Promise<void> {
     return this.serial(id, () => unlinkDurably(this.pathOf(id)));
-  }
-
-  /**
-   * Keep a failed job in failed/: its record (with the reason and where its data went), then its
-   * data file, then drop the live record. Returns the data's new path.
-   */
-  async moveToFailed(rec: JournalRecord, reason: string): Promise<string> {
-    const dataPath = join(this.failedDir, `${rec.id}.data`);
-    const failed = { ...rec, job: { ...rec.job, tempPath: dataPath }, originalTempPath: rec.job.tempPath, failure: { reason, at: new Date().toISOString() } };
-    await writeFileDurably(join(this.failedDir, `${rec.id}${SUFFIX}`), JSON.stringify(failed));
-    try {
-      await moveFile(rec.job.tempPath, dataPath);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    }
-    await this.remove(rec.id);
-    return dataPath;
   }
 
   private pathOf(id: string): string {

@@ -43,7 +43,23 @@ export class UploadQueueClosedError extends Error {
   }
 }
 
-/** A failure no retry can fix (the job goes to failed/). */
-export class PermanentUploadError extends Error {
-  override readonly name = 'PermanentUploadError';
+/** An item directory or folder of the file's name is in the way on the server: the job waits until the user renames or removes it. */
+export class NameInTheWayError extends Error {
+  override readonly name = 'NameInTheWayError';
+}
+
+/** The job can never reach Girder (its target was deleted there): its bytes were moved to `keptAt`. */
+export class UploadKeptError extends Error {
+  override readonly name = 'UploadKeptError';
+  constructor(path: string, readonly reason: string, readonly keptAt: string) {
+    super(`${path} cannot be uploaded (${reason}); its bytes are kept at ${keptAt}`);
+  }
+}
+
+/** The job was dropped because its file was removed or replaced through the mount before it reached Girder. */
+export class UploadCancelledError extends Error {
+  override readonly name = 'UploadCancelledError';
+  constructor(path: string) {
+    super(`upload of ${path} dropped: the file was removed or replaced`);
+  }
 }

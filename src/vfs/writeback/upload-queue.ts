@@ -1,14 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import { unlink } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { FileDoc } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
+import { classifyUploadFailure, type WaitCause } from './classify-failure.js';
 import { Journal } from './journal.js';
-import { isLostUpload, isTransient, retryDelay, sleep } from './retry-policy.js';
-import { sha512File } from './sha512-file.js';
+import { LostAndFound, type KeptUpload } from './lost-found.js';
+import { retryDelay } from './retry-policy.js';
+import { sha512File, type FileHash } from './sha512-file.js';
 import {
-  UploadQueueClosedError, type JournalRecord, type ResumeState, type UploadJob, type UploadResult, type UploadStatus,
+  UploadCancelledError, UploadKeptError, UploadQueueClosedError,
+  type JournalRecord, type ResumeState, type UploadJob, type UploadResult, type UploadStatus, type UploadTarget,
 } from './types.js';
 import { Uploader, type Attempt, type Placed } from './uploader.js';
 
@@ -18,20 +22,33 @@ const CLOSE_WAIT_MS = 10_000;
 
 export interface UploadQueueOptions {
   store: GirderStore;
-  /** Where the journal lives (created if missing); failed jobs go to `<journalDir>/failed/`. */
+  /** Where the journal lives (created if missing). */
   journalDir: string;
+  /** The cache directory: log lines name it, and uploads that can never succeed go to its `lost+found/` (default: the journal's parent). */
+  cacheDir?: string;
   logger: Logger;
   /** Jobs uploading at once (default 2). */
   concurrency?: number;
-  /** Backoff between retries of transient failures (default 1 s doubling to 60 s). */
+  /** Backoff between tries of a waiting upload (default 1 s doubling to 60 s). */
   retryDelayMs?: { min: number; max: number };
   onFinished?(job: UploadJob, result: UploadResult): void;
-  onFailed?(job: UploadJob, err: Error): void;
+  /** The job left the queue without reaching Girder: its bytes are in lost+found (err.keptAt). */
+  onFailed?(job: UploadJob, err: UploadKeptError): void;
 }
 
 interface Waiter {
   resolve(result: UploadResult): void;
   reject(err: Error): void;
+}
+
+/** Why an upload is not being tried now, and when it is tried next. */
+interface Wait {
+  readonly cause: WaitCause;
+  readonly scope: 'server' | 'job';
+  readonly reason: string;
+  readonly since: number;
+  tries: number;
+  retryAt: number;
 }
 
 interface Entry {
@@ -42,24 +59,38 @@ interface Entry {
   readonly promise: Promise<UploadResult>;
   /** This job's caller and those of queued jobs it superseded. */
   readonly waiters: Waiter[];
-  started: boolean;
-  phase: UploadStatus['state'];
+  /** Read from the journal at start. */
+  readonly resumed: boolean;
+  running: boolean;
+  /** Hashed, and narrowed to an earlier job's file where there is one: done once. */
+  prepared: boolean;
+  narrowed: boolean;
+  hash?: FileHash;
+  phase: 'hashing' | 'uploading';
   sent: number;
-  error?: string;
+  wait?: Wait;
+  lastTriedAt: number;
   lastProgressLog: number;
+  /** Its file was removed or replaced through the mount: drop it instead of trying again. */
+  cancelled: boolean;
 }
 
 /**
  * The write-back upload queue. A submitted job is journaled (fsync'd) before submit resolves; the
- * queue then owns its temp file, uploads it (jobs of one path strictly in order, a queued job
- * dropped when a newer one of its path arrives), retries transient failures forever, and moves
- * jobs that fail for good, with their data, to `<journalDir>/failed/`. After a crash, start()
- * resumes every journaled job, continuing Girder uploads by their upload id.
+ * queue then owns its temp file and uploads it (jobs of one file strictly in order, a queued job
+ * dropped when a newer one of its file arrives). A failed try never drops a job: it waits, with
+ * backoff up to retryDelayMs.max, and is tried again, at once after retryNow() (a new login,
+ * SIGHUP). When the whole server refuses (credentials, network, 5xx, full storage) every upload
+ * holds and one at a time probes. Only a job whose target Girder deleted leaves the queue: its
+ * bytes go to `<cacheDir>/lost+found/<mount path>`. After a crash, start() resumes every journaled
+ * job, continuing Girder uploads by their upload id.
  */
 export class UploadQueue {
   private readonly store: GirderStore;
   private readonly log: Logger;
   private readonly journal: Journal;
+  private readonly lost: LostAndFound;
+  private readonly cacheDir: string;
   private readonly uploader: Uploader;
   private readonly concurrency: number;
   private readonly retryDelayMs: { min: number; max: number };
@@ -69,13 +100,16 @@ export class UploadQueue {
   /** Unfinished jobs, in submission order. */
   private readonly entries: Entry[] = [];
   private readonly running = new Set<Promise<void>>();
-  private readonly busyKeys = new Set<string>();
   /** Journal writes of new jobs, chained per path so they enter the queue in order. */
   private readonly submitChains = new Map<string, Promise<void>>();
   /** File made by a finished job whose path has later jobs queued: those replace it. */
   private readonly placedFor = new Map<string, FileDoc>();
   private readonly drainWaiters = new Set<(empty: boolean) => void>();
+  private changeWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
+  /** The server refuses every upload: nothing starts before retryAt, then one job at a time probes. */
+  private hold: Wait | undefined;
+  private wakeTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private started = false;
   private closed = false;
@@ -83,7 +117,9 @@ export class UploadQueue {
   constructor(opts: UploadQueueOptions) {
     this.store = opts.store;
     this.log = opts.logger;
+    this.cacheDir = opts.cacheDir ?? dirname(opts.journalDir);
     this.journal = new Journal(opts.journalDir, opts.logger);
+    this.lost = new LostAndFound(join(this.cacheDir, 'lost+found'), join(opts.journalDir, 'kept'), opts.logger);
     this.uploader = new Uploader(opts.store, opts.logger);
     this.concurrency = Math.max(1, opts.concurrency ?? 2);
     this.retryDelayMs = opts.retryDelayMs ?? { min: 1000, max: 60_000 };
@@ -91,10 +127,17 @@ export class UploadQueue {
     this.onFailed = opts.onFailed;
   }
 
+  /** Where uploads that can never reach Girder are kept. */
+  get lostAndFoundDir(): string {
+    return this.lost.dir;
+  }
+
   /** Read the journal and resume every job in it (the newest per path). Resolves with those jobs. */
   async start(): Promise<UploadJob[]> {
     if (this.started) throw new Error('UploadQueue.start() called twice');
     await this.journal.init();
+    await this.lost.init();
+    await this.lost.adoptLegacy(this.journal.failedDir);
     const records = await this.journal.readAll();
     this.seq = records.reduce((max, r) => Math.max(max, r.seq + 1), 0);
     const newest = new Map(records.map((r) => [keyOf(r.job), r]));
@@ -103,8 +146,10 @@ export class UploadQueue {
     }
     this.started = true;
     const resumed = [...newest.values()].sort((a, b) => a.seq - b.seq);
-    for (const rec of resumed) this.enqueue(rec, rec.job);
-    if (resumed.length > 0) this.log.info({ jobs: resumed.length, paths: resumed.map((r) => r.job.path) }, 'resuming uploads from the journal');
+    for (const rec of resumed) this.enqueue(rec, rec.job, true);
+    if (resumed.length > 0) {
+      this.log.info({ jobs: resumed.length, paths: resumed.slice(0, 20).map((r) => r.job.path), journal: this.journal.dir }, 'resuming uploads from the journal');
+    }
     this.schedule();
     return resumed.map((r) => r.job);
   }
@@ -112,8 +157,9 @@ export class UploadQueue {
   /**
    * Journal a job (durably) and queue it. From then on the queue owns `job.tempPath` (if submit
    * rejects, the caller still does). Resolves once the job is on disk; `done` settles when Girder
-   * has the bytes (it rejects on a permanent failure, or with UploadQueueClosedError when the queue
-   * closes first). `done` never counts as an unhandled rejection.
+   * has the bytes. It rejects only with UploadKeptError (the target was deleted on the server; the
+   * bytes are in lost+found), UploadCancelledError (cancel()) or UploadQueueClosedError (the queue
+   * closed first; the job stays journaled). `done` never counts as an unhandled rejection.
    */
   async submit(job: UploadJob): Promise<{ readonly done: Promise<UploadResult> }> {
     if (!this.started) throw new Error('UploadQueue.start() must run before submit()');
@@ -133,7 +179,7 @@ export class UploadQueue {
       if (this.submitChains.get(key) === written) this.submitChains.delete(key);
     }
     if (this.closed) return { done: handled(Promise.reject(new UploadQueueClosedError(path))) };
-    const entry = this.enqueue(rec, job);
+    const entry = this.enqueue(rec, job, false);
     this.schedule();
     return { done: entry.promise };
   }
@@ -147,11 +193,78 @@ export class UploadQueue {
     return undefined;
   }
 
+  /** Jobs read from the journal at start and not finished yet, with their outcome. */
+  resumed(): Array<{ job: UploadJob; done: Promise<UploadResult> }> {
+    return this.entries.filter((e) => e.resumed).map((e) => ({ job: e.rec.job, done: e.promise }));
+  }
+
   status(): UploadStatus[] {
-    return this.entries.map((e) => ({
-      path: e.rec.job.path, size: e.rec.job.size, sent: e.sent, state: e.phase,
-      ...(e.error === undefined ? {} : { error: e.error }),
-    }));
+    const now = Date.now();
+    return this.entries.map((e): UploadStatus => {
+      const base = { path: e.rec.job.path, size: e.rec.job.size, sent: e.sent, ...(e.resumed ? { resumed: true } : {}) };
+      if (e.running) return { ...base, state: e.phase };
+      const wait = this.waitOf(e);
+      if (wait === undefined) return { ...base, state: 'queued' };
+      return { ...base, state: 'waiting', reason: wait.reason, retryInS: Math.max(0, Math.ceil((wait.retryAt - now) / 1000)) };
+    });
+  }
+
+  /** Uploads that left the queue for lost+found (read from disk: survives restarts). */
+  kept(): Promise<KeptUpload[]> {
+    return this.lost.list();
+  }
+
+  /** Why the uploads of a file (its key, see UploadJob.key) wait, or undefined when none waits. */
+  waitingFor(key: string): string | undefined {
+    for (const e of this.entries) {
+      if (keyOf(e.rec.job) !== key || e.running) continue;
+      const wait = this.waitOf(e);
+      if (wait !== undefined) return wait.reason;
+    }
+    return undefined;
+  }
+
+  /** Resolves at the next change of any job's state (started, waiting, finished, dropped). */
+  nextChange(): Promise<void> {
+    return new Promise((resolve) => this.changeWaiters.push(resolve));
+  }
+
+  /**
+   * Try the waiting uploads now (only those waiting for `cause`, when given): after a successful
+   * login, or on SIGHUP.
+   */
+  retryNow(why: string, cause?: WaitCause): void {
+    if (this.closed) return;
+    let woke = 0;
+    if (this.hold !== undefined && (cause === undefined || this.hold.cause === cause)) this.hold = undefined;
+    for (const e of this.entries) {
+      if (e.wait === undefined || (cause !== undefined && e.wait.cause !== cause)) continue;
+      e.wait.retryAt = 0;
+      e.wait.tries = 0;
+      woke++;
+    }
+    if (woke > 0) this.log.info({ uploads: woke, why }, 'trying the waiting uploads now');
+    this.schedule();
+  }
+
+  /**
+   * Drop the jobs of a file (its key) that are not running: it was removed or replaced through the
+   * mount, so their bytes are not wanted. A running one ends its try first (it may still reach
+   * Girder). Resolves once no job of the file is left.
+   */
+  async cancel(key: string): Promise<void> {
+    for (;;) {
+      const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
+      if (mine.length === 0 || this.closed) return;
+      const dropped: Array<Promise<void>> = [];
+      for (const e of mine) {
+        e.cancelled = true;
+        if (!e.running) dropped.push(this.dropCancelled(e));
+      }
+      const change = this.nextChange();
+      await Promise.all(dropped);
+      if (mine.some((e) => e.running)) await change;
+    }
   }
 
   /** Wait until no job is left, or the timeout passes. True when empty. */
@@ -169,10 +282,14 @@ export class UploadQueue {
     });
   }
 
-  /** Stop: abort running uploads, take no more work. The journal stays for the next start(). */
+  /**
+   * Stop: abort running uploads, take no more work. The journal stays for the next start(), and one
+   * line says how many jobs wait there (an interrupted upload is not a failure).
+   */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.wakeTimer);
     this.abort.abort(new UploadQueueClosedError('(queue)'));
     if (this.running.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -180,24 +297,38 @@ export class UploadQueue {
       await Promise.race([Promise.allSettled([...this.running]), waited]);
       clearTimeout(timer);
     }
-    for (const e of this.entries.splice(0)) {
+    const pending = this.entries.splice(0);
+    if (pending.length > 0) {
+      const n = pending.length;
+      this.log.warn(
+        { pending: n, journal: this.journal.dir, cacheDir: this.cacheDir },
+        `${n} upload${n === 1 ? '' : 's'} pending, journaled in ${this.journal.dir}; they resume at the next start with --cache-dir ${this.cacheDir}`,
+      );
+    }
+    for (const e of pending) {
       for (const w of e.waiters) w.reject(new UploadQueueClosedError(e.rec.job.path));
     }
     for (const done of [...this.drainWaiters]) done(false);
+    this.changed();
   }
 
-  private enqueue(rec: JournalRecord, job: UploadJob): Entry {
+  private enqueue(rec: JournalRecord, job: UploadJob, resumed: boolean): Entry {
     const waiters: Waiter[] = [];
     const promise = handled(new Promise<UploadResult>((resolve, reject) => { waiters.push({ resolve, reject }); }));
-    const entry: Entry = { job, rec, promise, waiters, started: false, phase: 'queued', sent: 0, lastProgressLog: 0 };
+    const entry: Entry = {
+      job, rec, promise, waiters, resumed, running: false, prepared: false, narrowed: false,
+      phase: 'hashing', sent: 0, lastTriedAt: 0, lastProgressLog: 0, cancelled: false,
+    };
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const old = this.entries[i] as Entry;
-      if (keyOf(old.rec.job) !== keyOf(rec.job) || old.started) continue;
+      // A job that left state on the server (an item made, an upload begun) keeps its turn to finish it.
+      if (keyOf(old.rec.job) !== keyOf(rec.job) || old.running || old.narrowed || !isEmpty(old.rec.resume)) continue;
       this.entries.splice(i, 1);
       entry.waiters.push(...old.waiters); // they get the newer job's outcome
       void this.discard(old.rec);
     }
     this.entries.push(entry);
+    this.changed();
     return entry;
   }
 
@@ -212,74 +343,176 @@ export class UploadQueue {
     }
   }
 
+  /** The wait that keeps an entry from being tried: its own, or the server-wide hold. */
+  private waitOf(e: Entry): Wait | undefined {
+    if (this.hold !== undefined && e.wait?.scope !== 'job') return this.hold;
+    return e.wait;
+  }
+
+  /** Start what may run now: one job per file, in order, up to the limit (one while the server holds). */
   private schedule(): void {
     if (this.closed) return;
-    for (const e of this.entries) {
-      if (this.running.size >= this.concurrency) break;
-      const key = keyOf(e.rec.job);
-      if (e.started || this.busyKeys.has(key)) continue;
-      e.started = true;
-      this.busyKeys.add(key);
-      const run: Promise<void> = this.run(e).finally(() => {
-        this.running.delete(run);
-        this.busyKeys.delete(key);
-        this.schedule();
-        this.notifyDrain();
-      });
-      this.running.add(run);
+    const now = Date.now();
+    const hold = this.hold;
+    if (hold !== undefined && hold.retryAt > now) {
+      this.wakeAt(hold.retryAt);
+      return;
     }
+    let wake = Infinity;
+    const seen = new Set<string>();
+    const ready: Entry[] = [];
+    for (const e of this.entries) {
+      const key = keyOf(e.rec.job);
+      if (seen.has(key)) continue; // an earlier job of the file goes first
+      seen.add(key);
+      if (e.running) continue;
+      if (e.wait !== undefined && e.wait.retryAt > now) {
+        wake = Math.min(wake, e.wait.retryAt);
+        continue;
+      }
+      ready.push(e);
+    }
+    const limit = hold === undefined ? this.concurrency : 1;
+    if (hold !== undefined) ready.sort((a, b) => a.lastTriedAt - b.lastTriedAt); // the probe: the least recently tried
+    for (const e of ready) {
+      if (this.running.size >= limit) break;
+      this.launch(e);
+    }
+    this.wakeAt(wake);
   }
 
-  /** Hash, then place the bytes, retrying transient failures until done, failed for good, or closed. */
-  private async run(e: Entry): Promise<void> {
+  private wakeAt(at: number): void {
+    clearTimeout(this.wakeTimer);
+    this.wakeTimer = undefined;
+    if (at === Infinity || this.closed) return;
+    this.wakeTimer = setTimeout(() => this.schedule(), Math.max(0, at - Date.now()) + 5);
+  }
+
+  private launch(e: Entry): void {
+    e.running = true;
+    const run: Promise<void> = this.tryOnce(e).finally(() => {
+      e.running = false;
+      this.running.delete(run);
+      this.changed();
+      this.schedule();
+      this.notifyDrain();
+    });
+    this.running.add(run);
+    this.changed();
+  }
+
+  /** One try: hash and narrow (once), then place the bytes; a failure decides how the job waits. */
+  private async tryOnce(e: Entry): Promise<void> {
     const { rec } = e;
     const signal = this.abort.signal;
+    e.lastTriedAt = Date.now();
     try {
-      e.phase = 'hashing';
-      const hash = rec.job.sha512 !== undefined ? { sha512: rec.job.sha512, size: rec.job.size } : await sha512File(rec.job.tempPath, signal);
-      if (hash.size !== rec.job.size) {
-        this.log.warn({ path: rec.job.path, expected: rec.job.size, actual: hash.size }, 'temp file size differs from the job: uploading the file as it is');
-      }
-      await this.narrowToEarlierFile(e);
-      const attempt = this.attempt(e, hash.sha512, hash.size, signal);
-      for (let tries = 1; ; tries++) {
-        e.phase = 'uploading';
-        e.lastProgressLog = Date.now();
-        try {
-          const placed = await this.uploader.place(attempt);
-          await this.applyMeta(rec, placed);
-          await this.finish(e, placed);
-          return;
-        } catch (err) {
-          if (signal.aborted) throw err;
-          if (isLostUpload(err)) await attempt.save({ uploadId: undefined, uploadFor: undefined });
-          else if (!isTransient(err)) throw err;
-          const delay = retryDelay(tries, this.retryDelayMs);
-          e.phase = 'retrying';
-          e.error = errorMessage(err);
-          this.log.warn({ path: rec.job.path, attempt: tries, retryInMs: delay, error: e.error }, 'upload failed, retrying');
-          await sleep(delay, signal);
-          e.error = undefined;
+      if (!e.prepared) {
+        e.phase = 'hashing';
+        const hash = rec.job.sha512 !== undefined ? { sha512: rec.job.sha512, size: rec.job.size } : await sha512File(rec.job.tempPath, signal);
+        if (hash.size !== rec.job.size) {
+          this.log.warn({ path: rec.job.path, expected: rec.job.size, actual: hash.size }, 'temp file size differs from the job: uploading the file as it is');
         }
+        e.hash = hash;
+        await this.narrowToEarlierFile(e);
+        e.prepared = true;
       }
+      const hash = e.hash as FileHash;
+      e.phase = 'uploading';
+      e.lastProgressLog = Date.now();
+      const placed = await this.uploader.place(this.attempt(e, hash.sha512, hash.size, signal));
+      await this.applyMeta(rec, placed);
+      await this.finish(e, placed);
     } catch (err) {
-      if (signal.aborted) {
-        this.remove(e);
-        for (const w of e.waiters) w.reject(new UploadQueueClosedError(rec.job.path));
+      if (signal.aborted) return; // close() answers the waiters; the job stays journaled
+      if (e.cancelled) {
+        await this.dropCancelled(e);
         return;
       }
-      await this.fail(e, err);
+      await this.failed(e, err);
     }
   }
 
-  /** The job's item metadata; the bytes are in Girder already, so only a transient failure is worth a retry. */
+  /** Sort a failed try (classifyUploadFailure) and act on it. Never loses the job's bytes. */
+  private async failed(e: Entry, err: unknown): Promise<void> {
+    const { rec } = e;
+    const verdict = classifyUploadFailure(err, rec.job.tempPath);
+    switch (verdict.action) {
+      case 'wait':
+        this.wait(e, verdict);
+        return;
+      case 'restart-upload':
+        await this.saveResume(e, { uploadId: undefined, uploadFor: undefined }).catch(() => undefined);
+        this.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
+        return;
+      case 'no-data':
+        await this.dropWithoutData(e, verdict.reason);
+        return;
+      case 'check-target': {
+        let gone: boolean;
+        try {
+          gone = await this.uploader.targetGone(rec.job.target);
+        } catch (probeErr) {
+          if (this.abort.signal.aborted) return;
+          const again = classifyUploadFailure(probeErr, rec.job.tempPath);
+          this.wait(e, again.action === 'wait' ? again : { cause: 'other', scope: 'job', reason: verdict.reason });
+          return;
+        }
+        if (gone) await this.keep(e, goneReason(rec.job.target));
+        else this.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
+        return;
+      }
+    }
+  }
+
+  /** Back off: the job (and, for a server-wide refusal, every job) is tried again later. */
+  private wait(e: Entry, why: { cause: WaitCause; scope: 'server' | 'job'; reason: string }): void {
+    const now = Date.now();
+    const { path } = e.rec.job;
+    const prev = e.wait;
+    const tries = (prev?.tries ?? 0) + 1;
+    let retryAt = now + retryDelay(tries, this.retryDelayMs);
+    if (why.scope === 'server') {
+      const hold = this.hold;
+      const holdTries = (hold?.tries ?? 0) + 1;
+      this.hold = { ...why, since: hold?.since ?? now, tries: holdTries, retryAt: now + retryDelay(holdTries, this.retryDelayMs) };
+      retryAt = this.hold.retryAt;
+      const fields = { reason: why.reason, pending: this.entries.length, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
+      if (hold?.reason !== why.reason) this.log.warn(fields, `uploads wait: ${why.reason}; they stay journaled and are tried again`);
+      else this.log.debug({ ...fields, path }, 'uploads still wait');
+    } else {
+      // The server answered this job: whatever held every upload is over.
+      this.endHold();
+      const fields = { path, reason: why.reason, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
+      if (prev?.reason !== why.reason) this.log.warn(fields, `upload waits: ${why.reason}; it stays journaled and is tried again`);
+      else this.log.debug(fields, 'upload still waits');
+    }
+    e.wait = { ...why, since: prev?.since ?? now, tries, retryAt };
+    this.changed();
+  }
+
+  private endHold(): void {
+    const hold = this.hold;
+    if (hold === undefined) return;
+    this.hold = undefined;
+    let waiting = 0;
+    for (const e of this.entries) {
+      if (e.wait?.scope !== 'server') continue;
+      e.wait.retryAt = 0;
+      waiting++;
+    }
+    this.log.info({ waitedS: Math.round((Date.now() - hold.since) / 1000), uploads: waiting }, 'Girder takes uploads again; the waiting ones go on');
+  }
+
+  /** The job's item metadata; the bytes are in Girder already, so only a server-wide refusal is worth another try. */
   private async applyMeta(rec: JournalRecord, placed: Placed): Promise<void> {
     const meta = rec.job.meta;
     if (meta === undefined || Object.keys(meta).length === 0) return;
     try {
       await this.store.setItemMeta(placed.file.itemId, meta);
     } catch (err) {
-      if (isTransient(err)) throw err;
+      const verdict = classifyUploadFailure(err, rec.job.tempPath);
+      if (verdict.action === 'wait' && verdict.scope === 'server') throw err;
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'uploaded, but could not set the item metadata');
     }
   }
@@ -289,15 +522,7 @@ export class UploadQueue {
     return {
       job: rec.job, sha512, size, signal,
       get resume(): Readonly<ResumeState> { return rec.resume; },
-      save: async (change) => {
-        const next: Record<string, unknown> = { ...rec.resume };
-        for (const [key, value] of Object.entries(change)) {
-          if (value === undefined) delete next[key];
-          else next[key] = value;
-        }
-        rec.resume = next as ResumeState;
-        await this.journal.write(rec);
-      },
+      save: (change) => this.saveResume(e, change),
       onProgress: (sent, total) => {
         e.sent = sent;
         const now = Date.now();
@@ -307,6 +532,17 @@ export class UploadQueue {
         }
       },
     };
+  }
+
+  /** Update the resume state and journal it (undefined values delete keys). */
+  private async saveResume(e: Entry, change: Partial<ResumeState>): Promise<void> {
+    const next: Record<string, unknown> = { ...e.rec.resume };
+    for (const [key, value] of Object.entries(change)) {
+      if (value === undefined) delete next[key];
+      else next[key] = value;
+    }
+    e.rec.resume = next as ResumeState;
+    await this.journal.write(e.rec);
   }
 
   /** A new-file job queued behind an earlier one of its path replaces the file that one made. */
@@ -319,12 +555,14 @@ export class UploadQueue {
     const fallback = t.kind === 'folder' ? { folderId: t.folderId, name: t.name } : { itemId: t.itemId, name: t.name };
     rec.job = { ...rec.job, target: { kind: 'file', fileId: earlier.id, fallback } };
     rec.resume = {};
+    e.narrowed = true;
     await this.journal.write(rec);
   }
 
   private async finish(e: Entry, placed: Placed): Promise<void> {
     const { rec } = e;
     const result: UploadResult = { path: rec.job.path, file: placed.file, itemId: placed.file.itemId, how: placed.how, bytesSent: placed.bytesSent };
+    this.endHold();
     let forgotten = true;
     try {
       await this.journal.remove(rec.id);
@@ -338,8 +576,12 @@ export class UploadQueue {
         this.log.warn({ file: rec.job.tempPath, err: errorMessage(err) }, 'could not remove an uploaded temp file');
       });
     }
-    const level = placed.bytesSent >= 1 << 20 || placed.how === 'copied' ? 'info' : 'debug';
-    this.log[level]({ path: rec.job.path, how: placed.how, bytes: placed.bytesSent, fileId: placed.file.id }, 'upload done');
+    if (e.wait !== undefined) {
+      this.log.info({ path: rec.job.path, waitedS: Math.round((Date.now() - e.wait.since) / 1000), how: placed.how }, 'upload done after waiting');
+    } else {
+      const level = placed.bytesSent >= 1 << 20 || placed.how === 'copied' ? 'info' : 'debug';
+      this.log[level]({ path: rec.job.path, how: placed.how, bytes: placed.bytesSent, fileId: placed.file.id }, 'upload done');
+    }
     try {
       this.onFinished?.(e.job, result);
     } catch (err) {
@@ -350,28 +592,68 @@ export class UploadQueue {
     const later = this.entries.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
     if (later) this.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
+    this.changed();
   }
 
-  private async fail(e: Entry, err: unknown): Promise<void> {
+  /**
+   * The job can never reach Girder: give its bytes a name in lost+found, then forget the job. If
+   * that move fails, nothing changed: the job stays journaled and waits.
+   */
+  private async keep(e: Entry, reason: string): Promise<void> {
     const { rec } = e;
-    const reason = errorMessage(err);
-    await this.uploader.abandon(rec.resume);
-    let keptAt: string | undefined;
+    let keptAt: string;
     try {
-      keptAt = await this.journal.moveToFailed(rec, reason);
-    } catch (moveErr) {
-      this.log.error({ path: rec.job.path, err: errorMessage(moveErr) }, 'could not move a failed upload to failed/: its journal record stays');
+      keptAt = await this.lost.keep(rec.id, rec.job.path, rec.job.tempPath, reason);
+    } catch (err) {
+      this.wait(e, { cause: 'other', scope: 'job', reason: `${reason}, and moving its bytes to ${this.lost.dir} failed (${errorMessage(err)})` });
+      return;
+    }
+    await this.uploader.abandon(rec.resume);
+    try {
+      await this.journal.remove(rec.id);
+      await removeFile(rec.job.tempPath);
+    } catch (err) {
+      this.log.error({ path: rec.job.path, keptAt, err: errorMessage(err) }, 'could not forget an upload kept in lost+found: the next start keeps a second copy');
     }
     this.remove(e);
     this.placedFor.delete(keyOf(rec.job));
-    this.log.error({ path: rec.job.path, reason, keptAt: keptAt ?? rec.job.tempPath }, 'upload failed for good; the data is kept');
-    const error = err instanceof Error ? err : new Error(reason);
+    this.log.warn({ path: rec.job.path, reason, keptAt }, `upload impossible (${reason}): its bytes are kept at ${keptAt}`);
+    const error = new UploadKeptError(rec.job.path, reason, keptAt);
     try {
       this.onFailed?.(e.job, error);
     } catch (cbErr) {
       this.log.error({ path: rec.job.path, err: errorMessage(cbErr) }, 'onFailed callback threw');
     }
     for (const w of e.waiters) w.reject(error);
+    this.changed();
+  }
+
+  /** The job's data file is gone (removed from outside): nothing of it can ever be uploaded. */
+  private async dropWithoutData(e: Entry, reason: string): Promise<void> {
+    const { rec } = e;
+    try {
+      await this.journal.remove(rec.id);
+    } catch (err) {
+      this.log.warn({ path: rec.job.path, err: errorMessage(err) }, 'could not remove the journal record of an upload without data');
+    }
+    this.remove(e);
+    this.log.error({ path: rec.job.path, reason }, `upload dropped: ${reason} (removed from outside the daemon?); nothing of it can be uploaded`);
+    const error = new Error(`${rec.job.path}: ${reason}`);
+    for (const w of e.waiters) w.reject(error);
+    this.changed();
+  }
+
+  /** Forget a cancelled job (its journal record and data, what it made on the server); resolves once the record is gone. */
+  private async dropCancelled(e: Entry): Promise<void> {
+    const { rec } = e;
+    this.remove(e);
+    void this.uploader.abandon(rec.resume).catch(() => undefined);
+    this.log.debug({ path: rec.job.path }, 'upload dropped: its file was removed or replaced');
+    const error = new UploadCancelledError(rec.job.path);
+    for (const w of e.waiters) w.reject(error);
+    this.changed();
+    this.notifyDrain();
+    await this.discard(rec);
   }
 
   private remove(e: Entry): void {
@@ -379,9 +661,26 @@ export class UploadQueue {
     if (i >= 0) this.entries.splice(i, 1);
   }
 
+  private changed(): void {
+    const waiters = this.changeWaiters;
+    this.changeWaiters = [];
+    for (const w of waiters) w();
+  }
+
   private notifyDrain(): void {
     if (this.entries.length > 0) return;
     for (const done of [...this.drainWaiters]) done(true);
+  }
+}
+
+/** What a target whose deletion uploader.targetGone() confirmed was. */
+function goneReason(target: UploadTarget): string {
+  switch (target.kind) {
+    case 'folder': return 'the folder it was written to was deleted on the server';
+    case 'item': return 'the item directory it was written to was deleted on the server';
+    case 'file': return target.fallback === undefined
+      ? 'the file was deleted on the server'
+      : 'the file and the folder it was in were deleted on the server';
   }
 }
 
@@ -394,6 +693,10 @@ function handled<T>(p: Promise<T>): Promise<T> {
 /** Jobs of one key run in order and supersede each other: the file's own key, or its path. */
 function keyOf(job: UploadJob): string {
   return job.key ?? job.path;
+}
+
+function isEmpty(resume: ResumeState): boolean {
+  return Object.values(resume).every((v) => v === undefined);
 }
 
 function plainJob(job: UploadJob): UploadJob {

@@ -3,7 +3,7 @@ import type { GirderStore } from '../../girder/store.js';
 import type { FileDoc, ItemDoc, UploadHooks, UploadSource } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
 import { isMissing, sleep } from './retry-policy.js';
-import { PermanentUploadError, type ResumeState, type UploadJob, type UploadTarget } from './types.js';
+import { NameInTheWayError, type ResumeState, type UploadJob, type UploadTarget } from './types.js';
 
 /** Server-side copies only pay off (and are only tried) from this size on. */
 export const DEDUP_MIN_SIZE = 1 << 20;
@@ -51,7 +51,27 @@ export class Uploader {
     }
   }
 
-  /** After a permanent failure: remove what this job made and left empty (its new item, stray copies). Best effort. */
+  /**
+   * Whether Girder deleted the job's target, so no retry can ever place it: the folder or item
+   * to create the file in, or the file to replace and every fallback place of it. Throws what
+   * the server answers otherwise (e.g. 403 for a folder that is only unreadable for now).
+   */
+  async targetGone(target: UploadTarget): Promise<boolean> {
+    switch (target.kind) {
+      case 'folder': return this.gone('folder', () => this.store.getFolder(target.folderId));
+      case 'item': return this.gone('item', () => this.store.getItem(target.itemId));
+      case 'file': {
+        if (!(await this.gone('file', () => this.store.getFile(target.fileId)))) return false;
+        const fallback = target.fallback;
+        if (fallback === undefined) return true;
+        return 'folderId' in fallback
+          ? this.gone('folder', () => this.store.getFolder(fallback.folderId))
+          : this.gone('item', () => this.store.getItem(fallback.itemId));
+      }
+    }
+  }
+
+  /** After the job left the queue for good: remove what it made and left empty (its new item, stray copies). Best effort. */
   async abandon(resume: Readonly<ResumeState>): Promise<void> {
     const made = [...(resume.strayItemIds ?? [])];
     if (resume.itemId !== undefined) {
@@ -99,7 +119,7 @@ export class Uploader {
       }
       if (found.length > 0) {
         if (empty === undefined || round >= CLASH_ROUNDS) {
-          throw new PermanentUploadError(`cannot create "${name}": an item directory of that name is in the way`);
+          throw new NameInTheWayError(`cannot create "${name}": an item directory of that name is in the way`);
         }
         await sleep(100 * 2 ** round, a.signal); // an empty item: maybe another writer's, its file on the way
         continue;
@@ -116,7 +136,7 @@ export class Uploader {
       await this.deleteStrays(a);
       const folderInTheWay = (await this.store.listFolders(folderId)).some((f) => f.name === name);
       if (folderInTheWay || round >= CLASH_ROUNDS) {
-        throw new PermanentUploadError(`cannot create "${name}": a ${folderInTheWay ? 'folder' : 'clashing entry'} of that name is in the way`);
+        throw new NameInTheWayError(`cannot create "${name}": a ${folderInTheWay ? 'folder' : 'clashing entry'} of that name is in the way`);
       }
       if (round > 0) await sleep(100 * 2 ** round, a.signal);
     }
@@ -190,6 +210,16 @@ export class Uploader {
       }
     }
     await a.save({ strayItemIds: undefined });
+  }
+
+  private async gone(model: 'folder' | 'item' | 'file', get: () => Promise<unknown>): Promise<boolean> {
+    try {
+      await get();
+      return false;
+    } catch (err) {
+      if (isMissing(err, model)) return true;
+      throw err;
+    }
   }
 
   private async itemOrUndefined(id: string): Promise<ItemDoc | undefined> {
