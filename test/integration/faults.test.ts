@@ -276,6 +276,7 @@ t.test('an upload cut mid-chunk resumes: the final sha512 is exact', async (tt) 
 t.test('a token that stops working mid-session: the caller sees nothing', async (tt) => {
   const folder = await freshFolder('token');
   const sub = await admin.createFolder(folder._id, 'sub');
+  await admin.createFolder(folder._id, 'other'); // listed for the first time behind a 401
   const bytes = Buffer.from('behind an expired token\n');
   await admin.uploadBytes({ type: 'folder', id: sub._id }, 'f.txt', bytes);
   await admin.uploadBytes({ type: 'folder', id: folder._id }, 'g.txt', bytes);
@@ -304,7 +305,7 @@ t.test('a token that stops working mid-session: the caller sees nothing', async 
   tt.equal(g.stdout, bytes.toString(), 'cat succeeds through a 401');
   const src = path.join(work, 'token-upload.bin');
   const sum = await writeRandomFile(src, MiB);
-  const cp = await sh(`cp ${q(src)} ${q(path.join(M, 'new.bin'))} && mkdir ${q(path.join(M, 'newdir'))} && ls ${q(path.join(M, 'newdir'))}`);
+  const cp = await sh(`cp ${q(src)} ${q(path.join(M, 'new.bin'))} && mkdir ${q(path.join(M, 'newdir'))} && ls ${q(path.join(M, 'newdir'))} ${q(path.join(M, 'other'))}`);
   tt.equal(cp.code, 0, `cp, mkdir and ls succeed through 401s ${cp.stderr}`);
   await waitForServerFile(admin, folder._id, 'new.bin', sum);
   tt.same(rules.map((r) => r.hits), [1, 1, 1], 'every 401 was served');
