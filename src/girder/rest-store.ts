@@ -8,7 +8,7 @@ import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
 import { decodeListingPage, isNoListingRoute, LISTING_MAX_LIMIT } from './listing-page.js';
 import { StaleHashes } from './stale-hashes.js';
-import type { FileRef, FolderContents, GirderStore, RangeStream } from './store.js';
+import type { FileParent, FileRef, FolderContents, GirderStore, RangeStream } from './store.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from './types.js';
 import { CHUNK_SIZE, upload } from './upload.js';
 
@@ -161,8 +161,11 @@ export class RestStore implements GirderStore {
     return decodeItem(await this.client.post('/item', { folderId, name }));
   }
 
-  async uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    return this.uploaded(await upload(this.client, { kind: 'new', itemId, name }, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
+  async createFile(parent: FileParent, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    const target = 'folderId' in parent
+      ? { kind: 'new' as const, parentType: 'folder' as const, parentId: parent.folderId, name }
+      : { kind: 'new' as const, parentType: 'item' as const, parentId: parent.itemId, name };
+    return this.uploaded(await upload(this.client, target, source, hooks, { chunkSize: this.chunkSize }), source.sha512);
   }
 
   async replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {

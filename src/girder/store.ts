@@ -41,8 +41,12 @@ export interface GirderStore {
   createFolder(parentId: string, name: string): Promise<FolderDoc>;
   /** Creates an item; Girder may rename it `name (1)` on a clash: read the returned name. */
   createItem(folderId: string, name: string): Promise<ItemDoc>;
-  /** Upload a new file into an item. */
-  uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;
+  /**
+   * A new file in an item, or in a folder, where Girder makes an item of the file's name for it (a
+   * clash renames that item `name (1)`: look first when unsure). Up to one chunk, one request: the
+   * bytes are the body of POST /file. A failure may leave the file made: check before trying again.
+   */
+  createFile(parent: FileParent, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;
   /** Replace a file's contents; its id survives. */
   replaceFile(fileId: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;
   /** Readable files whose content has this SHA-512 (empty when none or without the plugin). */
@@ -62,6 +66,8 @@ export interface GirderStore {
   setItemMeta(itemId: string, meta: Meta): Promise<ItemDoc>;
   setFolderMeta(folderId: string, meta: Meta): Promise<FolderDoc>;
 }
+
+export type FileParent = { readonly folderId: string } | { readonly itemId: string };
 
 export interface FolderContents {
   readonly folders: readonly FolderDoc[];

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { GirderError } from '../../src/errors.js';
-import type { FileRef, FolderContents, GirderStore, RangeStream } from '../../src/girder/store.js';
+import type { FileParent, FileRef, FolderContents, GirderStore, RangeStream } from '../../src/girder/store.js';
 import { AccessLevel } from '../../src/girder/types.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from '../../src/girder/types.js';
 
@@ -47,7 +47,7 @@ interface FileRec {
   mimeType: string;
 }
 
-type UploadTargetRec = { kind: 'new'; itemId: string; name: string } | { kind: 'replace'; fileId: string };
+type UploadTargetRec = { kind: 'new'; parent: FileParent; name: string } | { kind: 'replace'; fileId: string };
 
 interface UploadRec {
   id: string;
@@ -432,13 +432,24 @@ export class MemoryStore implements GirderStore {
     return this.itemDoc(rec);
   }
 
-  async uploadFile(itemId: string, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
-    await this.enter('uploadFile');
-    const item = this.itemRec(itemId);
-    this.requireLevel(this.folderRec(item.folderId), AccessLevel.WRITE);
+  async createFile(parent: FileParent, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {
+    await this.enter('createFile');
+    const folderId = 'folderId' in parent ? parent.folderId : this.itemRec(parent.itemId).folderId;
+    this.requireLevel(this.folderRec(folderId), AccessLevel.WRITE);
     const clean = cleanName(name, 'File');
-    const bytes = await this.receive({ kind: 'new', itemId, name: clean }, source, hooks);
-    this.itemRec(itemId); // the item may have gone while uploading
+    const bytes = await this.receive({ kind: 'new', parent, name: clean }, source, hooks);
+    let itemId: string;
+    if ('itemId' in parent) {
+      itemId = parent.itemId;
+      this.itemRec(itemId); // the item may have gone while uploading
+    } else {
+      // As Girder: the item is made at the end, named after the file, `name (1)` on a clash.
+      this.folderRec(folderId);
+      const t = this.now();
+      const item: ItemRec = { id: this.newId(), name: this.freeItemName(folderId, clean, undefined), folderId, created: t, updated: t, meta: {} };
+      this.items.set(item.id, item);
+      itemId = item.id;
+    }
     const rec: FileRec = {
       id: this.newId(), name: clean, itemId, bytes, sha512: sha512(bytes), created: this.now(),
       mimeType: 'application/octet-stream',
@@ -639,7 +650,7 @@ export class MemoryStore implements GirderStore {
   private removeItem(itemId: string): void {
     for (const f of [...this.files.values()]) if (f.itemId === itemId) this.files.delete(f.id);
     this.items.delete(itemId);
-    this.dropUploadsOf((t) => (t.kind === 'new' && t.itemId === itemId) || (t.kind === 'replace' && !this.files.has(t.fileId)));
+    this.dropUploadsOf((t) => (t.kind === 'new' && 'itemId' in t.parent && t.parent.itemId === itemId) || (t.kind === 'replace' && !this.files.has(t.fileId)));
   }
 
   private removeFolder(folderId: string): void {
@@ -750,9 +761,13 @@ function cmp(a: string, b: string): number {
 }
 
 function sameTarget(a: UploadTargetRec, b: UploadTargetRec): boolean {
-  if (a.kind === 'new' && b.kind === 'new') return a.itemId === b.itemId && a.name === b.name;
+  if (a.kind === 'new' && b.kind === 'new') return parentKey(a.parent) === parentKey(b.parent) && a.name === b.name;
   if (a.kind === 'replace' && b.kind === 'replace') return a.fileId === b.fileId;
   return false;
+}
+
+function parentKey(parent: FileParent): string {
+  return 'folderId' in parent ? `folder:${parent.folderId}` : `item:${parent.itemId}`;
 }
 
 function checkObjectId(id: string): void {

@@ -66,7 +66,7 @@ async function localFile(name: string, size: number): Promise<{ path: string; si
 }
 
 const source = await localFile('src', 3 * MiB + 17);
-const uploaded = await store.uploadFile(item.id, 'src.bin', source);
+const uploaded = await store.createFile({ itemId: item.id }, 'src.bin', source);
 const ref = { id: uploaded.id, size: uploaded.size };
 
 t.afterEach(() => {
@@ -231,7 +231,7 @@ t.test('a chunk dropped mid-body is resent from the server offset', async (tt) =
   onNext('POST', /\/file\/chunk\?.*offset=10485760/, { kind: 'status', status: 503 });
   seen.length = 0;
   const progress: number[] = [];
-  const doc = await store.uploadFile(item.id, 'chunky.bin', local, { onProgress: (sent) => void progress.push(sent) });
+  const doc = await store.createFile({ itemId: item.id }, 'chunky.bin', local, { onProgress: (sent) => void progress.push(sent) });
   tt.equal(doc.size, local.size);
   tt.equal(doc.sha512, local.sha512);
   tt.ok(seen.filter((s) => s.url.includes('/file/offset')).length >= 2, 'asked the server for its offset');
@@ -242,7 +242,7 @@ t.test('a chunk refused with 401 (token expired) is sent again, whole, after a n
   const local = await localFile('relogin', 7 * MiB + 5);
   onNext('POST', /\/file\/chunk\?.*offset=5242880/, { kind: 'unauthorized' });
   seen.length = 0;
-  const doc = await store.uploadFile(item.id, 'relogin.bin', local);
+  const doc = await store.createFile({ itemId: item.id }, 'relogin.bin', local);
   tt.equal(doc.size, local.size);
   tt.equal(doc.sha512, local.sha512, 'Girder holds exactly the bytes: the chunk was written again from its start');
   tt.equal(seen.filter((x) => x.url.includes('/api_key/token')).length, 1, 'logged in again once');
@@ -252,7 +252,7 @@ t.test('a chunk refused with 401 (token expired) is sent again, whole, after a n
 t.test('a lost answer to the final chunk still finds the file', async (tt) => {
   const local = await localFile('lost', 2 * MiB);
   onNext('POST', /\/file\/chunk/, { kind: 'drop-answer' });
-  const doc = await store.uploadFile(item.id, 'lost.bin', local);
+  const doc = await store.createFile({ itemId: item.id }, 'lost.bin', local);
   tt.equal(doc.sha512, local.sha512);
   tt.equal((await store.listFiles(item.id)).filter((f) => f.name === 'lost.bin').length, 1, 'one file, not two');
 
@@ -267,11 +267,11 @@ t.test('an upload gives up after its retries with a transient error', async (tt)
   const local = await localFile('doomed', MiB);
   onNext('POST', /\/file\/chunk/, { kind: 'status', status: 503 }, 100);
   const ids: string[] = [];
-  const err = await store.uploadFile(item.id, 'doomed.bin', local, { onUploadId: (id) => void ids.push(id) }).catch((e: unknown) => e);
+  const err = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { onUploadId: (id) => void ids.push(id) }).catch((e: unknown) => e);
   tt.ok(err instanceof GirderError && err.isTransient, String(err));
   tt.equal(ids.length, 1);
   proxy.clear();
-  const doc = await store.uploadFile(item.id, 'doomed.bin', local, { resumeUploadId: ids[0] });
+  const doc = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { resumeUploadId: ids[0] });
   tt.equal(doc.sha512, local.sha512, 'resumable afterwards');
 });
 

@@ -203,7 +203,7 @@ t.test('uploads, range reads, replace, copy, dedup lookup', async (tt) => {
     const local = await localFile(`up-${size}`, size);
     const ids: string[] = [];
     const progress: Array<[number, number]> = [];
-    const doc = await store.uploadFile(item.id, `f-${size}.bin`, local, {
+    const doc = await store.createFile({ itemId: item.id }, `f-${size}.bin`, local, {
       onUploadId: (id) => void ids.push(id),
       onProgress: (sent, total) => void progress.push([sent, total]),
     });
@@ -299,7 +299,7 @@ t.test('streamed range reads: exact bytes through GETs that grow, end of file, c
   const parent = await newFolder('streams');
   const item = await store.createItem(parent, 'data');
   const local = await localFile('streamed', 3 * MiB + 12_345);
-  const doc = await store.uploadFile(item.id, 'streamed.bin', local);
+  const doc = await store.createFile({ itemId: item.id }, 'streamed.bin', local);
   const content = await readFile(local.path);
   const ref = { id: doc.id, size: doc.size };
   for (const direct of [true, false]) {
@@ -363,14 +363,14 @@ t.test('an interrupted upload resumes from its upload id', async (tt) => {
   });
   const ids: string[] = [];
   const sentBefore = admin.stats().bytesUploaded;
-  const doc = await store.uploadFile(item.id, 'r.bin', local, { resumeUploadId: started._id, onUploadId: (id) => void ids.push(id) });
+  const doc = await store.createFile({ itemId: item.id }, 'r.bin', local, { resumeUploadId: started._id, onUploadId: (id) => void ids.push(id) });
   tt.equal(doc.size, local.size);
   tt.equal(doc.sha512, local.sha512);
   tt.same(ids, [], 'no new upload id');
   tt.equal(admin.stats().bytesUploaded - sentBefore, local.size - 5 * MiB, 'only the rest was sent');
 
   // An id the server does not know: start over.
-  const again = await store.uploadFile(item.id, 'r2.bin', local, { resumeUploadId: started._id, onUploadId: (id) => void ids.push(id) });
+  const again = await store.createFile({ itemId: item.id }, 'r2.bin', local, { resumeUploadId: started._id, onUploadId: (id) => void ids.push(id) });
   tt.equal(again.sha512, local.sha512);
   tt.equal(ids.length, 1, 'a fresh upload id');
 });
@@ -381,7 +381,7 @@ t.test('abort stops an upload', async (tt) => {
   const local = await localFile('abort-src', 8 * MiB);
   const controller = new AbortController();
   controller.abort(new Error('stop'));
-  await tt.rejects(store.uploadFile(item.id, 'a.bin', local, { signal: controller.signal }), { message: 'stop' });
+  await tt.rejects(store.createFile({ itemId: item.id }, 'a.bin', local, { signal: controller.signal }), { message: 'stop' });
   tt.same(await store.listFiles(item.id), []);
 });
 
@@ -414,14 +414,14 @@ t.test('renames, moves, deletes, metadata', async (tt) => {
   tt.same((await store.getFolder(b)).meta, { j: true });
 
   const fileItem = await store.createItem(sub.id, 'holder');
-  const file = await store.uploadFile(fileItem.id, 'x.txt', await localFile('x.txt', 10));
+  const file = await store.createFile({ itemId: fileItem.id }, 'x.txt', await localFile('x.txt', 10));
   tt.equal(file.mimeType, 'text/plain');
   await store.deleteFile(file.id);
   tt.ok((await girderError(store.getFile(file.id))).isMissing, 'file gone');
   await store.deleteItem(dup.id);
   tt.ok((await girderError(store.getItem(dup.id))).isMissing, 'item gone');
 
-  const file2 = await store.uploadFile(fileItem.id, 'y.bin', await localFile('y.bin', 100));
+  const file2 = await store.createFile({ itemId: fileItem.id }, 'y.bin', await localFile('y.bin', 100));
   await store.createFolder(sub.id, 'deeper');
   await store.deleteFolder(b);
   tt.ok((await girderError(store.getFolder(b))).isMissing, 'folder gone');

@@ -77,7 +77,7 @@ t.test('ranged reads through the 303: byte-exact, Range re-sent to S3, no token,
   await writeRandomFile(local, size);
   const bytes = await readFile(local);
   const item = await store.createItem(folder.id, 'read.bin');
-  const doc = await store.uploadFile(item.id, 'read.bin', { path: local, size });
+  const doc = await store.createFile({ itemId: item.id }, 'read.bin', { path: local, size });
   const token = await admin.token();
   const redirect = await fetch(`${info.apiUrl}/file/${doc.id}/download`, { headers: { 'Girder-Token': token, Range: 'bytes=5-9' }, redirect: 'manual' });
   t.equal(redirect.status, 303, 'precondition: Girder answers a ranged download with 303');
@@ -130,7 +130,7 @@ t.test('a presigned URL that S3 refuses as expired is asked of Girder again', as
   await writeRandomFile(local, size);
   const bytes = await readFile(local);
   const item = await store.createItem(folder.id, 'expire.bin');
-  const doc = await store.uploadFile(item.id, 'expire.bin', { path: local, size });
+  const doc = await store.createFile({ itemId: item.id }, 'expire.bin', { path: local, size });
   const file: FileRef = { id: doc.id, size, version: 'v1' };
   const sMark = s3.mark();
   const into = Buffer.alloc(100);
@@ -164,7 +164,7 @@ t.test('uploads: one chunk up to 64 MiB whatever the chunk size configured (part
     const sha = await writeRandomFile(local, size);
     const item = await store.createItem(folder.id, `up-${size}.bin`);
     const mark = gp.mark();
-    const doc = await store.uploadFile(item.id, `up-${size}.bin`, { path: local, size });
+    const doc = await store.createFile({ itemId: item.id }, `up-${size}.bin`, { path: local, size });
     t.equal(doc.size, size, `${size} B: size`);
     t.equal(await admin.downloadSha512(doc.id), sha, `${size} B: S3 holds the bytes`);
     const chunks = gp.since(mark).filter((r) => r.path === '/file/chunk');
@@ -184,7 +184,7 @@ t.test('resume: a cut in the first part (client side and S3 side), GET /file/off
   // The client's connection to Girder is cut 1 MiB into the first part.
   gp.on('POST', /\/file\/chunk/, { kind: 'drop-request', afterBytes: MiB });
   const mark = gp.mark();
-  const doc = await store.uploadFile(item.id, 'cut.bin', { path: local, size });
+  const doc = await store.createFile({ itemId: item.id }, 'cut.bin', { path: local, size });
   t.equal(await admin.downloadSha512(doc.id), sha, 'after a cut on the client side: the right bytes');
   const offsets = gp.since(mark).filter((r) => r.path === '/file/offset');
   t.same(offsets.map((r) => r.status), [400], 'GET /file/offset answered 400 (a multipart upload without parts) and the mount went on from 0');
@@ -193,7 +193,7 @@ t.test('resume: a cut in the first part (client side and S3 side), GET /file/off
   s3.on('PUT', /partNumber=1/, { kind: 'drop-request', afterBytes: MiB });
   const item2 = await store.createItem(folder.id, 'cut2.bin');
   const mark2 = gp.mark();
-  const doc2 = await store.uploadFile(item2.id, 'cut2.bin', { path: local, size });
+  const doc2 = await store.createFile({ itemId: item2.id }, 'cut2.bin', { path: local, size });
   t.equal(await admin.downloadSha512(doc2.id), sha, 'after a cut between Girder and S3: the right bytes');
   const statuses = gp.since(mark2).filter((r) => r.path === '/file/chunk').map((r) => r.status);
   t.same(statuses, [500, ...Array<number>(14).fill(200)], 'the part Girder could not store answered 500 and was sent again');
@@ -202,7 +202,7 @@ t.test('resume: a cut in the first part (client side and S3 side), GET /file/off
   const item3 = await store.createItem(folder.id, 'cut3.bin');
   const stop = new AbortController();
   const ids: string[] = [];
-  const first = store.uploadFile(item3.id, 'cut3.bin', { path: local, size }, {
+  const first = store.createFile({ itemId: item3.id }, 'cut3.bin', { path: local, size }, {
     signal: stop.signal,
     onUploadId: (id) => void ids.push(id),
     onProgress: (sent) => {
@@ -211,7 +211,7 @@ t.test('resume: a cut in the first part (client side and S3 side), GET /file/off
   });
   await t.rejects(first, 'the first attempt is stopped in its second part');
   const mark3 = gp.mark();
-  const doc3 = await store.uploadFile(item3.id, 'cut3.bin', { path: local, size }, { resumeUploadId: ids[0] });
+  const doc3 = await store.createFile({ itemId: item3.id }, 'cut3.bin', { path: local, size }, { resumeUploadId: ids[0] });
   t.equal(await admin.downloadSha512(doc3.id), sha, 'resumed: the right bytes');
   const resumedAt = gp.since(mark3).filter((r) => r.path === '/file/chunk').map((r) => new URLSearchParams(r.query).get('offset'));
   t.equal(resumedAt[0], String(5 * MiB), 'from the 5 MiB Girder counted');

@@ -23,7 +23,7 @@ async function waitFor(cond: () => boolean, what: string, timeoutMs = 20_000): P
 }
 
 /** What the uploader calls first for each kind of target; listings stay served. */
-const UPLOAD_CALLS: StoreMethod[] = ['findItems', 'createItem', 'uploadFile', 'replaceFile', 'getFile', 'getItem', 'filesBySha512', 'copyFile'];
+const UPLOAD_CALLS: StoreMethod[] = ['findItems', 'createItem', 'createFile', 'replaceFile', 'getFile', 'getItem', 'filesBySha512', 'copyFile'];
 
 function serverContent(store: MemoryStore, name: string): string | undefined {
   const item = store.itemsIn(store.rootId).find((i) => i.name === name);

@@ -114,7 +114,7 @@ t.test('opening for writing without changes uploads nothing', async (t) => {
   const fh = await fx.vfs.open('/ro.txt', O_RDWR);
   await fx.vfs.release(fh);
   await settled(fx);
-  t.equal(fx.store.count('replaceFile') + fx.store.count('uploadFile'), 0);
+  t.equal(fx.store.count('replaceFile') + fx.store.count('createFile'), 0);
 });
 
 t.test('truncate by path and ftruncate', async (t) => {
@@ -268,7 +268,7 @@ t.test('refusals: EACCES without write access, names Girder cannot hold, huge of
 t.test('writes after a close while the upload runs are not lost', async (t) => {
   const fx = await vfsFixture();
   t.teardown(() => fx.close());
-  const gate = fx.store.gate('uploadFile');
+  const gate = fx.store.gate('createFile');
   await fx.writeFile('/busy.txt', 'first');
   await gate.reached;
   const fh = await fx.vfs.open('/busy.txt', O_WRONLY | O_APPEND);
@@ -283,7 +283,7 @@ t.test('writes after a close while the upload runs are not lost', async (t) => {
 t.test('an upload that finishes while an open truncates the file leaves the copy to the open', async (t) => {
   const fx = await vfsFixture();
   t.teardown(() => fx.close());
-  const gate = fx.store.gate('uploadFile');
+  const gate = fx.store.gate('createFile');
   await fx.writeFile('/race.txt', 'first version');
   await gate.reached; // closed, uploading: the local copy stays until the upload ends
   // hold the open inside its truncate while the upload ends (a soak saw this: the write then went to a closed file)

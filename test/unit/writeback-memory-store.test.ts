@@ -44,7 +44,7 @@ t.test('upload, replace, copy, rename, read, delete', async (t) => {
   const item = await s.createItem(s.rootId, 'x');
   const ids: string[] = [];
   const progress: number[] = [];
-  const f = await s.uploadFile(item.id, 'x', { path: join(dir, 'src'), size: 11 }, {
+  const f = await s.createFile({ itemId: item.id }, 'x', { path: join(dir, 'src'), size: 11 }, {
     onUploadId: (id) => { ids.push(id); },
     onProgress: (sent) => progress.push(sent),
   });
@@ -115,11 +115,11 @@ t.test('interrupted upload resumes with its upload id', async (t) => {
   const item = await s.createItem(s.rootId, 'r');
   let uploadId: string | undefined;
   s.interruptNextUpload(4, new GirderError('reset', 0, 'network'));
-  await t.rejects(s.uploadFile(item.id, 'r', src, { onUploadId: (id) => { uploadId = id; } }));
+  await t.rejects(s.createFile({ itemId: item.id }, 'r', src, { onUploadId: (id) => { uploadId = id; } }));
   t.equal(s.bytesUploaded, 4);
   t.same(s.pendingUploadIds(), [uploadId]);
   const ids: string[] = [];
-  const f = await s.uploadFile(item.id, 'r', src, { resumeUploadId: uploadId, onUploadId: (id) => { ids.push(id); } });
+  const f = await s.createFile({ itemId: item.id }, 'r', src, { resumeUploadId: uploadId, onUploadId: (id) => { ids.push(id); } });
   t.same(ids, []);
   t.equal(s.bytesUploaded, 10);
   t.equal(s.contentOf(f.id).toString(), '0123456789');

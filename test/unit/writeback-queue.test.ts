@@ -207,7 +207,7 @@ t.test('jobs of one path run in order; a queued job is superseded by a newer one
   const { store, queue, temp } = setup(t);
   await queue.start();
   const target = { kind: 'folder', folderId: store.rootId, name: 'o.txt' } as const;
-  const gate = store.gate('uploadFile');
+  const gate = store.gate('createFile');
   const j1 = { path: '/o.txt', target, ...(await temp('one')) };
   const { done: p1 } = await queue.submit(j1);
   await gate.reached;
@@ -228,15 +228,15 @@ t.test('jobs of one path run in order; a queued job is superseded by a newer one
   t.equal(r3.file.id, r1.file.id, 'j3 replaced the file j1 made');
   t.equal(store.contentOf(r3.file.id).toString(), 'three');
   t.same(store.itemsIn(store.rootId).map((i) => i.name), ['o.txt']);
-  t.equal(store.count('uploadFile'), 1);
+  t.equal(store.count('createFile'), 1);
   t.equal(store.count('replaceFile'), 1);
 });
 
 t.test('different paths upload concurrently up to the limit', async (t) => {
   const { store, queue, temp } = setup(t, { concurrency: 2 });
   await queue.start();
-  const g1 = store.gate('uploadFile');
-  const g2 = store.gate('uploadFile');
+  const g1 = store.gate('createFile');
+  const g2 = store.gate('createFile');
   const ps = [];
   for (const name of ['p', 'q', 'r']) {
     ps.push((await queue.submit({ path: `/${name}`, target: { kind: 'folder', folderId: store.rootId, name }, ...(await temp(name)) })).done);
@@ -254,7 +254,7 @@ t.test('status while uploading, and drain with a timeout', async (t) => {
   const store = new MemoryStore({ chunkSize: 1000 });
   const { queue, temp } = setup(t, { store });
   await queue.start();
-  store.delayNext('uploadFile', 200);
+  store.delayNext('createFile', 200);
   const pause = store.pauseNextUpload(2000);
   const data = randomBytes(5000);
   const { done: p } = await queue.submit({ path: '/s.bin', target: { kind: 'folder', folderId: store.rootId, name: 's.bin' }, ...(await temp(data)) });

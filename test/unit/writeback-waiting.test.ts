@@ -63,7 +63,7 @@ const keyRefused = (): GirderError =>
   });
 
 /** Every call an upload makes to its target (listings stay served). */
-const UPLOAD_CALLS: StoreMethod[] = ['findItems', 'createItem', 'uploadFile', 'replaceFile', 'getFile', 'getItem', 'getFolder', 'filesBySha512', 'copyFile'];
+const UPLOAD_CALLS: StoreMethod[] = ['findItems', 'createItem', 'createFile', 'replaceFile', 'getFile', 'getItem', 'getFolder', 'filesBySha512', 'copyFile'];
 
 t.test('one function sorts failures: what waits, for the server or for one job, and what checks the target', async (t) => {
   const tmp = '/cache/data/x.upload';
@@ -168,7 +168,7 @@ t.test('a 5xx window and full storage pass by themselves, with backoff', async (
   const store = new MemoryStore();
   const q = queue({ store, retryDelayMs: { min: 20, max: 50 } });
   await q.start();
-  const full = store.refuse(new GirderError('Assetstore is unavailable or has insufficient free space.', 400, 'validation'), ['uploadFile']);
+  const full = store.refuse(new GirderError('Assetstore is unavailable or has insufficient free space.', 400, 'validation'), ['createFile']);
   const { done } = await q.submit(job(store.rootId, '/big.bin', await temp('bytes')));
   await waitFor(() => q.status()[0]?.state === 'waiting', 'waiting on full storage');
   t.match(q.status()[0]?.reason, /^Girder's storage is full or unavailable \(400: Assetstore is unavailable/);
@@ -314,7 +314,7 @@ t.test('cancel drops waiting uploads with their data; a newer close supersedes a
   const [r1, r2] = await Promise.all([d1, d2]);
   t.equal(r1, r2);
   t.equal(store.contentOf(r2.file.id).toString(), 'second');
-  t.equal(store.count('uploadFile'), 1);
+  t.equal(store.count('createFile'), 1);
 });
 
 t.test('uploads kept in journal/failed/ by an earlier version move to lost+found at start', async (t) => {

@@ -150,7 +150,7 @@ export class Uploader {
     }
     const copied = await this.serverCopy(a, itemId, name);
     if (copied !== undefined) return copied;
-    const file = await this.store.uploadFile(itemId, name, this.source(a), this.hooks(a, `new:${itemId}:${name}`));
+    const file = await this.store.createFile({ itemId }, name, this.source(a), this.hooks(a, `new:${itemId}:${name}`));
     return { file, how: 'uploaded', bytesSent: a.size };
   }
 
