@@ -390,6 +390,7 @@ export class Vfs implements FileSystem {
    * server away...) may wait for hours: fail at once then; it stays queued and journaled.
    */
   private async waitUploaded(local: LocalFile): Promise<void> {
+    this.uploads.hurry(local.key);
     const why = await uploadedOrWaiting(this.uploads, local);
     if (why !== undefined) {
       this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');

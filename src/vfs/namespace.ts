@@ -3,7 +3,7 @@ import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
-import type { Uploads } from './ports.js';
+import type { UploadClaim, Uploads, UploadTarget } from './ports.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 
 /**
@@ -91,9 +91,22 @@ export class Namespace {
     checkStorableName(dst.name);
 
     const local = this.ctx.locals.get(from);
+    if (local !== undefined && local.isNew) {
+      // Not on Girder yet: it is uploaded under the new name instead (a temp file renamed into
+      // place costs one upload, not an upload, then a rename on the server).
+      const claim = local.pendingUploads > 0 ? this.uploads.claim(local.key) : undefined;
+      if (local.pendingUploads === 0 || claim !== undefined) {
+        try {
+          await this.retargetNew(local, to, dst.dir, dst.name, claim);
+        } finally {
+          claim?.release();
+        }
+        return;
+      }
+    }
     if (local !== undefined) await this.settle(local, from);
     if (local !== undefined && local.isNew && local.pendingUploads === 0) {
-      await this.retargetNew(local, to, dst.dir, dst.name);
+      await this.retargetNew(local, to, dst.dir, dst.name, undefined);
       return;
     }
     const node = await this.existing(src.dir, src.name, from);
@@ -148,12 +161,14 @@ export class Namespace {
   }
 
   /** A file written here and not yet uploaded: it will simply be uploaded under the new name. */
-  private async retargetNew(local: LocalFile, to: string, dir: DirNode, name: string): Promise<void> {
+  private async retargetNew(local: LocalFile, to: string, dir: DirNode, name: string, claim: UploadClaim | undefined): Promise<void> {
     const target = this.ctx.locals.get(to) ?? (await lookup(this.ctx, dir, name));
     if (target !== undefined) await this.removeTarget(target, undefined, to, dir, name);
+    const uploadTarget: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    await claim?.retarget(to, uploadTarget, this.ctx.tree.nameFree(to));
     this.ctx.locals.delete(local.path);
     local.path = to;
-    local.target = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    local.target = uploadTarget;
     this.ctx.locals.set(to, local);
   }
 

@@ -3,7 +3,7 @@
  * (vfs/cache/). Declared here, as the model sees them, so the daemon wires the real ones and unit
  * tests can wire the same classes against an in-memory store.
  */
-import type { FileDoc } from '../girder/types.js';
+import type { FileDoc, ItemDoc } from '../girder/types.js';
 
 export type UploadTarget =
   | { kind: 'file'; fileId: string; remoteSha512?: string; fallback?: { folderId: string; name: string } | { itemId: string; name: string } }
@@ -22,12 +22,19 @@ export interface UploadJob {
    * last close wins even when the path changed between two uploads (default: the path).
    */
   readonly key?: string;
+  /**
+   * The mount saw no entry of this name in a fresh listing of its directory when the file was
+   * closed: a first try may create it in one request without looking first.
+   */
+  readonly nameFree?: boolean;
 }
 
 export interface UploadResult {
   readonly path: string;
   readonly file: FileDoc;
   readonly itemId: string;
+  /** The file's item, when known without asking (`exact`: Girder's own document, else made up here). */
+  readonly item?: { readonly doc: ItemDoc; readonly exact: boolean };
   readonly how: 'unchanged' | 'copied' | 'uploaded';
   readonly bytesSent: number;
 }
@@ -61,6 +68,18 @@ export interface Uploads {
   nextChange(): Promise<void>;
   /** Drop a file's uploads that are not running (it was removed or replaced); resolves once none is left. */
   cancel(key: string): Promise<void>;
+  /**
+   * Hold a file's queued uploads while none has started, so a rename can give them the new path and
+   * target (nothing then happens on Girder for the rename); undefined when that is too late.
+   */
+  claim(key: string): UploadClaim | undefined;
+  /** Start a file's uploads now, without the short hold after a close (someone waits: fsync). */
+  hurry(key: string): void;
+}
+
+export interface UploadClaim {
+  retarget(path: string, target: UploadTarget, nameFree: boolean): Promise<void>;
+  release(): void;
 }
 
 export interface RemoteFile {

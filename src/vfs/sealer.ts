@@ -1,10 +1,10 @@
 import { unlink } from 'node:fs/promises';
 import { errorMessage, toFsError } from '../errors.js';
-import type { FileDoc } from '../girder/types.js';
+import type { FileDoc, ItemDoc } from '../girder/types.js';
 import type { VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { mtimeMeta } from './mtime-meta.js';
-import { isDir, type FileNode } from './nodes.js';
+import { isDir, type DirNode, type FileNode } from './nodes.js';
 import { parentAndName } from './names.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
 import { versionKey } from './nodes.js';
@@ -36,7 +36,11 @@ export class Sealer {
     const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
       throw toFsError(err);
     });
-    const job = { path: local.path, key: local.key, target: local.target, tempPath, size: local.size, ...(sha512 !== undefined ? { sha512 } : {}) };
+    const job = {
+      path: local.path, key: local.key, target: local.target, tempPath, size: local.size,
+      ...(sha512 !== undefined ? { sha512 } : {}),
+      ...(local.isNew && this.ctx.tree.nameFree(local.path) ? { nameFree: true } : {}),
+    };
     let done: Promise<UploadResult>;
     try {
       ({ done } = await this.uploads.submit(job));
@@ -116,7 +120,7 @@ export class Sealer {
     this.reader.invalidate(result.file.id);
     if (local.unlinked) return result;
     try {
-      await this.placeInTree(local, result.file, result.itemId);
+      await this.placeInTree(local, result.file, result.itemId, result.item);
     } catch (err) {
       this.ctx.logger.warn({ path: local.path, err: errorMessage(err) }, 'uploaded, but could not refresh the listing');
     }
@@ -127,7 +131,7 @@ export class Sealer {
    * Apply a program's mtime to the uploaded file, and record the file in its directory's cached
    * listing, if there is one (no listing is fetched for it).
    */
-  private async placeInTree(local: LocalFile, file: FileDoc, itemId: string): Promise<void> {
+  private async placeInTree(local: LocalFile, file: FileDoc, itemId: string, knownItem: UploadResult['item']): Promise<void> {
     let item = local.explicitMtime !== undefined && !local.dirty
       ? await this.ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file))
       : undefined;
@@ -138,7 +142,12 @@ export class Sealer {
       this.ctx.tree.forgetById(local.target);
       return;
     }
-    item ??= await this.ctx.store.getItem(itemId);
+    let exact = true;
+    if (item === undefined) {
+      const known = knownItem ?? this.itemFromListing(dir, name, itemId, file);
+      item = known?.doc ?? (await this.ctx.store.getItem(itemId));
+      exact = known?.exact ?? true;
+    }
     const inItemDir = dir.kind === 'itemdir';
     const access = dir.kind === 'folder' ? dir.folder.accessLevel : dir.access;
     const node: FileNode = { kind: 'file', item, file, inItemDir, access };
@@ -146,7 +155,18 @@ export class Sealer {
       this.ctx.tree.forgetDir(dir);
       return;
     }
-    this.ctx.tree.set(dir, name, node);
+    this.ctx.tree.set(dir, name, node, exact);
+  }
+
+  /**
+   * The uploaded file's item as the cached listing has it, without asking: the item directory it is
+   * in, or the item a replaced file already had (Girder moved only its size).
+   */
+  private itemFromListing(dir: DirNode, name: string, itemId: string, file: FileDoc): { doc: ItemDoc; exact: boolean } | undefined {
+    if (dir.kind === 'itemdir') return dir.item.id === itemId ? { doc: dir.item, exact: false } : undefined;
+    const node = this.ctx.tree.cached(dir)?.get(name);
+    if (node?.kind !== 'file' || node.item.id !== itemId) return undefined;
+    return { doc: { ...node.item, size: file.size }, exact: true };
   }
 
   /** DESIGN: the local close wins over a change made elsewhere meanwhile; say so in the log. */

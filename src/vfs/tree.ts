@@ -112,6 +112,18 @@ export class Tree {
     return node;
   }
 
+  /**
+   * Whether `path` names nothing in a fresh listing of its directory (no request): a new file there
+   * may be created on Girder without looking for one of its name first.
+   */
+  nameFree(path: string): boolean {
+    const slash = path.lastIndexOf('/');
+    const dir = this.resolveCached(slash <= 0 ? '/' : path.slice(0, slash));
+    if (dir === undefined || !isDir(dir)) return false;
+    const listing = this.listings.get(dirKey(dir));
+    return listing !== undefined && Date.now() - listing.fetchedAt < this.opts.ttlMs && !listing.entries.has(path.slice(slash + 1));
+  }
+
   /** A folder this mount just created: it is empty, and listing it costs nothing for one TTL. */
   created(dir: FolderNode, name: string, folder: FolderNode): void {
     this.set(dir, name, folder);

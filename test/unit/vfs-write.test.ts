@@ -154,6 +154,7 @@ t.test('a name taken on the server meanwhile: the path ends with the bytes writt
   await fx.vfs.readdir('/');
   const fh = await fx.vfs.create('/race.txt', 0o644, O_WRONLY);
   fx.store.seedFile(fx.store.rootId, 'race.txt', 'made elsewhere');
+  fx.tree.clear(); // the listing that said the name was free is gone (SIGHUP, or past its TTL): look before creating
   await fx.vfs.write(fh, Buffer.from('mine'), 4, 0);
   await fx.vfs.release(fh);
   await settled(fx);
@@ -396,4 +397,34 @@ t.test('a write answered EIO while it waited (its kernel buffer taken back) fail
   t.equal(await errnoOf(fx.vfs.release(fh)), 'EIO');
   await settled(fx);
   t.same(fx.store.itemsIn(fx.store.rootId).map((i) => i.name), [], 'nothing of it is uploaded');
+});
+
+t.test('a small new file in a freshly listed folder is created in one request, nothing looked up', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.vfs.mkdir('/d', 0o755);
+  const before = fx.store.calls.length;
+  await fx.writeFile('/d/one.txt', 'one request');
+  await settled(fx);
+  t.same(fx.store.calls.slice(before), ['createFile'], 'POST /file with the bytes, and nothing else');
+  t.equal(onlyFile(fx, (await fx.store.listFolders(fx.store.rootId))[0]!.id, 'one.txt').data, 'one request');
+  t.equal((await fx.readFile('/d/one.txt')).toString(), 'one request', 'reads back without asking: the listing has it');
+});
+
+t.test('a temp file renamed into place before its upload starts is uploaded once, under its final name', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.vfs.mkdir('/d', 0o755);
+  await fx.writeFile('/d/final.txt', 'old');
+  await settled(fx);
+  const before = fx.store.calls.length;
+  await fx.writeFile('/d/.final.txt.tmp', 'new contents');
+  await fx.vfs.rename('/d/.final.txt.tmp', '/d/final.txt');
+  await settled(fx);
+  const calls = fx.store.calls.slice(before);
+  t.same(calls.filter((c) => c === 'createFile' || c === 'replaceFile'), ['createFile'], 'one upload');
+  t.same(calls.filter((c) => c === 'updateItem' || c === 'renameFile'), [], 'no rename on the server');
+  const folderId = (await fx.store.listFolders(fx.store.rootId))[0]!.id;
+  t.same(fx.store.itemsIn(folderId).map((i) => i.name), ['final.txt'], 'no temp name left, the old file replaced');
+  t.equal(onlyFile(fx, folderId, 'final.txt').data, 'new contents');
 });

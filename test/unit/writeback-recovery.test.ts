@@ -40,7 +40,8 @@ function setup(test: { testdir: typeof t.testdir; teardown: typeof t.teardown })
   const queues: UploadQueue[] = [];
   const log = captureLogger();
   const queue = (opts: Partial<UploadQueueOptions> & { store: GirderStore }, closeAtEnd = true): UploadQueue => {
-    const q = new UploadQueue({ journalDir, logger: log.logger, retryDelayMs: { min: 5, max: 20 }, ...opts });
+    // holdMs 0: these tests follow jobs from the moment they are submitted
+    const q = new UploadQueue({ journalDir, logger: log.logger, retryDelayMs: { min: 5, max: 20 }, holdMs: 0, ...opts });
     if (closeAtEnd) queues.push(q);
     return q;
   };
@@ -70,7 +71,7 @@ t.test('transient failures are retried (status says so) until the upload succeed
   const store = new MemoryStore();
   const q = queue({ store, retryDelayMs: { min: 150, max: 150 } });
   await q.start();
-  store.failNext('uploadFile', new GirderError('Service Unavailable', 503, 'rest'), 3);
+  store.failNext('createFile', new GirderError('Service Unavailable', 503, 'rest'), 3);
   store.failNext('findItems', Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }));
   const { done } = await q.submit(folderJob(store, 't.txt', await temp('persist')));
   await waitFor(() => q.status()[0]?.state === 'waiting', 'state waiting');
@@ -78,7 +79,7 @@ t.test('transient failures are retried (status says so) until the upload succeed
   const r = await done;
   t.equal(r.how, 'uploaded');
   t.equal(store.contentOf(r.file.id).toString(), 'persist');
-  t.equal(store.count('uploadFile'), 4, 'three failures, then success');
+  t.equal(store.count('createFile'), 4, 'three failures, then success');
   t.same(store.itemsIn(store.rootId).map((i) => i.name), ['t.txt'], 'the item made on the first try is reused');
   t.equal(store.count('createItem'), 1);
 });
@@ -93,7 +94,7 @@ t.test('an upload cut off mid-way resumes with its upload id; a forgotten upload
   const r = await (await q.submit(folderJob(store, 'big', await temp(data)))).done;
   t.ok(store.contentOf(r.file.id).equals(data));
   t.equal(store.bytesUploaded, 5000, 'no byte sent twice');
-  t.equal(store.count('uploadFile'), 2);
+  t.equal(store.count('createFile'), 2);
 
   store.failNext('replaceFile', new GirderError('Invalid upload id (aaaaaaaaaaaaaaaaaaaaaaaa).', 400, 'rest'));
   const r2 = await (await q.submit({ path: '/big', target: { kind: 'file', fileId: r.file.id }, ...(await temp('smaller')) })).done;

@@ -15,6 +15,7 @@ import {
   type JournalRecord, type ResumeState, type UploadJob, type UploadResult, type UploadStatus, type UploadTarget,
 } from './types.js';
 import { Uploader, type Attempt, type Placed } from './uploader.js';
+import type { UploadClaim } from '../ports.js';
 
 const PROGRESS_LOG_MS = 10_000;
 /** How long close() waits for running uploads to notice the abort. */
@@ -27,8 +28,14 @@ export interface UploadQueueOptions {
   /** The cache directory: log lines name it, and uploads that can never succeed go to its `lost+found/` (default: the journal's parent). */
   cacheDir?: string;
   logger: Logger;
-  /** Jobs uploading at once (default 2). */
+  /** Jobs uploading at once (default 8: small files are limited by round trips, not bandwidth). */
   concurrency?: number;
+  /**
+   * How long a newly closed file waits before its upload starts (default 500 ms), unless hurried
+   * (fsync): programs write a temp name and rename it at once (git, rsync, editors), and a rename of
+   * a file whose upload has not started costs nothing (claim()).
+   */
+  holdMs?: number;
   /** Backoff between tries of a waiting upload (default 1 s doubling to 60 s). */
   retryDelayMs?: { min: number; max: number };
   onFinished?(job: UploadJob, result: UploadResult): void;
@@ -52,8 +59,8 @@ interface Wait {
 }
 
 interface Entry {
-  /** The job as submitted (what pendingFor and the callbacks hand back). */
-  readonly job: UploadJob;
+  /** The job as submitted (what pendingFor and the callbacks hand back), with the path of a rename (claim). */
+  job: UploadJob;
   /** The journaled form, whose target may be narrowed to the file an earlier job of the path made. */
   readonly rec: JournalRecord;
   readonly promise: Promise<UploadResult>;
@@ -73,7 +80,15 @@ interface Entry {
   lastProgressLog: number;
   /** Its file was removed or replaced through the mount: drop it instead of trying again. */
   cancelled: boolean;
+  /** Tries started in this run. */
+  tries: number;
+  /** Not started before this time (holdMs after a fresh submit; 0 once hurried). */
+  readyAt: number;
+  /** Held by a claim (a rename in progress): not started until released. */
+  claimed: boolean;
 }
+
+
 
 /**
  * The write-back upload queue. A submitted job is journaled (fsync'd) before submit resolves; the
@@ -93,6 +108,7 @@ export class UploadQueue {
   private readonly cacheDir: string;
   private readonly uploader: Uploader;
   private readonly concurrency: number;
+  private readonly holdMs: number;
   private readonly retryDelayMs: { min: number; max: number };
   private readonly onFinished: UploadQueueOptions['onFinished'];
   private readonly onFailed: UploadQueueOptions['onFailed'];
@@ -121,7 +137,8 @@ export class UploadQueue {
     this.journal = new Journal(opts.journalDir, opts.logger);
     this.lost = new LostAndFound(join(this.cacheDir, 'lost+found'), join(opts.journalDir, 'kept'), opts.logger);
     this.uploader = new Uploader(opts.store, opts.logger);
-    this.concurrency = Math.max(1, opts.concurrency ?? 2);
+    this.concurrency = Math.max(1, opts.concurrency ?? 8);
+    this.holdMs = Math.max(0, opts.holdMs ?? 500);
     this.retryDelayMs = opts.retryDelayMs ?? { min: 1000, max: 60_000 };
     this.onFinished = opts.onFinished;
     this.onFailed = opts.onFailed;
@@ -230,6 +247,45 @@ export class UploadQueue {
   }
 
   /**
+   * Hold the queued jobs of a file (its key) while none of them has started or left anything on
+   * the server, so that a rename can give them the new path instead of waiting for the upload and
+   * renaming it on Girder. Undefined when that is too late (or there is no such job).
+   */
+  claim(key: string): UploadClaim | undefined {
+    const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
+    if (mine.length === 0 || this.closed) return undefined;
+    if (mine.some((e) => e.running || e.claimed || e.tries > 0 || e.narrowed || !isEmpty(e.rec.resume) || e.cancelled)) return undefined;
+    for (const e of mine) e.claimed = true;
+    let released = false;
+    return {
+      retarget: async (path, target, nameFree) => {
+        for (const e of mine) {
+          e.rec.job = { ...e.rec.job, path, target, nameFree };
+          e.job = { ...e.job, path, target, nameFree };
+          await this.journal.write(e.rec);
+        }
+      },
+      release: () => {
+        if (released) return;
+        released = true;
+        for (const e of mine) e.claimed = false;
+        this.schedule();
+      },
+    };
+  }
+
+  /** Start a file's queued jobs without the hold of holdMs (someone waits for them: fsync). */
+  hurry(key: string): void {
+    let changed = false;
+    for (const e of this.entries) {
+      if (keyOf(e.rec.job) !== key || e.readyAt === 0) continue;
+      e.readyAt = 0;
+      changed = true;
+    }
+    if (changed) this.schedule();
+  }
+
+  /**
    * Try the waiting uploads now (only those waiting for `cause`, when given): after a successful
    * login, or on SIGHUP.
    */
@@ -318,6 +374,7 @@ export class UploadQueue {
     const entry: Entry = {
       job, rec, promise, waiters, resumed, running: false, prepared: false, narrowed: false,
       phase: 'hashing', sent: 0, lastTriedAt: 0, lastProgressLog: 0, cancelled: false,
+      tries: 0, readyAt: resumed ? 0 : Date.now() + this.holdMs, claimed: false,
     };
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const old = this.entries[i] as Entry;
@@ -365,7 +422,11 @@ export class UploadQueue {
       const key = keyOf(e.rec.job);
       if (seen.has(key)) continue; // an earlier job of the file goes first
       seen.add(key);
-      if (e.running) continue;
+      if (e.running || e.claimed) continue;
+      if (e.readyAt > now) {
+        wake = Math.min(wake, e.readyAt);
+        continue;
+      }
       if (e.wait !== undefined && e.wait.retryAt > now) {
         wake = Math.min(wake, e.wait.retryAt);
         continue;
@@ -406,6 +467,7 @@ export class UploadQueue {
     const { rec } = e;
     const signal = this.abort.signal;
     e.lastTriedAt = Date.now();
+    e.tries++;
     try {
       if (!e.prepared) {
         e.phase = 'hashing';
@@ -520,7 +582,7 @@ export class UploadQueue {
   private attempt(e: Entry, sha512: string, size: number, signal: AbortSignal): Attempt {
     const { rec } = e;
     return {
-      job: rec.job, sha512, size, signal,
+      job: rec.job, sha512, size, signal, first: !e.resumed && e.tries === 1,
       get resume(): Readonly<ResumeState> { return rec.resume; },
       save: (change) => this.saveResume(e, change),
       onProgress: (sent, total) => {
@@ -561,7 +623,10 @@ export class UploadQueue {
 
   private async finish(e: Entry, placed: Placed): Promise<void> {
     const { rec } = e;
-    const result: UploadResult = { path: rec.job.path, file: placed.file, itemId: placed.file.itemId, how: placed.how, bytesSent: placed.bytesSent };
+    const result: UploadResult = {
+      path: rec.job.path, file: placed.file, itemId: placed.file.itemId, how: placed.how, bytesSent: placed.bytesSent,
+      ...(placed.item === undefined ? {} : { item: placed.item }),
+    };
     this.endHold();
     let forgotten = true;
     try {
@@ -703,6 +768,7 @@ function plainJob(job: UploadJob): UploadJob {
   return {
     path: job.path, target: job.target, tempPath: job.tempPath, size: job.size,
     ...(job.key === undefined ? {} : { key: job.key }),
+    ...(job.nameFree === true ? { nameFree: true } : {}),
     ...(job.sha512 === undefined ? {} : { sha512: job.sha512 }),
     ...(job.meta === undefined ? {} : { meta: job.meta }),
   };

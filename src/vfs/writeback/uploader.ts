@@ -22,12 +22,19 @@ export interface Attempt {
   save(change: Partial<ResumeState>): Promise<void>;
   onProgress(sent: number, total: number): void;
   readonly signal: AbortSignal;
+  /**
+   * The job's first try in this run: nothing it did can be on the server yet (a retry, or a job
+   * resumed from the journal, may have made its file already, with only the answer lost).
+   */
+  readonly first: boolean;
 }
 
 export interface Placed {
   readonly file: FileDoc;
   readonly how: 'unchanged' | 'copied' | 'uploaded';
   readonly bytesSent: number;
+  /** The file's item, when known without asking (`exact`: Girder's own document, else made up here). */
+  readonly item?: { readonly doc: ItemDoc; readonly exact: boolean };
 }
 
 type Fallback = NonNullable<Extract<UploadTarget, { kind: 'file' }>['fallback']>;
@@ -44,6 +51,7 @@ export class Uploader {
 
   place(a: Attempt): Promise<Placed> {
     const t = a.job.target;
+    if (a.first && a.job.nameFree === true && a.size < DEDUP_MIN_SIZE && t.kind !== 'file') return this.createAtOnce(a, t);
     switch (t.kind) {
       case 'file': return this.toFile(a, t.fileId, t.fallback);
       case 'item': return this.toItem(a, t.itemId, t.name, false);
@@ -93,6 +101,19 @@ export class Uploader {
       this.log.info({ path: a.job.path, fileId }, 'file deleted in Girder meanwhile: creating it anew');
       return 'folderId' in fallback ? this.toFolder(a, fallback.folderId, fallback.name) : this.toItem(a, fallback.itemId, fallback.name, false);
     }
+  }
+
+  /**
+   * A small new file whose name the mount saw free in a fresh listing: one request, POST /file with
+   * the bytes, which makes the item too in a folder. Nothing is looked up first; a clash raced in
+   * meanwhile would leave ours as `name (1)`, as two uploads racing on Girder do.
+   */
+  private async createAtOnce(a: Attempt, t: Exclude<UploadTarget, { kind: 'file' }>): Promise<Placed> {
+    const parent = t.kind === 'folder' ? { folderId: t.folderId } : { itemId: t.itemId };
+    const file = await this.store.createFile(parent, t.name, this.source(a), this.hooks(a, `create:${t.kind}:${'folderId' in parent ? parent.folderId : parent.itemId}:${t.name}`));
+    if (t.kind !== 'folder') return { file, how: 'uploaded', bytesSent: a.size };
+    const doc: ItemDoc = { id: file.itemId, name: t.name, folderId: t.folderId, created: file.created, updated: file.created, size: file.size, meta: {} };
+    return { file, how: 'uploaded', bytesSent: a.size, item: { doc, exact: false } };
   }
 
   /** A new single-file item `name` in a folder, or the existing one's file replaced (last close wins). */
