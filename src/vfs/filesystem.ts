@@ -1,3 +1,4 @@
+import { LRUCache } from 'lru-cache';
 import { FsError, errorMessage, toFsError } from '../errors.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
@@ -29,6 +30,8 @@ const FILL_CHUNK = 4 << 20;
 /** The filesystem model: the FileSystem the fuse layer calls. */
 export class Vfs implements FileSystem {
   private readonly handles = new Map<number, Handle>();
+  /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
+  private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
   private nextHandle = 1;
   private readonly sealer: Sealer;
   private readonly namespace: Namespace;
@@ -113,6 +116,7 @@ export class Vfs implements FileSystem {
       if (isDir(found)) throw new FsError('EISDIR', path);
       const node = await this.current(path, found);
       if (!writable) {
+        this.readBefore.set(node.file.id, true);
         const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
         return this.addHandle({ kind: 'remote', path, node, session });
       }
@@ -325,8 +329,14 @@ export class Vfs implements FileSystem {
     return this.ctx.locals.size;
   }
 
-  /** The file as Girder has it now, when its listing is older than the TTL (Tree.current). */
+  /**
+   * The file as Girder has it now, when its document is older than the TTL (Tree.current). Only
+   * asked for a file read before through this mount: the kernel's page cache or the block cache may
+   * hold its bytes, which a same-size replacement would leave looking current. A file never read
+   * here is read fresh anyway (the download serves what Girder has).
+   */
   private async current(path: string, node: FileNode): Promise<FileNode> {
+    if (!this.readBefore.has(node.file.id) && !this.reader.holds(node.file.id)) return node;
     const { dir, name } = await parentOf(this.ctx, path);
     return this.ctx.tree.current(dir, name, node);
   }

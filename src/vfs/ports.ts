@@ -96,4 +96,6 @@ export interface ReadSession {
 export interface DataReader {
   open(file: RemoteFile): ReadSession;
   invalidate(fileId: string): void;
+  /** Whether bytes of some version of the file may be cached (and could be served as that version). */
+  holds(fileId: string): boolean;
 }

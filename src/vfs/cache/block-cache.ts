@@ -169,6 +169,11 @@ export class BlockCache {
     }
   }
 
+  /** Whether any version of the file has an entry here (blocks on disk, or it is open). */
+  holds(fileId: string): boolean {
+    return this.versions.has(fileId);
+  }
+
   /** Drop every version of a file: cached bytes are never served again. */
   dropFile(fileId: string): void {
     if (this.closed) return;

@@ -101,6 +101,11 @@ export class CachedReader implements BlockStreamHost {
     return new ReadSessionImpl(this, this.cache, this.cache.acquire(file));
   }
 
+  /** Whether bytes of some version of the file may be cached here. */
+  holds(fileId: string): boolean {
+    return this.cache.holds(fileId);
+  }
+
   /** Drop every cached version of a file (a local write replaced it). */
   invalidate(fileId: string): void {
     this.cache.dropFile(fileId);
