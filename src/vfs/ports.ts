@@ -98,4 +98,6 @@ export interface DataReader {
   invalidate(fileId: string): void;
   /** Whether bytes of some version of the file may be cached (and could be served as that version). */
   holds(fileId: string): boolean;
+  /** Cache the bytes of a small file just uploaded from here, as the version Girder now has. */
+  seed(file: RemoteFile, read: (into: Buffer, length: number, position: number) => Promise<number>): Promise<void>;
 }

@@ -101,6 +101,32 @@ export class CachedReader implements BlockStreamHost {
     return new ReadSessionImpl(this, this.cache, this.cache.acquire(file));
   }
 
+  /**
+   * Put the bytes of a small file this mount just uploaded into the cache as that version, so a
+   * program reading back what it wrote (git does, all the time) asks Girder for nothing. `read`
+   * gives the bytes (the local copy they were uploaded from). Best effort: a failure caches nothing.
+   */
+  async seed(file: RemoteFile, read: (into: Buffer, length: number, position: number) => Promise<number>): Promise<void> {
+    if (file.size === 0 || file.size > this.wholeFileBytes) return;
+    const vf = this.cache.acquire(file);
+    const slab = this.cache.slabs.take(file.size);
+    try {
+      const data = slab.buf.subarray(0, file.size);
+      for (let pos = 0; pos < file.size; ) {
+        const n = await read(data.subarray(pos), file.size - pos, pos);
+        if (n <= 0) return;
+        pos += n;
+      }
+      this.cache.store(vf, 0, data, slab);
+    } catch (err) {
+      slab.discard();
+      this.log.debug({ fileId: file.id, err: String(err) }, 'could not cache the uploaded bytes');
+    } finally {
+      slab.release();
+      this.cache.release(vf);
+    }
+  }
+
   /** Whether bytes of some version of the file may be cached here. */
   holds(fileId: string): boolean {
     return this.cache.holds(fileId);
