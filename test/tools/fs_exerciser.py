@@ -13,7 +13,8 @@ Exit 0: every check passed; the last stdout line is JSON {"ok": true, "path", "s
 Exit 1: the file differed from the model: prints the op log, the first differing offset, the bytes
         expected and read there, and the ops that last touched that offset.
 Exit 2: an operation failed (OSError): prints the op log and the error.
---trace FILE appends each op to FILE before doing it, so a run killed in a hung op says which.
+--trace FILE appends each op to FILE (with the seconds since the start) before doing it, so a run
+killed in a hung op says which, and since when.
 Standard library only (os, mmap, random, hashlib, json).
 """
 import argparse
@@ -71,6 +72,7 @@ class Exerciser:
         self.log = []
         self.counts = {op: 0 for op in OPS}
         self.trace = open(args.trace, 'a', buffering=1) if args.trace else None
+        self.started = time.monotonic()
         enabled = [op for op in OPS if not self.disabled(op)]
         self.ops = enabled
         self.weights = [WEIGHTS[op] for op in enabled]
@@ -236,7 +238,7 @@ class Exerciser:
         line = f'#{len(self.log) + 1} {text}'
         self.log.append([line, None, None])
         if self.trace:
-            self.trace.write(line + '\n')
+            self.trace.write(f'{time.monotonic() - self.started:8.3f}s {line}\n')
 
     # ---- the run ----
 
