@@ -221,14 +221,14 @@ export class ProgramSession {
   /** Takes the daemon's status and who waits on FUSE shortly before a step's bound, for the failure message. */
   private async noteStatus(): Promise<void> {
     if (this.mount === undefined) return;
-    const waiting = await processesWaitingOnFuse();
+    const waiting = await processesWaitingOnFuse(this.mount.mountpoint);
     try {
       const s = await mountStatus(this.mount.mountpoint);
       this.statusNote = `status near the bound: ${s.uploads.length} uploads pending, ${s.requests.requests} requests, ${s.requests.errors} errors\n`;
     } catch (err) {
       this.statusNote = `status near the bound: ${(err as Error).message}\n`;
     }
-    if (waiting !== '') this.statusNote += `processes asleep on a FUSE request near the bound (any mount of this machine):\n${waiting}\n`;
+    if (waiting !== '') this.statusNote += `processes of this mount, or asleep on a FUSE request of any mount, near the bound:\n${waiting}\n`;
   }
 
   /**
@@ -329,15 +329,19 @@ export class ProgramSession {
   }
 }
 
-/** Processes asleep in the kernel on a FUSE request: pid, state, wait channel, command and kernel stack. */
-export async function processesWaitingOnFuse(): Promise<string> {
+/**
+ * Processes asleep in the kernel on a FUSE request, or with `mountpoint` on their command line:
+ * pid, wait channel, command and kernel stack.
+ */
+export async function processesWaitingOnFuse(mountpoint?: string): Promise<string> {
   const found: string[] = [];
   for (const pid of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(pid)) continue;
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
     const wchan = await readFile(`/proc/${pid}/wchan`, 'utf8').catch(() => '');
     const stack = await readFile(`/proc/${pid}/stack`, 'utf8').catch(() => '');
-    if (!/fuse|request_wait_answer/.test(`${wchan}\n${stack}`)) continue;
     const cmd = (await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '')).split('\0').join(' ').trim().slice(0, 160);
+    const ours = mountpoint !== undefined && cmd.includes(mountpoint) && !/cli\.js|girder-mount/.test(cmd);
+    if (!ours && !/fuse|request_wait_answer/.test(`${wchan}\n${stack}`)) continue;
     const frames = stack.split('\n').map((l) => l.replace(/^\[<[0-9a-f]+>\] /, '').replace(/\+0x[0-9a-f/x]+$/, '')).filter((l) => l !== '').slice(0, 6);
     found.push(`  pid ${pid} (${cmd}) waits in ${wchan || '?'}: ${frames.join(' <- ')}`);
   }
