@@ -124,6 +124,8 @@ class Session {
       const store = new RestStore(client, logger);
       const root = await connect(client, store, config);
       await store.probeListingRoute(config.folderId);
+      // From here on a failure that says the server is away makes the mount serve what it knows.
+      client.health.watch();
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
       // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.
@@ -140,6 +142,8 @@ class Session {
           if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
         },
       });
+      // Note (issue 12): uploads waiting on the server could be retried as soon as it is back
+      // (client.health.onReachable); the queue has no "retry now" to call yet, so they wait their backoff.
       const resumed = await uploads.start();
       if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
@@ -195,6 +199,7 @@ class Session {
       uploads: this.uploads.status().map((u) => ({ ...u })),
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
+      server: this.client.health.snapshot(),
     };
   }
 
