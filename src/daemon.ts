@@ -124,6 +124,8 @@ class Session {
       const store = new RestStore(client, logger);
       const root = await connect(client, store, config);
       await store.probeListingRoute(config.folderId);
+      // From here on a failure that says the server is away makes the mount serve what it knows.
+      client.health.watch();
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
       // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.
@@ -143,6 +145,7 @@ class Session {
       });
       const resumed = await uploads.start();
       client.onLogin(() => uploads.retryNow('a new login to Girder', 'auth'));
+      client.health.onReachable(() => uploads.retryNow('Girder is reachable again', 'server'));
       if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
       const vfs = new Vfs(ctx, reader, uploads, { dataDir: dirs.data, syncUploads: config.syncUploads });
@@ -201,6 +204,7 @@ class Session {
       lostAndFound: this.uploads.lostAndFoundDir,
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
+      server: this.client.health.snapshot(),
     };
   }
 

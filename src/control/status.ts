@@ -37,6 +37,8 @@ export interface MountStatus {
   readonly lostAndFound: string;
   readonly cache: { hits: number; misses: number; bytesCached: number; maxBytes: number };
   readonly requests: { requests: number; errors: number; retries: number; bytesDownloaded: number; bytesUploaded: number };
+  /** Whether Girder answers; while it does not, since when (ISO time) and why. */
+  readonly server?: { readonly reachable: boolean; readonly unreachableSince?: string; readonly reason?: string };
 }
 
 export interface UnmountAnswer {
@@ -83,6 +85,9 @@ export function formatStatus(s: MountStatus): string {
   const lines = [
     `mountpoint   ${s.mountpoint} (pid ${s.pid}, up ${Math.round(s.uptimeS)} s${s.readOnly ? ', read-only' : ''}${s.detached === true ? ', detached: serving the processes still inside until they leave' : ''})`,
     `server       ${s.apiUrl}, folder ${s.folderId}`,
+    ...(s.server?.reachable === false
+      ? [`outage       server unreachable since ${s.server.unreachableSince ?? '?'} (${s.server.reason ?? 'no answer'}); serving what is cached`]
+      : []),
     `requests     ${s.requests.requests} (${s.requests.errors} errors, ${s.requests.retries} retries), ${mib(s.requests.bytesDownloaded)} down, ${mib(s.requests.bytesUploaded)} up`,
     `cache        ${mib(s.cache.bytesCached)} of ${mib(s.cache.maxBytes)}, hit rate ${hitRate} (${s.cache.hits} hits, ${s.cache.misses} misses)`,
     `uploads      ${uploadsSummary(s)}`,

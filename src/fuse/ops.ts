@@ -32,6 +32,12 @@ type Reply<W> = [code: number, value?: W];
 
 /** Failures that mean trouble (the server, the cache disk), not an answer such as ENOENT: logged at warn. */
 const TROUBLE = new Set(['EIO', 'ESTALE', 'ENOSPC', 'ETIMEDOUT']);
+/**
+ * The same failure of the same path again within this long is logged at debug, not warn: the
+ * kernel reads a page again right after its read-ahead failed, and the reads of one file in flight
+ * fail together. One line says it.
+ */
+const REPEAT_QUIET_MS = 1000;
 
 export interface OperationsOptions {
   /** Answer EIO to an operation that passes its time bound (see op-watchdog.ts); none: no bound. */
@@ -46,15 +52,36 @@ export interface Operations extends Fuse.Operations {
 export function buildOperations(fs: FileSystem, logger: Logger, options: OperationsOptions = {}): Operations {
   const watchdog = options.bounds === undefined ? undefined : new OpWatchdog(options.bounds, logger);
   const readBuffers = new ReadBuffers();
+  /** When a failure (path and message) was last logged at warn. */
+  const warned = new Map<string, number>();
+
+  /** Whether this failure of `path` was logged at warn less than REPEAT_QUIET_MS ago (else note it now). */
+  function repeated(path: string, message: string): boolean {
+    const now = Date.now();
+    const key = `${path}\0${message}`;
+    const last = warned.get(key);
+    if (last !== undefined && now - last < REPEAT_QUIET_MS) return true;
+    if (warned.size >= 256) {
+      for (const [k, at] of warned) if (now - at >= REPEAT_QUIET_MS) warned.delete(k);
+    }
+    warned.set(key, now);
+    return false;
+  }
 
   /** The errno for a failure; logs what is not an FsError (a bug or a surprise below us). */
   function codeFor(op: string, path: string, err: unknown): number {
     if (err instanceof FsError) {
-      if (TROUBLE.has(err.errno)) logger.warn({ op, path, errno: err.errno, err: err.message }, 'operation failed');
-      else if (logger.isLevelEnabled('trace')) logger.trace({ op, path, errno: err.errno }, 'fuse op failed');
+      if (!TROUBLE.has(err.errno)) {
+        if (logger.isLevelEnabled('trace')) logger.trace({ op, path, errno: err.errno }, 'fuse op failed');
+      } else if (repeated(path, err.message)) {
+        logger.debug({ op, path, errno: err.errno, err: err.message }, 'operation failed (again)');
+      } else {
+        logger.warn({ op, path, errno: err.errno, err: err.message }, 'operation failed');
+      }
     } else if (err instanceof GirderError) {
       // The server is down or refused: expected in operation, no stack needed.
-      logger.warn({ op, path, status: err.status, err: err.message }, 'Girder request failed');
+      if (repeated(path, err.message)) logger.debug({ op, path, status: err.status, err: err.message }, 'Girder request failed (again)');
+      else logger.warn({ op, path, status: err.status, err: err.message }, 'Girder request failed');
     } else {
       logger.error({ op, path, err }, 'unexpected error in filesystem operation; answered EIO');
     }
@@ -88,7 +115,11 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       cb(code, value);
     };
     untrack = watchdog?.track(op, path, detail, answer, transfers);
-    const fail = (err: unknown): void => answer(codeFor(op, path, err));
+    const fail = (err: unknown): void => {
+      // Answered EIO by the watchdog, which logged it: the work failing later is no second failure.
+      if (answered) logger.debug({ op, path, err: String(err) }, 'operation failed after it was answered EIO');
+      else answer(codeFor(op, path, err));
+    };
     let pending: Promise<V>;
     try {
       pending = Promise.resolve(work());

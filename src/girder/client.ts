@@ -11,6 +11,7 @@ import { backoffDelay, sleep } from './backoff.js';
 import { decodeUser, isObject, parseDate } from './decode.js';
 import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
 import { isAbort, isRetryable, networkError, responseError } from './failure.js';
+import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
 
 export type Credentials =
@@ -101,12 +102,16 @@ export interface ClientStats {
 
 /** Re-login this long before a token's known expiry. */
 const EXPIRY_MARGIN_MS = 60_000;
+/** A probe of the server (GET /system/version) waits at most this long, or --timeout if shorter. */
+const PROBE_TIMEOUT_MS = 10_000;
 
 export class GirderClient {
   readonly apiUrl: string;
   readonly timeoutMs: number;
   readonly retries: number;
   readonly log: Logger;
+  /** Whether the server can be reached; judges failures once watch() was called (server-health.ts). */
+  readonly health: ServerHealth;
   private readonly origin: string;
   private readonly basePath: string;
   private readonly host: string;
@@ -147,6 +152,12 @@ export class GirderClient {
     this.ca = connect.ca;
     // Each direct connection listens to it while open; past 10 Node would warn of a leak.
     setMaxListeners(0, this.closing.signal);
+    this.health = new ServerHealth({
+      host: this.host,
+      probe: (ms) => this.probe(ms),
+      probeTimeoutMs: Math.min(options.timeoutMs, PROBE_TIMEOUT_MS),
+      logger: options.logger,
+    });
     this.agent = new Agent({
       connections: 32,
       pipelining: 1,
@@ -265,8 +276,13 @@ export class GirderClient {
     }
   }
 
-  /** Count a retry, log why, and wait the backoff delay. */
+  /**
+   * Wait the backoff delay before retry number `retry` of a request that failed with `why` (counted
+   * and logged), or throw `why` when no retry can help: the server was found unreachable (this
+   * waits for the probe that decides it, if one runs).
+   */
   async pauseBeforeRetry(retry: number, why: GirderError, signal?: AbortSignal): Promise<void> {
+    if ((await this.health.settled()) === 'down') throw why;
     this.counters.retries++;
     const delay = backoffDelay(retry, this.retryBaseMs);
     this.log.debug({ retry, delayMs: delay, status: why.status, err: why.message }, 'retrying a Girder request');
@@ -280,7 +296,7 @@ export class GirderClient {
     } catch (err) {
       this.counters.errors++;
       if (isAbort(err, signal)) throw err;
-      throw networkError(err, this.host, this.timeoutMs);
+      throw this.noted(networkError(err, this.host, this.timeoutMs));
     }
   }
 
@@ -298,7 +314,7 @@ export class GirderClient {
 
   /** Map a transport failure (not an answer) to a GirderError naming the host. */
   transportError(err: unknown): GirderError {
-    return networkError(err, this.host, this.timeoutMs);
+    return this.noted(networkError(err, this.host, this.timeoutMs));
   }
 
   stats(): ClientStats {
@@ -316,6 +332,7 @@ export class GirderClient {
    * connections (streamed reads, which may wait on their reader for ever) are closed at once.
    */
   async close(graceMs = 5_000): Promise<void> {
+    this.health.close();
     this.closing.abort();
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<'late'>((resolve) => {
@@ -367,6 +384,7 @@ export class GirderClient {
   }
 
   private async dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
+    this.refuseWhileDown();
     const { origin, path } = this.target(options.path, options.query);
     const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
@@ -389,17 +407,19 @@ export class GirderClient {
       if (this.log.isLevelEnabled('trace')) {
         this.log.trace({ method: options.method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
       }
+      this.noteAnswer(options.method, path, res.statusCode);
       return res;
     } catch (err) {
       this.counters.errors++;
       if (isAbort(err, options.signal)) throw err;
-      throw networkError(err, new URL(origin).host, this.timeoutMs);
+      throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
     } finally {
       this.waiting.delete(waiting);
     }
   }
 
   private async dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+    this.refuseWhileDown();
     const { origin, path } = this.target(options.path, options.query);
     const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
@@ -414,15 +434,52 @@ export class GirderClient {
       if (this.log.isLevelEnabled('trace')) {
         this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
       }
+      this.noteAnswer(method, path, res.statusCode);
       return res;
     } catch (err) {
       this.counters.errors++;
       // close() ended the connection, or the caller aborted: pass it on as an abort, which nobody retries
       if (isAbort(err, signal)) throw err;
-      throw networkError(err, new URL(origin).host, this.timeoutMs);
+      throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
     } finally {
       this.waiting.delete(waiting);
     }
+  }
+
+  /** While the server is known to be down, nothing is sent: fail at once. */
+  private refuseWhileDown(): void {
+    if (!this.health.isDown) return;
+    this.counters.errors++;
+    throw this.health.offlineError();
+  }
+
+  /** Tell the health tracker about an answer: a 5xx may mean the server is away, anything else that it is there. */
+  private noteAnswer(method: string, path: string, status: number): void {
+    if (status >= 500) this.health.failed(new GirderError(`${method} ${stripQuery(path)} answered ${status}`, status, 'http'));
+    else this.health.answered();
+  }
+
+  /** Tell the health tracker about a transport failure; returns it. */
+  private noted(err: GirderError): GirderError {
+    this.health.failed(err);
+    return err;
+  }
+
+  /**
+   * GET /system/version without credentials, on a connection of its own (a pool full of slow
+   * requests must not make a live server look dead): resolves when it answers 200 in time.
+   */
+  private async probe(timeoutMs: number): Promise<void> {
+    const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(timeoutMs)]);
+    const url = new URL(this.basePath + '/system/version', this.origin);
+    let res: DirectResponse;
+    try {
+      res = await directRequest({ method: 'GET', url, headers: { accept: 'application/json' }, timeoutMs, ca: this.ca, signal });
+    } catch (err) {
+      throw isAbort(err, signal) ? new Error(`no answer within ${timeoutMs} ms`) : networkError(err, this.host, timeoutMs);
+    }
+    res.body.destroy();
+    if (res.statusCode !== 200) throw new Error(`GET /system/version answered ${res.statusCode}`);
   }
 
   private target(pathOrUrl: string, query: Query | undefined): { origin: string; path: string } {

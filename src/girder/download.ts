@@ -4,7 +4,7 @@ import type { Dispatcher } from 'undici';
 import { GirderError } from '../errors.js';
 import type { GirderClient } from './client.js';
 import type { DirectBody } from './direct-request.js';
-import { responseError } from './failure.js';
+import { isRetryable, responseError } from './failure.js';
 import { redirectTargetsOf, storageErrorOf } from './presigned.js';
 import type { FileRef } from './store.js';
 
@@ -14,7 +14,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 /**
  * Read bytes [offset, offset+length) of `file` (clamped to its size) into `into` at `intoOffset`.
  * Resolves with the number of bytes read. A body cut mid-way is resumed from the byte reached;
- * socket errors and 5xx are retried with backoff; an answer that does not match the request
+ * quick failures (socket errors, 5xx) are retried with backoff, timeouts are not (failure.ts); an answer that does not match the request
  * (another size, another range) is an error, never data.
  */
 export async function readRange(
@@ -41,7 +41,7 @@ export async function readRange(
     try {
       await fetchOnce(client, file, state);
     } catch (err) {
-      if (!(err instanceof GirderError) || !(err.status === 0 || err.status >= 500) || err.type === 'tls') throw err;
+      if (!(err instanceof GirderError) || !isRetryable(err)) throw err;
       // Progress resets the count: only consecutive fruitless attempts are limited.
       failures = state.pos > before ? 1 : failures + 1;
       if (failures > client.retries) throw err;

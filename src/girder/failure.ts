@@ -51,9 +51,15 @@ export function networkError(err: unknown, host: string, timeoutMs: number): Gir
   return new GirderError(message, 0, 'network', undefined, { cause: err });
 }
 
-/** Whether a retry can help: socket trouble and timeouts yes, certificates and aborts no. */
+/**
+ * Whether sending the request again can help: a quick failure (refused or reset connection, a cut
+ * body, a 5xx) yes. A timeout no: the request already waited the whole --timeout, and a retry
+ * would make the operation wait twice as long. Nor a certificate, an abort, or the server known
+ * to be down ('offline': nothing was sent).
+ */
 export function isRetryable(err: GirderError): boolean {
-  return (err.status === 0 && err.type !== 'tls' && err.type !== 'aborted') || err.status >= 500;
+  if (err.status >= 500) return true;
+  return err.status === 0 && err.type !== 'tls' && err.type !== 'aborted' && err.type !== 'timeout' && err.type !== 'offline';
 }
 
 /** The GirderError for a non-2xx answer; `body` is its text (Girder sends {"message","type","field"}). */

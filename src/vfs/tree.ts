@@ -78,7 +78,11 @@ export class Tree {
     return node;
   }
 
-  /** The directory's entries by local name, from cache while fresh. */
+  /**
+   * The directory's entries by local name, from cache while fresh. When the server cannot be asked
+   * (unreachable, no answer, a 5xx), a listing seen before is served as it was, and fetched again
+   * by the next lookup.
+   */
   async list(dir: DirNode): Promise<ReadonlyMap<string, Node>> {
     const key = dirKey(dir);
     const cached = this.listings.get(key);
@@ -89,7 +93,14 @@ export class Tree {
       pending = this.fetch(dir).finally(() => this.inFlight.delete(key));
       this.inFlight.set(key, pending);
     }
-    return (await pending).entries;
+    try {
+      return (await pending).entries;
+    } catch (err) {
+      const last = this.listings.get(key);
+      if (last === undefined || !serverAway(err)) throw err;
+      if (this.opts.logger.isLevelEnabled('debug')) this.opts.logger.debug({ dir: key, err: String(err) }, 'listing served as last seen: the server cannot be asked');
+      return last.entries;
+    }
   }
 
   /** A cached listing, fresh or not, without fetching (for local edits). */
@@ -134,7 +145,8 @@ export class Tree {
    * The file at `name` of `dir` as Girder has it now, for an open: the listing says what the file
    * was, but a content replaced by one of the same size changes nothing a listing shows. When its
    * document was last seen more than a TTL ago, ask for the file itself (one request; an open sees
-   * what closes before it wrote, as NFS's close-to-open consistency has it).
+   * what closes before it wrote, as NFS's close-to-open consistency has it). When the server cannot
+   * be asked, the file is what was last seen.
    */
   async current(dir: DirNode, name: string, node: FileNode): Promise<FileNode> {
     const checkedAt = this.itemFiles.checkedAt(node.item.id) ?? 0;
@@ -148,6 +160,7 @@ export class Tree {
         this.set(dir, name, undefined);
         throw new FsError('ENOENT', name, { cause: err });
       }
+      if (serverAway(err)) return node;
       throw err;
     }
     this.itemFiles.confirmed(file);
@@ -283,6 +296,11 @@ export class Tree {
       })),
     );
   }
+}
+
+/** A failure that says nothing of the entry asked for: the server is unreachable, silent, or answered 5xx. */
+function serverAway(err: unknown): boolean {
+  return err instanceof GirderError && err.isTransient;
 }
 
 /**

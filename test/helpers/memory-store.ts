@@ -9,7 +9,7 @@ import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, User
  * An in-memory Girder 5 with the quirks of girder-api.md: 24-hex ids, no 404s (400 `Invalid <model>
  * id (...)`), silent `name (1)` renames of clashing items, 400 on clashing folders, trimmed names,
  * `created` reset on replace, `updated` absent on files until a rename, sha512 only "with the
- * hashsum_download plugin". Test hooks: refuse, failNext, delayNext, beforeNext, gate, interruptNextUpload, pauseNextUpload,
+ * hashsum_download plugin". Test hooks: refuse, failNext, failEvery, delayNext, beforeNext, gate, interruptNextUpload, pauseNextUpload,
  * and the `calls` / `bytesUploaded` / `bytesRead` counters. `streamRange` hooks act when the stream
  * starts (its first read waits for them); `openStreams` holds the streams not yet closed.
  */
@@ -117,6 +117,8 @@ export class MemoryStore implements GirderStore {
   staleCheck: boolean;
   listingPlugin: boolean;
   user: UserDoc | null;
+  /** While set, every call of every method throws it (after being logged in `calls`): the server away. */
+  failEvery: GirderError | Error | undefined;
 
   private readonly now: () => number;
   private readonly folders = new Map<string, FolderRec>();
@@ -599,6 +601,7 @@ export class MemoryStore implements GirderStore {
       refusal.hits++;
       throw refusal.error;
     }
+    if (this.failEvery !== undefined) throw this.failEvery;
   }
 
   /** Read the source from disk in chunks into an upload (resumed when `hooks.resumeUploadId` is known). */

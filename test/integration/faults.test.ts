@@ -65,6 +65,11 @@ async function mountOn(tt: { teardown(fn: () => unknown): void }, folderId: stri
   return m;
 }
 
+/** The mount's probes find Girder answering again (within their interval: 1 s, backing off to 10 s). */
+async function waitReachable(mountpoint: string): Promise<void> {
+  await waitFor(async () => (await mountStatus(mountpoint)).server?.reachable !== false, { timeoutMs: 30_000, what: 'the mount to find Girder back' });
+}
+
 function alive(m: Mount): boolean {
   return m.process.exitCode === null && m.process.signalCode === null;
 }
@@ -155,8 +160,10 @@ t.test('Girder goes down while mounted: EIO within the bound, the mount stays an
   tt.ok(created.ms < BOUND_MS, `creating a file returns within the bound (${created.ms} ms)`);
   if (created.code !== 0) tt.match(created.stderr, /Input\/output error/, 'creating a file while down: EIO');
 
-  // Girder hangs (accepts, never answers): the same, bounded by --timeout.
+  // Girder hangs (accepts, never answers): the same, bounded by --timeout. While the mount holds
+  // Girder for unreachable it sends nothing (but its probes): first let it find Girder back.
   await proxy.up();
+  await waitReachable(M);
   const hang = proxy.on(undefined, /./, { kind: 'hang' }, Infinity);
   const lsHung = await sh(`ls ${q(path.join(M, 'other'))}`);
   tt.not(lsHung.code, 0, 'ls of an uncached directory fails while Girder hangs');
@@ -168,6 +175,7 @@ t.test('Girder goes down while mounted: EIO within the bound, the mount stays an
   tt.ok(alive(m), 'the daemon runs');
 
   proxy.clear();
+  await waitReachable(M);
   const lsUp = await sh(`ls ${q(path.join(M, 'sub'))} ${q(path.join(M, 'other'))}`);
   tt.equal(lsUp.code, 0, `ls works again once Girder is back ${lsUp.stderr}`);
   tt.match(lsUp.stdout, /inner\.txt/);

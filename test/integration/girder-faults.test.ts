@@ -12,6 +12,7 @@ import type { FileRef } from '../../src/girder/store.js';
 import { silentLogger } from '../../src/log.js';
 import { startFaultProxy, type FaultAction } from '../helpers/fault-proxy.js';
 import { startGirder } from '../helpers/girder-server.js';
+import { waitFor } from '../helpers/wait.js';
 
 const MiB = 1024 * 1024;
 
@@ -275,13 +276,81 @@ t.test('an upload gives up after its retries with a transient error', async (tt)
   tt.equal(doc.sha512, local.sha512, 'resumable afterwards');
 });
 
-t.test('a request that gets no answer times out', async (tt) => {
+t.test('a request that gets no answer times out, once: it is not sent again', async (tt) => {
   const quick = client({ timeoutMs: 3_000, retries: 1 });
   await quick.login();
   onNext('GET', /\/folder\//, { kind: 'hang' }, 2);
+  const started = Date.now();
   const err = await new RestStore(quick, silentLogger()).getFolder(folder.id).catch((e: unknown) => e);
+  const ms = Date.now() - started;
   tt.ok(err instanceof GirderError, String(err));
   tt.equal((err as GirderError).type, 'timeout');
   tt.equal((err as GirderError).status, 0);
-  tt.equal(quick.stats().retries, 1);
+  tt.equal(quick.stats().retries, 0, 'a retry would wait the whole timeout again');
+  tt.ok(ms >= 2_900 && ms < 4_000, `given up after --timeout (${ms} ms)`);
+});
+
+/** The rejection of `promise`, which must be a GirderError. */
+async function girderError(promise: Promise<unknown>): Promise<GirderError> {
+  const err = await promise.then(() => new Error('expected a rejection'), (e: unknown) => e);
+  if (!(err instanceof GirderError)) throw new Error(`expected a GirderError, got ${String(err)}`, { cause: err });
+  return err;
+}
+
+t.test('Girder away: a probe decides; then nothing is sent or retried until a probe finds it back', async (tt) => {
+  const watched = client({ retries: 5, retryBaseMs: 200 });
+  await watched.login();
+  watched.health.watch();
+  const s = new RestStore(watched, silentLogger());
+  const back: number[] = [];
+  watched.health.onReachable(() => back.push(Date.now()));
+  tt.teardown(() => proxy.up());
+  const nonProbes = (): string[] => seen.filter((x) => !x.url.includes('/system/version')).map((x) => x.url.replace(/\?.*/, ''));
+  const probes = (): number => seen.filter((x) => x.url.includes('/system/version')).length;
+
+  await proxy.down('reset'); // accepts, resets every request, and records it
+  seen.length = 0;
+  let started = Date.now();
+  const first = await girderError(s.getFolder(folder.id));
+  tt.equal(first.type, 'network', `the request that meets the outage fails as it did (${first.message})`);
+  tt.ok(Date.now() - started < 1_000, `at once: the probe failed too, so no retry (${Date.now() - started} ms)`);
+  tt.equal(watched.stats().retries, 0, 'no retry');
+  tt.equal(watched.health.state, 'down');
+  tt.same(nonProbes(), [`${upstream.pathname}/folder/${folder.id}`], 'one request sent');
+  tt.equal(probes(), 1, 'and one probe');
+  tt.equal(seen.find((x) => x.url.includes('/system/version'))?.headers['girder-token'], undefined, 'the probe carries no token');
+
+  started = Date.now();
+  const offline = await girderError(s.getFolder(folder.id));
+  tt.equal(offline.type, 'offline');
+  tt.equal(offline.status, 0);
+  tt.match(offline.message, new RegExp(`^Girder at ${proxy.origin.replace(/^http:\/\//, '').replace(/\./g, '\\.')} is unreachable since \\d{4}-`));
+  const into = Buffer.alloc(100);
+  tt.equal((await girderError(s.readRange(ref, 0, 100, into))).type, 'offline', 'a download too');
+  const stream = s.streamRange(ref, 0, MiB);
+  tt.equal((await girderError(stream.read(Buffer.alloc(1000)))).type, 'offline', 'and a streamed read');
+  stream.close();
+  tt.ok(Date.now() - started < 200, `while down, requests fail at once (${Date.now() - started} ms)`);
+  tt.equal(nonProbes().length, 1, 'none of them was sent');
+
+  await waitFor(() => probes() >= 3, { timeoutMs: 10_000, what: 'probes while down' });
+  tt.equal(nonProbes().length, 1, 'only probes go out while down');
+  await proxy.up();
+  await waitFor(() => watched.health.state === 'up', { timeoutMs: 15_000, what: 'a probe to find Girder back' });
+  tt.equal(back.length, 1, 'onReachable listeners told once');
+  tt.equal((await s.getFolder(folder.id)).name, 'faults', 'requests work again');
+});
+
+t.test('one request without an answer is not an outage: the probe answers, the rest goes on', async (tt) => {
+  const watched = client({ timeoutMs: 1_500, retries: 0 });
+  await watched.login();
+  watched.health.watch();
+  const s = new RestStore(watched, silentLogger());
+  onNext('GET', /\/folder\//, { kind: 'hang' }, 1);
+  seen.length = 0;
+  const err = await girderError(s.getFolder(folder.id));
+  tt.equal(err.type, 'timeout');
+  tt.equal(await watched.health.settled(), 'up', 'the probe answered');
+  tt.equal(seen.filter((x) => x.url.includes('/system/version')).length, 1, 'one probe');
+  tt.equal((await s.getFolder(folder.id)).name, 'faults', 'the next request is sent and answered');
 });

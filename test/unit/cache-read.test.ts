@@ -253,3 +253,41 @@ t.test('a small file is fetched whole by its first read, in one request; a bigge
   t.same(f.store.ranges.slice(1), [{ offset: 3 * BLOCK, length: BLOCK }], 'past the threshold: the block read, only');
   b.close();
 });
+
+t.test('a fetch that got no answer in time: reads of the file fail at once for a second, without asking again', async (t) => {
+  const f = await fixture(t);
+  const data = randomBytes(4 * BLOCK);
+  const file = f.seed('silent.bin', data);
+  // a session per read: each is a random read (no read-ahead), fetching only its block
+  const s = {
+    async read(into: Buffer, length: number, position: number): Promise<number> {
+      const session = f.reader.open(file);
+      try {
+        return await session.read(into, length, position);
+      } finally {
+        session.close();
+      }
+    },
+  };
+  t.same(await readAt(s, BLOCK, BLOCK), data.subarray(BLOCK, 2 * BLOCK), 'block 1 cached');
+  const silent = new GirderError('no answer from girder:8080 within 5 s (UND_ERR_HEADERS_TIMEOUT)', 0, 'timeout');
+  f.store.failNext('readRange', silent);
+  const calls = f.store.count('readRange');
+  const first = await readAt(s, 2 * BLOCK, 100).then(() => undefined, (e: unknown) => e);
+  t.equal(first, silent, 'the read that met the timeout fails with it');
+  t.equal(f.store.count('readRange'), calls + 1);
+  // the kernel reads the page again at once: it must not wait for a second timeout
+  const again = await readAt(s, 2 * BLOCK, 100).then(() => undefined, (e: unknown) => e);
+  t.equal(again, silent, 'a read of the file right after fails at once with the same error');
+  t.equal(await readAt(s, 3 * BLOCK, 100).then(() => undefined, (e: unknown) => e), silent, 'any block not cached');
+  t.equal(f.store.count('readRange'), calls + 1, 'without a request');
+  t.same(await readAt(s, BLOCK, BLOCK), data.subarray(BLOCK, 2 * BLOCK), 'cached blocks still read');
+  await new Promise((resolve) => setTimeout(resolve, 1_050));
+  t.same(await readAt(s, 2 * BLOCK, 100), data.subarray(2 * BLOCK, 2 * BLOCK + 100), 'a second later the server is asked again');
+
+  // a quick failure (refused, 5xx after the retries) is not remembered: the kernel's second read tries again
+  const refused = new GirderError('cannot reach girder:8080 (ECONNREFUSED)', 0, 'network');
+  f.store.failNext('readRange', refused);
+  t.equal(await readAt(s, 3 * BLOCK, 100).then(() => undefined, (e: unknown) => e), refused);
+  t.same(await readAt(s, 3 * BLOCK, 100), data.subarray(3 * BLOCK, 3 * BLOCK + 100), 'the next read asks again');
+});

@@ -278,3 +278,46 @@ t.test('time bounds: a transfer that progresses keeps its operation alive; one t
   await new Promise((r) => setTimeout(r, 250));
   t.same(got, [[EIO, undefined]], 'answered once the upload stopped moving');
 });
+
+t.test('one warn line per failure: not again for the same failure of the path within a second, nor after the watchdog answered', async (t) => {
+  const lines: Array<{ level: number; msg: string; path?: string }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') lines.push(JSON.parse(line) as { level: number; msg: string });
+      done();
+    },
+  });
+  const logger = pino({ level: 'debug' }, sink);
+  const fs = new MemoryFs();
+  const silent = (): Promise<never> => Promise.reject(new FsError('EIO', 'no answer from girder:8080 within 5 s'));
+  fs.read = silent;
+  fs.getattr = silent;
+  const ops = buildOperations(fs, logger, { bounds: { boundMs: 80, sweepMs: 10 } }) as Ops;
+  const warns = (): Array<{ msg: string; path?: string }> => lines.filter((l) => l.level === 40);
+
+  // the kernel's read and its immediate re-read of the page
+  t.same(await answers((cb) => ops.read('/f', 1, Buffer.alloc(10), 10, 0, cb as never)), [[EIO, undefined]]);
+  t.same(await answers((cb) => ops.read('/f', 1, Buffer.alloc(10), 10, 0, cb as never)), [[EIO, undefined]]);
+  t.equal(warns().length, 1, 'one warn line for the two');
+  t.equal(warns()[0]?.path, '/f');
+  t.equal(lines.filter((l) => l.level === 20 && l.msg === 'operation failed (again)').length, 1, 'the repeat at debug');
+  t.same(await answers((cb) => ops.getattr('/g', cb as never)), [[EIO, undefined]]);
+  t.equal(warns().length, 2, 'another path: its own line');
+  await new Promise((r) => setTimeout(r, 1_050));
+  t.same(await answers((cb) => ops.read('/f', 1, Buffer.alloc(10), 10, 0, cb as never)), [[EIO, undefined]]);
+  t.equal(warns().length, 3, 'the same failure a second later: a line again');
+
+  // answered by the watchdog, then the work fails: the watchdog's line only
+  let fail!: (err: unknown) => void;
+  fs.getattr = () => new Promise((_resolve, reject) => (fail = reject));
+  const got: unknown[][] = [];
+  ops.getattr('/slow', (...args: unknown[]) => got.push(args));
+  await new Promise((r) => setTimeout(r, 200));
+  t.same(got, [[EIO, undefined]], 'answered EIO at the bound');
+  fail(new FsError('EIO', 'no answer from girder:8080 within 5 s'));
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  const slow = warns().filter((l) => l.path === '/slow');
+  t.equal(slow.length, 1, `one warn line for it: ${JSON.stringify(slow)}`);
+  t.equal(slow[0]?.msg, 'operation passed its time bound; answered EIO');
+  t.equal(got.length, 1, 'answered once');
+});

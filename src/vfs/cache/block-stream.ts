@@ -83,7 +83,8 @@ export class BlockStream {
       if (this.outstanding > 0 && now - this.lastLanded >= stallMs) {
         // The store owes bytes and sends none (while draining, no reader's advance() closes the
         // stream either): fail the claims rather than leave their readers waiting for ever.
-        this.host.log.warn({ fileId: this.vf.fileId, stallMs }, 'streamed read stalled; failing the blocks waiting on it');
+        // The reads waiting on it fail, and the operations they serve log why, with their path.
+        this.host.log.debug({ fileId: this.vf.fileId, stallMs }, 'streamed read stalled; failing the blocks waiting on it');
         this.terminate(new FsError('EIO', `streamed read of file ${this.vf.fileId}: no data for ${stallMs / 1000} s`));
       } else if (this.state === 'active' && now - this.lastUsed >= idleMs) {
         this.close();

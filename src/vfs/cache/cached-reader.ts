@@ -1,4 +1,4 @@
-import { FsError } from '../../errors.js';
+import { FsError, GirderError } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
 import type { BlockCache } from './block-cache.js';
@@ -40,6 +40,12 @@ const PRELOAD_BYTES = 4 * MiB;
 const STREAM_SLAB_BYTES = MiB;
 /** Longest stream, in bytes: a longer run of missing blocks takes several (bounds the scan for its end). */
 const MAX_STREAM_BYTES = 4096 * MiB;
+/**
+ * After a fetch of a file got no answer within the timeout, reads of its blocks not cached fail at
+ * once with that error for this long: the kernel reads a page again right after its read-ahead of
+ * it failed, and that second read must not wait the whole timeout again.
+ */
+const NO_ANSWER_MEMORY_MS = 1000;
 
 /** Whether a read had to wait for the store (for the hit/miss counters). */
 export interface ReadProgress {
@@ -66,6 +72,8 @@ export class CachedReader implements BlockStreamHost {
   private readonly maxStreamBlocks: number;
   /** Streams not ended yet. */
   private readonly streams = new Set<BlockStream>();
+  /** Files whose last fetch got no answer in time: the error, and until when reads repeat it. */
+  private readonly noAnswer = new WeakMap<VersionFile, { readonly err: GirderError; readonly until: number }>();
 
   constructor(
     private readonly store: GirderStore,
@@ -151,6 +159,7 @@ export class CachedReader implements BlockStreamHost {
 
   /** Fetch the blocks of [from, to) that are not available, in runs of at most `maxRun` blocks. */
   fetchMissing(vf: VersionFile, from: number, to: number, maxRun: number): void {
+    if (this.recentNoAnswer(vf) !== undefined) return;
     let runStart = -1;
     for (let b = from; b < to; b++) {
       if (this.available(vf, b)) {
@@ -173,7 +182,7 @@ export class CachedReader implements BlockStreamHost {
    * open.
    */
   openStream(vf: VersionFile, from: number, limit: number): BlockStream | null {
-    if (this.streams.size >= this.maxStreams) return null;
+    if (this.streams.size >= this.maxStreams || this.recentNoAnswer(vf) !== undefined) return null;
     let first = from;
     while (first < limit && this.available(vf, first)) first++;
     if (first >= limit) return null;
@@ -223,7 +232,13 @@ export class CachedReader implements BlockStreamHost {
       const pending = vf.pending.get(idx);
       if (pending !== undefined) {
         if (pending.fromStore) progress.waited = true;
-        const buf = await pending.promise;
+        let buf: Buffer | null;
+        try {
+          buf = await pending.promise;
+        } catch (err) {
+          if (err instanceof GirderError && err.type === 'timeout') this.noAnswer.set(vf, { err, until: Date.now() + NO_ANSWER_MEMORY_MS });
+          throw err;
+        }
         if (buf !== null) return copyFrom(buf, into, intoOffset, blockOffset, length);
         continue; // the disk copy was bad and is dropped: fetch it
       }
@@ -232,9 +247,20 @@ export class CachedReader implements BlockStreamHost {
         else if (await this.cache.readFromDisk(vf, idx, into, intoOffset, blockOffset, length)) return length;
         continue;
       }
+      const silent = this.recentNoAnswer(vf);
+      if (silent !== undefined) throw silent;
       this.fetch(vf, idx, idx + 1);
     }
     throw new FsError('EIO', `block ${idx} of file ${vf.fileId} could not be read`);
+  }
+
+  /** The error of the file's last fetch that got no answer in time, if that was less than NO_ANSWER_MEMORY_MS ago. */
+  private recentNoAnswer(vf: VersionFile): GirderError | undefined {
+    const seen = this.noAnswer.get(vf);
+    if (seen === undefined) return undefined;
+    if (Date.now() < seen.until) return seen.err;
+    this.noAnswer.delete(vf);
+    return undefined;
   }
 
   /** One range request for blocks [first, end), shared by every reader of those blocks. */
