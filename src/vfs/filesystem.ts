@@ -6,8 +6,9 @@ import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.j
 import { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { Namespace } from './namespace.js';
-import { fileAttr, isDir, nodeAttr, versionKey, type FileNode } from './nodes.js';
-import { mtimeMeta, mtimeOf } from './mtime-meta.js';
+import { versionKeyOf } from './cache/version-key.js';
+import { fileAttr, isDir, nodeAttr, type FileNode } from './nodes.js';
+import { mtimeMeta } from './mtime-meta.js';
 import type { DataReader, ReadSession, UploadTarget, Uploads } from './ports.js';
 import { Sealer } from './sealer.js';
 import { uploadedOrWaiting } from './upload-settled.js';
@@ -117,7 +118,7 @@ export class Vfs implements FileSystem {
       const node = await this.current(path, found);
       if (!writable) {
         this.readBefore.set(node.file.id, true);
-        const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
+        const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
         return this.addHandle({ kind: 'remote', path, node, session });
       }
       checkWritable(this.ctx, node, path);
@@ -243,7 +244,7 @@ export class Vfs implements FileSystem {
     }
     const node = await this.ctx.tree.resolve(path);
     if (node.kind !== 'file' || node.inItemDir || this.ctx.owner.readOnly) return;
-    if (mtimeOf(node.item, node.file) === mtime) return;
+    if (fileAttr(node, this.ctx.owner).mtime === mtime) return;
     checkWritable(this.ctx, node, path);
     const item = await this.ctx.store.setItemMeta(node.item.id, mtimeMeta(mtime, node.file));
     const { dir, name } = await parentOf(this.ctx, path);
@@ -353,8 +354,8 @@ export class Vfs implements FileSystem {
       throw err;
     }
     local.dirty = empty && node.file.size > 0;
-    local.mtime = mtimeOf(node.item, node.file);
-    local.remoteVersion = versionKey(node.file);
+    local.mtime = fileAttr(node, this.ctx.owner).mtime;
+    local.remoteVersion = versionKeyOf(node.file);
     return local;
   }
 
@@ -375,7 +376,7 @@ export class Vfs implements FileSystem {
 
   /** Copy the remote bytes into the write buffer, a bounded chunk at a time. */
   private async fill(local: LocalFile, node: FileNode): Promise<void> {
-    const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKey(node.file) });
+    const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
     try {
       const chunk = Buffer.allocUnsafe(Math.min(FILL_CHUNK, Math.max(node.file.size, 1)));
       for (let pos = 0; pos < node.file.size; ) {

@@ -105,8 +105,3 @@ export function fileAttr(node: FileNode, owner: Owner): Attr {
 export function nodeAttr(node: Node, owner: Owner): Attr {
   return node.kind === 'file' ? fileAttr(node, owner) : dirAttr(node, owner);
 }
-
-/** Identifies one version of a file's bytes: a changed file never matches an old key. */
-export function versionKey(file: FileDoc): string {
-  return `${file.size}:${file.created}:${file.updated ?? 0}:${file.sha512 ?? ''}`;
-}

@@ -1,13 +1,13 @@
 import { unlink } from 'node:fs/promises';
 import { errorMessage, toFsError } from '../errors.js';
 import type { FileDoc, ItemDoc } from '../girder/types.js';
+import { versionKeyOf } from './cache/version-key.js';
 import type { VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { mtimeMeta } from './mtime-meta.js';
 import { isDir, type DirNode, type FileNode } from './nodes.js';
 import { parentAndName } from './names.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
-import { versionKey } from './nodes.js';
 import { UploadCancelledError } from './writeback/types.js';
 
 /** How long a close waits to learn whether Girder already has the file's bytes. */
@@ -116,7 +116,7 @@ export class Sealer {
     local.lastError = undefined;
     const fallback = local.target.kind === 'file' ? local.target.fallback : local.target;
     local.target = { kind: 'file', fileId: result.file.id, remoteSha512: result.file.sha512, ...(fallback ? { fallback } : {}) };
-    local.remoteVersion = versionKey(result.file);
+    local.remoteVersion = versionKeyOf(result.file);
     this.reader.invalidate(result.file.id);
     if (local.unlinked) return result;
     if (!local.dirty && local.size === result.file.size) {
@@ -181,7 +181,7 @@ export class Sealer {
     if (target.kind !== 'file' || opened === undefined || local.pendingUploads > 0) return;
     void this.followed(this.ctx.store.getFile(target.fileId).then(
       (now) => {
-        if (versionKey(now) !== opened) {
+        if (versionKeyOf(now) !== opened) {
           this.ctx.logger.warn({ path: local.path }, 'file changed on the server while open here; the local version replaces it');
         }
       },

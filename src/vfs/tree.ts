@@ -3,11 +3,12 @@ import { FsError, GirderError } from '../errors.js';
 import type { GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
+import { versionKeyOf } from './cache/version-key.js';
 import { ItemFiles } from './item-files.js';
 import type { UploadTarget } from './ports.js';
 import { mapLimit } from './map-limit.js';
 import { safeName, splitPath, suffixed } from './names.js';
-import { dirKey, folderKey, isDir, itemDirKey, itemNode, versionKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
+import { dirKey, folderKey, isDir, itemDirKey, itemNode, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
 
 /** Parallel `GET /item/{id}/files` requests for the items of a listing whose files are not known. */
 const FILE_LISTS_IN_FLIGHT = 16;
@@ -164,7 +165,7 @@ export class Tree {
       throw err;
     }
     this.itemFiles.confirmed(file);
-    if (versionKey(file) === versionKey(node.file) && file.name === node.file.name) return node;
+    if (versionKeyOf(file) === versionKeyOf(node.file) && file.name === node.file.name) return node;
     if (file.name !== node.file.name && !node.inItemDir) {
       // Renamed: the item may no longer be a file of its own name; list it again.
       this.forgetDir(dir);
