@@ -247,6 +247,7 @@ export class Vfs implements FileSystem {
     if (fileAttr(node, this.ctx.owner).mtime === mtime) return;
     checkWritable(this.ctx, node, path);
     const item = await this.ctx.store.setItemMeta(node.item.id, mtimeMeta(mtime, node.file));
+    this.ctx.tree.rememberMtime(node.file, mtime);
     const { dir, name } = await parentOf(this.ctx, path);
     this.ctx.tree.set(dir, name, { ...node, item });
   }

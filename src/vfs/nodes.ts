@@ -24,6 +24,8 @@ export interface FileNode {
   readonly file: FileDoc;
   readonly inItemDir: boolean;
   readonly access: number;
+  /** The mtime a program here saw when it wrote these bytes (Tree keeps it for the upload's version), shown instead of Girder's. */
+  readonly mtime?: number;
 }
 
 export type Node = FolderNode | ItemDirNode | FileNode;
@@ -88,7 +90,7 @@ export function dirAttr(node: DirNode, owner: Owner): Attr {
 }
 
 export function fileAttr(node: FileNode, owner: Owner): Attr {
-  const mtime = mtimeOf(node.item, node.file);
+  const mtime = node.mtime ?? mtimeOf(node.item, node.file);
   const perm = (canWrite(owner, node.access) ? 0o644 : 0o444) & ~owner.umask;
   return {
     mode: S_IFREG | perm,

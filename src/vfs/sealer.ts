@@ -119,6 +119,7 @@ export class Sealer {
     local.remoteVersion = versionKeyOf(result.file);
     this.reader.invalidate(result.file.id);
     if (local.unlinked) return result;
+    if (!local.dirty) this.ctx.tree.rememberMtime(result.file, local.mtime);
     if (!local.dirty && local.size === result.file.size) {
       // Read back soon, often (git): from the cache, as the version Girder has now.
       await this.reader.seed({ id: result.file.id, size: result.file.size, versionKey: local.remoteVersion }, (into, length, position) => local.read(into, length, position));

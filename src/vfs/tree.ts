@@ -45,6 +45,13 @@ export class Tree {
   private readonly inFlight = new Map<string, Promise<Listing>>();
   private readonly fetching = new Map<string, Fetching>();
   private readonly itemFiles = new ItemFiles();
+  /**
+   * The mtimes of files uploaded from here, by file id, for the version uploaded: a program that
+   * wrote a file at 12:00:00 and finds 12:00:01 (Girder's time for the new content) later thinks
+   * someone else changed it (vim asks before it overwrites). Kept for this run; another version
+   * (Girder renews `created`) shows Girder's time again.
+   */
+  private readonly writtenMtimes = new LRUCache<string, { readonly created: number; readonly mtime: number }>({ max: 100_000 });
   private rootNode: FolderNode;
 
   constructor(private readonly store: GirderStore, root: FolderDoc, private readonly opts: TreeOptions) {
@@ -190,6 +197,19 @@ export class Tree {
     if (node !== undefined && isDir(node)) this.forgetDir(node);
   }
 
+  /** The file (this version of it) was written here at `mtime`: show that, not Girder's time. */
+  rememberMtime(file: FileDoc, mtime: number): void {
+    this.writtenMtimes.set(file.id, { created: file.created, mtime });
+  }
+
+  /** The node with the mtime its bytes were written with here, when they were. */
+  private withMtime(node: Node): Node {
+    if (node.kind !== 'file') return node;
+    const written = this.writtenMtimes.get(node.file.id);
+    if (written === undefined || written.created !== node.file.created) return node.mtime === undefined ? node : { ...node, mtime: undefined };
+    return node.mtime === written.mtime ? node : { ...node, mtime: written.mtime };
+  }
+
   /** Drop a directory's listing (it changed in a way that is simpler to fetch again). */
   forgetDir(dir: DirNode): void {
     this.forgetKey(dirKey(dir));
@@ -221,7 +241,8 @@ export class Tree {
     if (fetching !== undefined) fetching.dropped = true;
   }
 
-  private setEntry(dir: DirNode, name: string, node: Node | undefined): void {
+  private setEntry(dir: DirNode, name: string, given: Node | undefined): void {
+    const node = given === undefined ? undefined : this.withMtime(given);
     const key = dirKey(dir);
     this.fetching.get(key)?.edits.push({ name, node });
     const listing = this.listings.get(key);
@@ -281,7 +302,7 @@ export class Tree {
     }
     const named: Array<{ id: string; name: string; node: Node }> = [
       ...folders.map((folder) => ({ id: folder.id, name: folder.name, node: { kind: 'folder', folder } as Node })),
-      ...items.map(({ item, files }) => ({ id: item.id, name: item.name, node: itemNode(item, [...files], access) as Node })),
+      ...items.map(({ item, files }) => ({ id: item.id, name: item.name, node: this.withMtime(itemNode(item, [...files], access)) })),
     ];
     return nameEntries(named);
   }
@@ -293,7 +314,7 @@ export class Tree {
       files.map((file: FileDoc) => ({
         id: file.id,
         name: file.name,
-        node: { kind: 'file', item: dir.item, file, inItemDir: true, access: dir.access } as Node,
+        node: this.withMtime({ kind: 'file', item: dir.item, file, inItemDir: true, access: dir.access }),
       })),
     );
   }

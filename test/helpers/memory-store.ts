@@ -266,6 +266,14 @@ export class MemoryStore implements GirderStore {
   }
 
   /** The bytes of a file (throws like Girder when unknown). */
+  /** New contents for a file, as another client's PUT /file/{id}/contents leaves it (`created` renewed). */
+  replaceContents(fileId: string, data: Buffer | string): void {
+    const rec = this.fileRec(fileId);
+    rec.bytes = Buffer.from(data);
+    rec.sha512 = sha512(rec.bytes);
+    rec.created = this.now();
+  }
+
   contentOf(fileId: string): Buffer {
     return Buffer.from(this.fileRec(fileId).bytes);
   }

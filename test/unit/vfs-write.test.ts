@@ -428,3 +428,19 @@ t.test('a temp file renamed into place before its upload starts is uploaded once
   t.same(fx.store.itemsIn(folderId).map((i) => i.name), ['final.txt'], 'no temp name left, the old file replaced');
   t.equal(onlyFile(fx, folderId, 'final.txt').data, 'new contents');
 });
+
+t.test('a file keeps the mtime it was written with after its upload, across listings; another version shows Girder\'s', async (t) => {
+  const fx = await vfsFixture({ ttlMs: 1 });
+  t.teardown(() => fx.close());
+  await fx.writeFile('/kept.txt', 'written here');
+  const written = (await fx.vfs.getattr('/kept.txt')).mtime;
+  await new Promise((r) => setTimeout(r, 30)); // Girder's time for the upload is later
+  await settled(fx);
+  const { fileId } = onlyFile(fx, fx.store.rootId, 'kept.txt');
+  t.not((await fx.store.getFile(fileId)).created, written, 'Girder has another time');
+  await new Promise((r) => setTimeout(r, 5)); // past the TTL: listed again from Girder
+  t.equal((await fx.vfs.getattr('/kept.txt')).mtime, written, 'the mtime the writer saw');
+  fx.store.replaceContents(fileId, 'changed elsewhere');
+  await new Promise((r) => setTimeout(r, 5));
+  t.equal((await fx.vfs.getattr('/kept.txt')).mtime, (await fx.store.getFile(fileId)).created, 'new contents from elsewhere: Girder\'s time');
+});
