@@ -43,7 +43,7 @@ export interface GirderStore {
   createItem(folderId: string, name: string): Promise<ItemDoc>;
   /**
    * A new file in an item, or in a folder, where Girder makes an item of the file's name for it (a
-   * clash renames that item `name (1)`: look first when unsure). Up to one chunk, one request: the
+   * clash renames that item `name (1)`: look first when unsure). Under 5 MiB, one request: the
    * bytes are the body of POST /file. A failure may leave the file made: check before trying again.
    */
   createFile(parent: FileParent, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc>;

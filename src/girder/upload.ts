@@ -10,6 +10,12 @@ import type { FileDoc, UploadHooks, UploadSource } from './types.js';
 
 /** girder_client's chunk size: safe on filesystem and S3 assetstores (girder-api.md section 4). */
 export const CHUNK_SIZE = 64 * 1024 * 1024;
+/**
+ * A new file under Girder's minimum chunk size (5 MiB) goes as the body of POST /file: one request.
+ * Larger ones start an upload first, whose id lets a cut transfer resume from the bytes Girder has
+ * (a body cut on POST /file leaves an upload nobody knows the id of: it starts over).
+ */
+export const ONE_REQUEST_MAX = 5 * 1024 * 1024;
 /** Report progress at least this often while a chunk streams. */
 const PROGRESS_STEP = 4 * 1024 * 1024;
 
@@ -57,7 +63,7 @@ export async function upload(
         client.log.info({ uploadId: hooks.resumeUploadId }, 'the server no longer knows the upload; starting over');
       }
     }
-    if (uploadId === undefined && target.kind === 'new' && file !== undefined && source.size <= chunkSize) {
+    if (uploadId === undefined && target.kind === 'new' && file !== undefined && source.size < Math.min(chunkSize, ONE_REQUEST_MAX)) {
       // The whole file as the body of POST /file: Girder makes the file (and its item) in one request.
       const answer = await postWithBody(client, target, file, source, hooks);
       if (isFileDocument(answer)) {

@@ -270,7 +270,7 @@ t.test('an upload cut mid-chunk resumes: the final sha512 is exact', async (tt) 
   tt.equal(drop2.hits, 1, 'that chunk was cut too');
 
   // A 2xx answer to a chunk that is not JSON says nothing about the upload: it resumes.
-  const sum3 = await writeRandomFile(src, 2 * MiB);
+  const sum3 = await writeRandomFile(src, 6 * MiB); // (under 5 MiB a new file is one POST /file, no chunk)
   const garbled = proxy.on('POST', /\/file\/chunk/, { kind: 'malformed' }, 1);
   const cp3 = await sh(`cp ${q(src)} ${q(path.join(M, 'garbled.bin'))}`);
   tt.equal(cp3.code, 0, `cp succeeds ${cp3.stderr}`);
@@ -307,7 +307,7 @@ t.test('a token that stops working mid-session: the caller sees nothing', async 
   const rules = [
     proxy.on('GET', /\/file\/[0-9a-f]{24}\/download/, { kind: 'unauthorized' }, 1),
     proxy.on('GET', /\/folder\?/, { kind: 'unauthorized' }, 1),
-    proxy.on('POST', /\/file\/chunk/, { kind: 'unauthorized' }, 1),
+    proxy.on('POST', /\/file\?/, { kind: 'unauthorized' }, 1), // a new 1 MiB file: one POST /file with its bytes
   ];
   const g = await sh(`cat ${q(path.join(M, 'g.txt'))}`);
   tt.equal(g.stdout, bytes.toString(), 'cat succeeds through a 401');
@@ -362,13 +362,15 @@ t.test('kill -9 during uploads of 4 files: after a restart with the same cache d
   const files = [3, 4, 5, 6].map((n) => ({ name: `f${n}.bin`, size: n * MiB + n, src: path.join(work, `kill9-${n}.bin`), sum: '' }));
   for (const f of files) f.sum = await writeRandomFile(f.src, f.size);
 
-  proxy.on('POST', /\/file\/chunk/, { kind: 'delay', ms: 3000 }, Infinity);
-  const chunksBefore = proxy.seenCount('POST', /\/file\/chunk/);
+  // Every request that carries bytes: chunks, and the POST /file that carries a file under 5 MiB.
+  const carriesBytes = /\/file(\/chunk)?\?/;
+  proxy.on('POST', carriesBytes, { kind: 'delay', ms: 3000 }, Infinity);
+  const chunksBefore = proxy.seenCount('POST', carriesBytes);
   for (const f of files) {
     const cp = await sh(`cp ${q(f.src)} ${q(path.join(mountpoint, f.name))}`);
     tt.equal(cp.code, 0, `cp ${f.name} succeeds ${cp.stderr}`);
   }
-  await waitFor(() => proxy.seenCount('POST', /\/file\/chunk/) > chunksBefore, { what: 'an upload chunk in flight', timeoutMs: 60_000 });
+  await waitFor(() => proxy.seenCount('POST', carriesBytes) > chunksBefore, { what: 'an upload chunk in flight', timeoutMs: 60_000 });
   await first.kill9();
   proxy.clear();
   tt.equal((await admin.listItems(folder._id)).filter((i) => i.size > 0).length, 0, 'nothing had reached Girder at the kill');

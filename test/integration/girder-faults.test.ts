@@ -265,7 +265,7 @@ t.test('a lost answer to the final chunk still finds the file', async (tt) => {
 });
 
 t.test('an upload gives up after its retries with a transient error', async (tt) => {
-  const local = await localFile('doomed', MiB);
+  const local = await localFile('doomed', 6 * MiB); // past ONE_REQUEST_MAX: an upload id, then chunks
   onNext('POST', /\/file\/chunk/, { kind: 'status', status: 503 }, 100);
   const ids: string[] = [];
   const err = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { onUploadId: (id) => void ids.push(id) }).catch((e: unknown) => e);
@@ -274,6 +274,20 @@ t.test('an upload gives up after its retries with a transient error', async (tt)
   proxy.clear();
   const doc = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { resumeUploadId: ids[0] });
   tt.equal(doc.sha512, local.sha512, 'resumable afterwards');
+});
+
+t.test('a new file under 5 MiB is one POST /file with its bytes; a failed one is not sent again', async (tt) => {
+  const local = await localFile('at-once', MiB);
+  const mark = proxy.seen.length;
+  const doc = await store.createFile({ itemId: item.id }, 'at-once.bin', local);
+  tt.equal(doc.sha512, local.sha512);
+  tt.same(proxy.seen.slice(mark).map((r) => `${r.method} ${r.url.split('?')[0]?.replace(/.*\/api\/v1/, '')}`), ['POST /file'], 'one request');
+  onNext('POST', /\/file\?/, { kind: 'status', status: 503 }, 5);
+  const before = proxy.seen.length;
+  const err = await store.createFile({ itemId: item.id }, 'refused.bin', local).catch((e: unknown) => e);
+  tt.ok(err instanceof GirderError && err.status === 503, String(err));
+  tt.equal(proxy.seen.length - before, 1, 'sent once: a lost answer may have made the file, which the caller checks');
+  proxy.clear();
 });
 
 t.test('a request that gets no answer times out, once: it is not sent again', async (tt) => {
