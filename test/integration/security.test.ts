@@ -129,7 +129,7 @@ t.test('the cache directory is 0700 and its files 0600, even with umask 000', as
   }
   const M = m.mountpoint;
   // Uploads held at the proxy, so journal and write buffers exist while we look.
-  const held = proxy.on('POST', /\/file\/chunk/, { kind: 'delay', ms: 4000 }, Infinity);
+  const held = proxy.on('POST', /\/file(\/chunk)?\?/, { kind: 'delay', ms: 4000 }, Infinity); // a chunk, or POST /file with the bytes
   const src = path.join(work, 'cache-modes.bin');
   const sum = await writeRandomFile(src, MiB);
   const act = await run(`cat ${q(path.join(M, 'blob.bin'))} > /dev/null && cp ${q(src)} ${q(path.join(M, 'w1.bin'))} && exec 3> ${q(path.join(M, 'open.txt'))} && echo open >&3 && find ${q(cacheDir)} -type f ! -perm 600 && find ${q(cacheDir)} ! -type f ! -perm 700 && find ${q(cacheDir)} -type f | wc -l`);
