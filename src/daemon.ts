@@ -12,12 +12,9 @@ import { RestStore } from './girder/rest-store.js';
 import type { FolderDoc } from './girder/types.js';
 import { createLogger, type Logger } from './log.js';
 import { BlockCache, CachedReader, defaultCacheMaxBytes } from './vfs/cache/index.js';
-import type { VfsContext } from './vfs/context.js';
-import { Vfs } from './vfs/filesystem.js';
-import type { LocalFile } from './vfs/local-file.js';
-import { Tree } from './vfs/tree.js';
-import { UploadQueue } from './vfs/writeback/upload-queue.js';
-import { placeFinishedUpload } from './vfs/resumed-uploads.js';
+import { createVfs, type WiredVfs } from './vfs/create-vfs.js';
+import type { DeleteQueue } from './vfs/writeback/delete-queue.js';
+import type { UploadQueue } from './vfs/writeback/upload-queue.js';
 
 /** How long the end waits for listings and upload follow-ups still talking to Girder. */
 const QUIESCE_MS = 10_000;
@@ -91,15 +88,18 @@ class Session {
     private readonly logger: Logger,
     private readonly mountpoint: string,
     private readonly client: GirderClient,
-    private readonly tree: Tree,
     private readonly cache: BlockCache,
-    private readonly uploads: UploadQueue,
-    private readonly vfs: Vfs,
+    private readonly model: WiredVfs,
     private readonly fuse: FuseMount,
     private readonly unlock: () => Promise<void>,
   ) {
     this.finished = new Promise((resolve) => (this.finish = resolve));
+    this.uploads = model.uploads;
+    this.removals = model.removals;
   }
+
+  private readonly uploads: UploadQueue;
+  private readonly removals: DeleteQueue;
 
   static async start(config: MountConfig, logger: Logger): Promise<Session> {
     const mountpoint = await prepareMountpoint(config.mountpoint, logger);
@@ -130,26 +130,20 @@ class Session {
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
       // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.
       const reader = new CachedReader(store, cache, { logger, streamStallMs: config.timeoutS * 1000 });
-      const tree = new Tree(store, root, { ttlMs: config.attrTtlS * 1000, logger });
-      const locals = new Map<string, LocalFile>();
       const owner = { uid: config.uid, gid: config.gid, readOnly: config.readOnly, umask: config.umask };
-      const ctx: VfsContext = { store, tree, owner, logger, locals };
-      const uploads = new UploadQueue({
-        store,
-        journalDir: dirs.journal,
-        cacheDir: dirs.root,
-        logger,
-        onFinished: (job) => {
-          if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
-        },
+      const model = await createVfs({
+        store, root, reader, owner, ttlMs: config.attrTtlS * 1000, logger, syncUploads: config.syncUploads,
+        dirs: { root: dirs.root, data: dirs.data, journal: dirs.journal },
       });
-      const resumed = await uploads.start();
-      client.onLogin(() => uploads.retryNow('a new login to Girder', 'auth'));
-      client.health.onReachable(() => uploads.retryNow('Girder is reachable again', 'server'));
-      if (resumed.length > 0) logger.info({ count: resumed.length }, 'resuming uploads left by an earlier run');
-      await removeOrphans(dirs.data, new Set(resumed.map((j) => j.tempPath)));
-      const vfs = new Vfs(ctx, reader, uploads, { dataDir: dirs.data, syncUploads: config.syncUploads });
-      await vfs.adoptResumedUploads();
+      const { vfs, uploads, removals, journaledTemps } = model;
+      const retryNow = (why: string, cause?: 'auth' | 'server'): void => {
+        uploads.retryNow(why, cause);
+        removals.retryNow();
+      };
+      client.onLogin(() => retryNow('a new login to Girder', 'auth'));
+      client.health.onReachable(() => retryNow('Girder is reachable again', 'server'));
+      if (journaledTemps.size > 0) logger.info({ count: journaledTemps.size }, 'resuming uploads left by an earlier run');
+      await removeOrphans(dirs.data, journaledTemps);
       const fuse = await mountFuse(vfs, mountpoint, {
         readOnly: config.readOnly,
         allowOther: config.allowOther,
@@ -162,7 +156,7 @@ class Session {
         progressOf: (path) => vfs.progressOf(path),
         describe: (path) => ({ ...vfs.waitsOf(path), girderRequests: client.inFlight() }),
       });
-      const session = new Session(config, logger, mountpoint, client, tree, cache, uploads, vfs, fuse, unlock);
+      const session = new Session(config, logger, mountpoint, client, cache, model, fuse, unlock);
       await session.afterMount();
       return session;
     } catch (err) {
@@ -184,9 +178,10 @@ class Session {
   }
 
   reload(): void {
-    this.tree.clear();
+    this.model.tree.clear();
     this.logger.info('SIGHUP: metadata cache dropped');
     this.uploads.retryNow('SIGHUP');
+    this.removals.retryNow();
   }
 
   async status(): Promise<MountStatus> {
@@ -200,6 +195,7 @@ class Session {
       uptimeS: (Date.now() - this.startedAt) / 1000,
       ...(this.ending?.detached === true ? { detached: true } : {}),
       uploads: this.uploads.status().map((u) => ({ ...u })),
+      removals: this.removals.pending,
       failedUploads: await this.uploads.kept(),
       lostAndFound: this.uploads.lostAndFoundDir,
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
@@ -228,7 +224,8 @@ class Session {
     notifySystemd(['STOPPING=1', '--status=draining uploads'], this.logger);
     const pendingBefore = this.uploads.status().length;
     if (pendingBefore > 0) this.logger.info({ pending: pendingBefore, timeoutS }, 'waiting for pending uploads');
-    const drained = await this.uploads.drain(timeoutS * 1000);
+    const deadline = Date.now() + timeoutS * 1000;
+    const drained = (await this.uploads.drain(timeoutS * 1000)) && (await this.removals.drain(Math.max(0, deadline - Date.now())));
     const pending = this.uploads.status().length;
     if (!drained && !force) {
       return { unmounted: false, detached: false, pending, message: `${pending} upload(s) still pending after ${timeoutS} s; the mount stays up. Wait and try again, or use --force (they resume at the next start)` };
@@ -266,8 +263,10 @@ class Session {
       this.logger.info({ pending: this.uploads.status().length }, 'unmounted; finishing pending uploads before exiting');
       await this.uploads.drain(drainTimeoutS * 1000);
     }
+    await this.removals.drain(drainTimeoutS * 1000);
     await this.uploads.close().catch(() => undefined);
-    if (!(await this.vfs.quiesce(QUIESCE_MS))) this.logger.warn('requests of listings or finished uploads still running at exit');
+    await this.removals.close().catch(() => undefined);
+    if (!(await this.model.vfs.quiesce(QUIESCE_MS))) this.logger.warn('requests of listings or finished uploads still running at exit');
     await this.cache.close().catch(() => undefined);
     await this.client.close().catch(() => undefined);
     await this.unlock();

@@ -32,6 +32,8 @@ export interface MountStatus {
   /** Unmounted lazily while busy: serving the processes still inside until they leave. */
   readonly detached?: boolean;
   readonly uploads: ReadonlyArray<UploadLine>;
+  /** Removals (rm) not yet done on Girder: the entries are gone from the mount already. */
+  readonly removals?: number;
   /** Read from lost+found: they stay listed (across restarts) until the user moves or deletes the files. */
   readonly failedUploads: ReadonlyArray<FailedUploadLine>;
   readonly lostAndFound: string;

@@ -9,7 +9,7 @@ import { Namespace } from './namespace.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { fileAttr, isDir, nodeAttr, type FileNode } from './nodes.js';
 import { mtimeMeta } from './mtime-meta.js';
-import type { DataReader, ReadSession, UploadTarget, Uploads } from './ports.js';
+import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
 import { Sealer } from './sealer.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 import { Xattrs } from './xattrs.js';
@@ -42,10 +42,11 @@ export class Vfs implements FileSystem {
     private readonly ctx: VfsContext,
     private readonly reader: DataReader,
     private readonly uploads: Uploads,
+    private readonly removals: Removals,
     private readonly opts: VfsOptions,
   ) {
     this.sealer = new Sealer(ctx, uploads, reader);
-    this.namespace = new Namespace(ctx, uploads);
+    this.namespace = new Namespace(ctx, uploads, removals);
     this.xattrs = new Xattrs(ctx);
   }
 
@@ -145,8 +146,15 @@ export class Vfs implements FileSystem {
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
     if (this.ctx.locals.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
-    const target: UploadTarget =
-      dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    let target: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    const place = dir.kind === 'folder' ? { folderId: dir.folder.id, name } : { itemId: dir.item.id, name };
+    // `rm f; echo x > f`: Girder still has the old f. The new one takes it over (its id, new bytes)
+    // instead of being made beside it as `f (1)` and then lost to the old one's removal.
+    const removal = await this.removals.cancel(path);
+    if (removal?.fileId !== undefined) {
+      target = { kind: 'file', fileId: removal.fileId, fallback: place };
+      this.ctx.tree.removalEnded(removal.dirKey, removal.id, true);
+    }
     const local = await LocalFile.create(this.opts.dataDir, path, target);
     local.dirty = true;
     this.ctx.locals.set(path, local);

@@ -2,8 +2,8 @@ import { FsError, GirderError } from '../errors.js';
 import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
-import { isDir, type DirNode, type FileNode, type Node } from './nodes.js';
-import type { UploadClaim, Uploads, UploadTarget } from './ports.js';
+import { dirKey, isDir, type DirNode, type FileNode, type Node } from './nodes.js';
+import type { Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 
 /**
@@ -24,7 +24,7 @@ export class Namespace {
    */
   private readonly hidden = new Map<string, FileNode>();
 
-  constructor(private readonly ctx: VfsContext, private readonly uploads: Uploads) {}
+  constructor(private readonly ctx: VfsContext, private readonly uploads: Uploads, private readonly removals: Removals) {}
 
   /** The file unlinked while open that libfuse now calls `path`. */
   hiddenAt(path: string): FileNode | undefined {
@@ -32,6 +32,7 @@ export class Namespace {
   }
 
   async mkdir(path: string): Promise<void> {
+    await this.removals.settled(path); // Girder still has an entry of the name until then
     const { dir, name } = await parentOf(this.ctx, path);
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
@@ -47,8 +48,16 @@ export class Namespace {
     if (!isDir(node)) throw new FsError('ENOTDIR', path);
     checkWritable(this.ctx, dir, path);
     if ((await this.ctx.tree.list(node)).size > 0 || this.localsUnder(path).length > 0) throw new FsError('ENOTEMPTY', path);
-    if (node.kind === 'folder') await this.ctx.store.deleteFolder(node.folder.id);
-    else await this.ctx.store.deleteItem(node.item.id);
+    // Removals still queued under it are done by its recursive delete: one request for `rm -r`.
+    const taken = await this.removals.takeUnder(path);
+    try {
+      if (node.kind === 'folder') await this.ctx.store.deleteFolder(node.folder.id);
+      else await this.ctx.store.deleteItem(node.item.id);
+    } catch (err) {
+      for (const removal of taken) removal.restore();
+      throw err;
+    }
+    for (const removal of taken) await removal.done();
     this.ctx.tree.set(dir, name, undefined);
   }
 
@@ -72,9 +81,15 @@ export class Namespace {
     });
     if (node === undefined) return;
     if (isDir(node)) throw new FsError('EISDIR', path);
-    await this.deleteFile(node);
-    this.ctx.tree.set(dir, name, undefined);
-    if (node.inItemDir) this.forgetParentOfItemDir(path);
+    if (node.inItemDir) {
+      await this.deleteFile(node);
+      this.ctx.tree.set(dir, name, undefined);
+      this.forgetParentOfItemDir(path); // the item may be a plain file now
+      return;
+    }
+    // Gone from the mount now; Girder's DELETE follows in the background (journaled).
+    await this.removals.enqueue({ path, kind: 'item', id: node.item.id, fileId: node.file.id, dirKey: dirKey(dir) });
+    this.ctx.tree.removed(dir, name, node.item.id);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -84,6 +99,7 @@ export class Namespace {
       return;
     }
     if (to.startsWith(from + '/')) throw new FsError('EINVAL', `cannot move ${from} into itself`);
+    await this.removals.settled(to); // Girder still has an entry of the name until then
     const src = await parentOf(this.ctx, from);
     const dst = await parentOf(this.ctx, to);
     checkWritable(this.ctx, src.dir, from);

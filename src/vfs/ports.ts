@@ -77,6 +77,41 @@ export interface Uploads {
   hurry(key: string): void;
 }
 
+/** A removal on Girder of an entry already gone from the mount (an unlink). */
+export interface DeleteJob {
+  /** The entry's mount path when it was removed. */
+  readonly path: string;
+  readonly kind: 'item' | 'file';
+  readonly id: string;
+  /** For an item that was a plain file: that file (a new file of the same path may take it over). */
+  readonly fileId?: string;
+  /** The listing the entry was removed from (Tree's key), to keep it out of later fetches. */
+  readonly dirKey: string;
+}
+
+/** A removal taken out of the queue (Removals.takeUnder). */
+export interface TakenRemoval {
+  readonly job: DeleteJob;
+  done(): Promise<void>;
+  restore(): void;
+}
+
+
+/** Removals on Girder that follow an unlink in the background (writeback/delete-queue.ts). */
+export interface Removals {
+  /** Journal the removal (durably) and queue it. */
+  enqueue(job: DeleteJob): Promise<void>;
+  /** Take the queued removals under a directory out of the queue, for its recursive delete. */
+  takeUnder(dirPath: string): Promise<TakenRemoval[]>;
+  /** Resolves once no removal of `path` (or under it) is queued. */
+  settled(path: string): Promise<void>;
+  /**
+   * Take back the queued removal of exactly `path` (a new file of that path takes over the entry):
+   * resolves with it, or with undefined when none was queued (a running one is waited for).
+   */
+  cancel(path: string): Promise<DeleteJob | undefined>;
+}
+
 export interface UploadClaim {
   retarget(path: string, target: UploadTarget, nameFree: boolean): Promise<void>;
   release(): void;

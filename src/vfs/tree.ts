@@ -52,6 +52,11 @@ export class Tree {
    * (Girder renews `created`) shows Girder's time again.
    */
   private readonly writtenMtimes = new LRUCache<string, { readonly created: number; readonly mtime: number }>({ max: 100_000 });
+  /**
+   * Entries removed here whose removal on Girder is still queued, by listing key: kept out of
+   * listings fetched meanwhile (the server still has them).
+   */
+  private readonly removing = new Map<string, Set<string>>();
   private rootNode: FolderNode;
 
   constructor(private readonly store: GirderStore, root: FolderDoc, private readonly opts: TreeOptions) {
@@ -210,6 +215,30 @@ export class Tree {
     return node.mtime === written.mtime ? node : { ...node, mtime: written.mtime };
   }
 
+  /**
+   * The entry `name` (Girder id `id`) of `dir` was removed here and its removal on Girder is
+   * queued: gone from the listing now, and from listings fetched before the removal happens.
+   */
+  removed(dir: DirNode, name: string, id: string): void {
+    this.set(dir, name, undefined);
+    this.removalQueued(dirKey(dir), id);
+  }
+
+  /** A removal queued in an earlier run (resumed from the journal). */
+  removalQueued(key: string, id: string): void {
+    const ids = this.removing.get(key) ?? new Set<string>();
+    ids.add(id);
+    this.removing.set(key, ids);
+  }
+
+  /** The removal of `id` ended; when Girder refused it, the entry shows again (its listing is fetched anew). */
+  removalEnded(key: string, id: string, removed: boolean): void {
+    const ids = this.removing.get(key);
+    ids?.delete(id);
+    if (ids?.size === 0) this.removing.delete(key);
+    if (!removed) this.forgetKey(key);
+  }
+
   /** Drop a directory's listing (it changed in a way that is simpler to fetch again). */
   forgetDir(dir: DirNode): void {
     this.forgetKey(dirKey(dir));
@@ -265,6 +294,11 @@ export class Tree {
       if (fetching.dropped && attempt < REFETCHES) {
         this.opts.logger.debug({ dir: key }, 'listing dropped while it was fetched; fetching it again');
         continue;
+      }
+      // Entries removed here whose removal has not reached Girder yet.
+      const removing = this.removing.get(key);
+      if (removing !== undefined) {
+        for (const [name, node] of entries) if (removing.has(entryId(node))) entries.delete(name);
       }
       // What changed here meanwhile may or may not be in the answer: apply it again, in order.
       for (const edit of fetching.edits) {
@@ -323,6 +357,12 @@ export class Tree {
 /** A failure that says nothing of the entry asked for: the server is unreachable, silent, or answered 5xx. */
 function serverAway(err: unknown): boolean {
   return err instanceof GirderError && err.isTransient;
+}
+
+/** The Girder id an entry of a listing stands for: the folder, the item (a plain file), or the file of an item directory. */
+function entryId(node: Node): string {
+  if (node.kind === 'folder') return node.folder.id;
+  return node.kind === 'file' && node.inItemDir ? node.file.id : node.item.id;
 }
 
 /**

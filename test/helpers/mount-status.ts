@@ -30,12 +30,12 @@ export async function mountStatus(mountpoint: string): Promise<MountStatus> {
   return JSON.parse((await runStatus(mountpoint, true)).stdout) as MountStatus;
 }
 
-/** Polls the daemon until no upload is pending; resolves with the last status. */
+/** Polls the daemon until no upload and no removal is pending (Girder has every change); resolves with the last status. */
 export async function waitUploadsDone(mountpoint: string, timeoutMs = 300_000): Promise<MountStatus> {
   return waitFor(
     async () => {
       const s = await mountStatus(mountpoint);
-      return s.uploads.length === 0 ? s : undefined;
+      return s.uploads.length === 0 && (s.removals ?? 0) === 0 ? s : undefined;
     },
     { timeoutMs, intervalMs: 250, what: `the uploads of ${mountpoint} to finish` },
   );

@@ -4,11 +4,11 @@ import { join } from 'node:path';
 import { mkdir } from 'node:fs/promises';
 import { silentLogger } from '../../src/log.js';
 import { BlockCache, CachedReader } from '../../src/vfs/cache/index.js';
-import type { VfsContext } from '../../src/vfs/context.js';
-import { Vfs } from '../../src/vfs/filesystem.js';
-import type { LocalFile } from '../../src/vfs/local-file.js';
-import { Tree } from '../../src/vfs/tree.js';
-import { UploadQueue } from '../../src/vfs/writeback/index.js';
+import { createVfs } from '../../src/vfs/create-vfs.js';
+import type { Vfs } from '../../src/vfs/filesystem.js';
+import type { Tree } from '../../src/vfs/tree.js';
+import type { DeleteQueue } from '../../src/vfs/writeback/delete-queue.js';
+import type { UploadQueue } from '../../src/vfs/writeback/index.js';
 import { MemoryStore } from './memory-store.js';
 
 export interface VfsFixture {
@@ -16,6 +16,7 @@ export interface VfsFixture {
   readonly vfs: Vfs;
   readonly tree: Tree;
   readonly uploads: UploadQueue;
+  readonly removals: DeleteQueue;
   readonly dir: string;
   /** Write a whole file through create/write/release. */
   writeFile(path: string, data: Buffer | string): Promise<void>;
@@ -43,25 +44,20 @@ export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture>
   for (const sub of ['data', 'journal', 'blocks']) await mkdir(join(dir, sub), { mode: 0o700, recursive: true });
   const cache = await BlockCache.open({ dir: join(dir, 'blocks'), maxBytes: 256 << 20, logger });
   const reader = new CachedReader(store, cache, { logger });
-  const tree = new Tree(store, await store.getFolder(store.rootId), { ttlMs: opts.ttlMs ?? 60_000, logger });
-  const locals = new Map<string, LocalFile>();
-  const ctx: VfsContext = {
-    store,
-    tree,
-    logger,
-    locals,
+  const { vfs, tree, uploads, removals } = await createVfs({
+    store, root: await store.getFolder(store.rootId), reader, logger, ttlMs: opts.ttlMs ?? 60_000,
     owner: { uid: 1000, gid: 1000, readOnly: opts.readOnly ?? false, umask: 0o022 },
-  };
-  const uploads = new UploadQueue({ store, journalDir: join(dir, 'journal'), logger, retryDelayMs: opts.retryDelayMs ?? { min: 5, max: 20 } });
-  await uploads.start();
-  const vfs = new Vfs(ctx, reader, uploads, { dataDir: join(dir, 'data'), syncUploads: opts.syncUploads ?? false });
-  await vfs.adoptResumedUploads();
+    dirs: { root: dir, data: join(dir, 'data'), journal: join(dir, 'journal') },
+    syncUploads: opts.syncUploads ?? false,
+    retryDelayMs: opts.retryDelayMs ?? { min: 5, max: 20 },
+  });
 
   return {
     store,
     vfs,
     tree,
     uploads,
+    removals,
     dir,
     async writeFile(path, data) {
       const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);
@@ -85,6 +81,7 @@ export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture>
     },
     async close(closeOpts = {}) {
       await uploads.close();
+      await removals.close();
       await cache.close();
       if (closeOpts.keep !== true) await rm(dir, { recursive: true, force: true });
     },

@@ -9,7 +9,7 @@ import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { rest, type RawFolder } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
 import { cliPath, run, shellQuote as q, startMount, type Mount } from '../helpers/mount.js';
-import { mountStatus } from '../helpers/mount-status.js';
+import { mountStatus, waitUploadsDone } from '../helpers/mount-status.js';
 import { sha512, writeRandomFile } from '../helpers/random-file.js';
 import { sha512sumOf, waitForServerFile } from '../helpers/server-files.js';
 import { sleep, waitFor } from '../helpers/wait.js';
@@ -101,6 +101,7 @@ t.test('Girder away for minutes: the cached tree stays readable and listable, th
   await admin.uploadBytes({ type: 'item', id: multi._id }, 'm2.txt', Buffer.from('two\n'));
   await admin.uploadBytes({ type: 'folder', id: drop._id }, 'old.txt', Buffer.from('old\n'));
   await admin.uploadBytes({ type: 'folder', id: folder._id }, 'never-read.bin', Buffer.alloc(300_000, 7));
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'doomed.txt', Buffer.from('removed while away\n'));
 
   const m = await mountOn(tt, folder._id, ['--attr-ttl', '1', '--timeout', '5', '--retries', '3', '--drain-timeout', '5']);
   const M = m.mountpoint;
@@ -144,12 +145,18 @@ t.test('Girder away for minutes: the cached tree stays readable and listable, th
   tt.match((await sh(`ls ${q(path.join(M, 'drop'))}`)).stdout, /new\.txt\n(.|\n)*old\.txt|old\.txt\n(.|\n)*new\.txt/, 'and is listed');
 
   // Changes that need the server fail with EIO, at once.
-  for (const cmd of [`mkdir ${q(path.join(M, 'newdir'))}`, `rm ${q(path.join(M, 'a.txt'))}`, `mv ${q(path.join(M, 'a.txt'))} ${q(path.join(M, 'b.txt'))}`]) {
+  for (const cmd of [`mkdir ${q(path.join(M, 'newdir'))}`, `mv ${q(path.join(M, 'a.txt'))} ${q(path.join(M, 'b.txt'))}`]) {
     const r = await sh(cmd);
     tt.not(r.code, 0, `${cmd.split(' ')[0]} fails while the server is away`);
     tt.match(r.stderr, /Input\/output error/, `${cmd.split(' ')[0]}: EIO`);
     tt.ok(r.ms < 2_000, `${cmd.split(' ')[0]}: at once (${r.ms} ms)`);
   }
+  // A removal is written back as uploads are: gone from the mount at once, from Girder once it is back.
+  const rm = await sh(`rm ${q(path.join(M, 'doomed.txt'))} && ls ${q(M)}`);
+  tt.equal(rm.code, 0, `rm is accepted while the server is away ${rm.stderr}`);
+  tt.ok(rm.ms < 2_000, `at once (${rm.ms} ms)`);
+  tt.notMatch(rm.stdout, /doomed/, 'and the file is gone from the mount');
+  const removedLocally = (line: string): boolean => line.endsWith(' ./drop/new.txt') || line.endsWith(' ./doomed.txt');
 
   // A file added on the server meanwhile (not through the proxy): seen once the server is back.
   await admin.uploadBytes({ type: 'folder', id: sub._id }, 'added-while-away.txt', Buffer.from('added\n'));
@@ -165,7 +172,7 @@ t.test('Girder away for minutes: the cached tree stays readable and listable, th
     }
     const now = await sh(tree);
     tt.equal(now.code, 0, `round ${rounds}: find succeeds ${now.stderr}`);
-    tt.same(now.stdout.split('\n').filter((l) => l !== '' && !l.endsWith(' ./drop/new.txt')), wanted,
+    tt.same(now.stdout.split('\n').filter((l) => l !== '' && !removedLocally(l)), wanted.filter((l) => !removedLocally(l)),
       `round ${rounds}: find shows the tree as before (types, sizes, mtimes)`);
     const ls = await sh(`ls -lR ${q(M)} > /dev/null && stat -c '%s' ${q(path.join(M, 'big.bin'))}`);
     tt.equal(ls.code, 0, `round ${rounds}: ls -lR and stat succeed ${ls.stderr}`);
@@ -184,6 +191,8 @@ t.test('Girder away for minutes: the cached tree stays readable and listable, th
   tt.pass('listings are fetched again once the server is back');
   const file = await waitForServerFile(admin, drop._id, 'new.txt', sha512(Buffer.from('written while Girder was away\n')), 180_000);
   tt.ok(file, 'the file written while away reached Girder');
+  await waitUploadsDone(M, 60_000);
+  tt.notOk((await admin.listItems(folder._id)).some((i) => i.name === 'doomed.txt'), 'the file removed while away is gone from Girder');
   tt.equal((await sha512sumOf(path.join(M, 'a.txt'))).sha512, sums.get('a.txt'), 'reads go on');
 
   const recs = records(m);
