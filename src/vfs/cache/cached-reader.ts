@@ -43,9 +43,10 @@ const MAX_STREAM_BYTES = 4096 * MiB;
 /**
  * After a fetch of a file got no answer within the timeout, reads of its blocks not cached fail at
  * once with that error for this long: the kernel reads a page again right after its read-ahead of
- * it failed, and that second read must not wait the whole timeout again.
+ * it failed, and that second read must not wait the whole timeout again, even on a busy machine
+ * where it comes a while later.
  */
-const NO_ANSWER_MEMORY_MS = 1000;
+const NO_ANSWER_MEMORY_MS = 3000;
 
 /** Whether a read had to wait for the store (for the hit/miss counters). */
 export interface ReadProgress {
@@ -254,7 +255,7 @@ export class CachedReader implements BlockStreamHost {
     throw new FsError('EIO', `block ${idx} of file ${vf.fileId} could not be read`);
   }
 
-  /** The error of the file's last fetch that got no answer in time, if that was less than NO_ANSWER_MEMORY_MS ago. */
+  /** The error of the file's last fetch that got no answer in time, if that was recent (NO_ANSWER_MEMORY_MS). */
   private recentNoAnswer(vf: VersionFile): GirderError | undefined {
     const seen = this.noAnswer.get(vf);
     if (seen === undefined) return undefined;
