@@ -87,7 +87,7 @@ interface Rig {
   seed(name: string, size: number): { file: RemoteFile; data: Buffer };
 }
 
-async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; streamStallMs?: number; memoryBytes?: number } = {}): Promise<Rig> {
+async function rig(t: Test, opts: { maxStreams?: number; streamIdleMs?: number; streamStallMs?: number; noAnswerMs?: number; memoryBytes?: number } = {}): Promise<Rig> {
   const dir = await mkdtemp(join(tmpdir(), 'gm-stream-'));
   const logger = silentLogger();
   const { memoryBytes, ...readerOpts } = opts;
@@ -344,7 +344,7 @@ t.test('a sequential reader does not push the blocks fetched ahead of it out of 
 
 t.test('a stream that stops sending while its last blocks are awaited: EIO after the stall time, never a hang', async (t) => {
   // no idle close to come to the rescue; a stall is 300 ms
-  const r = await rig(t, { streamIdleMs: 600_000, streamStallMs: 300 });
+  const r = await rig(t, { streamIdleMs: 600_000, streamStallMs: 300, noAnswerMs: 200 });
   const { file, data } = r.seed('stalls.bin', 2 * MiB);
   // the first stream serves 1.5 MiB, then its reads never settle (a connection that died unnoticed)
   const streamRange = r.store.streamRange.bind(r.store);
@@ -389,7 +389,12 @@ t.test('a stream that stops sending while its last blocks are awaited: EIO after
   t.ok(outcome instanceof Error && toFsError(outcome).errno === 'EIO', `the reader gets EIO (${String(outcome)})`);
   t.equal(r.reader.openStreams, 0, 'the stalled stream is closed');
   t.equal(r.store.openStreams.size, 0);
-  t.equal(await readSeq(t, s, data, 1.5 * MiB, data.length), data.length - 1.5 * MiB, 'reading on works');
+  const streams = r.store.calls.filter((c) => c === 'streamRange').length;
+  const again = await s.read(Buffer.alloc(KiB), KiB, 1.5 * MiB).then(() => 'read', (e: unknown) => e);
+  t.ok(again instanceof Error && toFsError(again).errno === 'EIO', 'the read right after (the kernel\'s) fails at once');
+  t.equal(r.store.calls.filter((c) => c === 'streamRange').length, streams, 'without asking the server again');
+  await new Promise((resolve) => setTimeout(resolve, 250));
+  t.equal(await readSeq(t, s, data, 1.5 * MiB, data.length), data.length - 1.5 * MiB, 'a while later reading on works');
   s.close();
 });
 

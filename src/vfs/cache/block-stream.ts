@@ -5,6 +5,14 @@ import type { BlockCache } from './block-cache.js';
 import type { Slab } from './slab-pool.js';
 import type { PendingBlock, VersionFile } from './version-file.js';
 
+
+/** A stream that landed no byte for its stall bound: the server did not answer in time (EIO). */
+export class StreamStalledError extends FsError {
+  constructor(message: string) {
+    super('EIO', message);
+  }
+}
+
 /** What a stream needs of its CachedReader. */
 export interface BlockStreamHost {
   readonly cache: BlockCache;
@@ -85,7 +93,7 @@ export class BlockStream {
         // stream either): fail the claims rather than leave their readers waiting for ever.
         // The reads waiting on it fail, and the operations they serve log why, with their path.
         this.host.log.debug({ fileId: this.vf.fileId, stallMs }, 'streamed read stalled; failing the blocks waiting on it');
-        this.terminate(new FsError('EIO', `streamed read of file ${this.vf.fileId}: no data for ${stallMs / 1000} s`));
+        this.terminate(new StreamStalledError(`streamed read of file ${this.vf.fileId}: no data for ${stallMs / 1000} s`));
       } else if (this.state === 'active' && now - this.lastUsed >= idleMs) {
         this.close();
       }

@@ -2,7 +2,7 @@ import { FsError, GirderError } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
 import type { BlockCache } from './block-cache.js';
-import { BlockStream, type BlockStreamHost } from './block-stream.js';
+import { BlockStream, StreamStalledError, type BlockStreamHost } from './block-stream.js';
 import { ReadSessionImpl } from './read-session.js';
 import type { ReadSession, RemoteFile } from './types.js';
 import { SlabPool } from './slab-pool.js';
@@ -23,6 +23,8 @@ export interface CachedReaderOptions {
    * kernel's 128 KiB reads and the read-ahead ramp take several round trips. 0: never.
    */
   wholeFileBytes?: number;
+  /** How long reads of a file that got no answer fail at once (default NO_ANSWER_MEMORY_MS). */
+  noAnswerMs?: number;
   /** A stream without reads for this long is closed (default 10 s). */
   streamIdleMs?: number;
   /**
@@ -69,12 +71,13 @@ export class CachedReader implements BlockStreamHost {
   private readonly maxStreams: number;
   private readonly streamIdleMs: number;
   private readonly streamStallMs: number;
+  private readonly noAnswerMs: number;
   private readonly streamSlabBlocks: number;
   private readonly maxStreamBlocks: number;
   /** Streams not ended yet. */
   private readonly streams = new Set<BlockStream>();
   /** Files whose last fetch got no answer in time: the error, and until when reads repeat it. */
-  private readonly noAnswer = new WeakMap<VersionFile, { readonly err: GirderError; readonly until: number }>();
+  private readonly noAnswer = new WeakMap<VersionFile, { readonly err: Error; readonly until: number }>();
 
   constructor(
     private readonly store: GirderStore,
@@ -89,6 +92,7 @@ export class CachedReader implements BlockStreamHost {
     this.wholeFileBytes = Math.min(opts.wholeFileBytes ?? MiB, this.requestBlocks * bs);
     this.streamIdleMs = Math.max(1, opts.streamIdleMs ?? 10_000);
     this.streamStallMs = Math.max(1, opts.streamStallMs ?? 60_000);
+    this.noAnswerMs = Math.max(0, opts.noAnswerMs ?? NO_ANSWER_MEMORY_MS);
     this.streamSlabBlocks = Math.max(1, Math.floor(STREAM_SLAB_BYTES / bs));
     this.maxStreamBlocks = Math.max(1, Math.floor(MAX_STREAM_BYTES / bs));
     this.log = opts.logger;
@@ -237,7 +241,7 @@ export class CachedReader implements BlockStreamHost {
         try {
           buf = await pending.promise;
         } catch (err) {
-          if (err instanceof GirderError && err.type === 'timeout') this.noAnswer.set(vf, { err, until: Date.now() + NO_ANSWER_MEMORY_MS });
+          if (isNoAnswer(err)) this.noAnswer.set(vf, { err, until: Date.now() + this.noAnswerMs });
           throw err;
         }
         if (buf !== null) return copyFrom(buf, into, intoOffset, blockOffset, length);
@@ -256,7 +260,7 @@ export class CachedReader implements BlockStreamHost {
   }
 
   /** The error of the file's last fetch that got no answer in time, if that was recent (NO_ANSWER_MEMORY_MS). */
-  private recentNoAnswer(vf: VersionFile): GirderError | undefined {
+  private recentNoAnswer(vf: VersionFile): Error | undefined {
     const seen = this.noAnswer.get(vf);
     if (seen === undefined) return undefined;
     if (Date.now() < seen.until) return seen.err;
@@ -357,3 +361,8 @@ function copyFrom(block: Buffer, into: Buffer, intoOffset: number, blockOffset: 
 }
 
 function noop(): void {}
+
+/** The server did not answer in time: a request's own timeout, or a stream that stalled. */
+function isNoAnswer(err: unknown): err is Error {
+  return (err instanceof GirderError && err.type === 'timeout') || err instanceof StreamStalledError;
+}
