@@ -146,15 +146,10 @@ export class Vfs implements FileSystem {
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
     if (this.ctx.locals.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
-    let target: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
-    const place = dir.kind === 'folder' ? { folderId: dir.folder.id, name } : { itemId: dir.item.id, name };
-    // `rm f; echo x > f`: Girder still has the old f. The new one takes it over (its id, new bytes)
-    // instead of being made beside it as `f (1)` and then lost to the old one's removal.
-    const removal = await this.removals.cancel(path);
-    if (removal?.fileId !== undefined) {
-      target = { kind: 'file', fileId: removal.fileId, fallback: place };
-      this.ctx.tree.removalEnded(removal.dirKey, removal.id, true);
-    }
+    const target: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
+    // `rm f; echo x > f`: Girder may still have the old f; it goes first, or the new one would be
+    // made beside it as `f (1)` (and sqlite's next journal found the old one: a hot journal).
+    await this.removals.settled(path);
     const local = await LocalFile.create(this.opts.dataDir, path, target);
     local.dirty = true;
     this.ctx.locals.set(path, local);

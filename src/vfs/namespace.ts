@@ -88,7 +88,7 @@ export class Namespace {
       return;
     }
     // Gone from the mount now; Girder's DELETE follows in the background (journaled).
-    await this.removals.enqueue({ path, kind: 'item', id: node.item.id, fileId: node.file.id, dirKey: dirKey(dir) });
+    await this.removals.enqueue({ path, kind: 'item', id: node.item.id, dirKey: dirKey(dir) });
     this.ctx.tree.removed(dir, name, node.item.id);
   }
 

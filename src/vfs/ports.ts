@@ -83,8 +83,6 @@ export interface DeleteJob {
   readonly path: string;
   readonly kind: 'item' | 'file';
   readonly id: string;
-  /** For an item that was a plain file: that file (a new file of the same path may take it over). */
-  readonly fileId?: string;
   /** The listing the entry was removed from (Tree's key), to keep it out of later fetches. */
   readonly dirKey: string;
 }
@@ -105,11 +103,7 @@ export interface Removals {
   takeUnder(dirPath: string): Promise<TakenRemoval[]>;
   /** Resolves once no removal of `path` (or under it) is queued. */
   settled(path: string): Promise<void>;
-  /**
-   * Take back the queued removal of exactly `path` (a new file of that path takes over the entry):
-   * resolves with it, or with undefined when none was queued (a running one is waited for).
-   */
-  cancel(path: string): Promise<DeleteJob | undefined>;
+
 }
 
 export interface UploadClaim {

@@ -125,17 +125,6 @@ export class DeleteQueue implements Removals {
     await Promise.all(pending.map((e) => e.done));
   }
 
-  async cancel(path: string): Promise<DeleteJob | undefined> {
-    const mine = this.entries.filter((e) => e.rec.job.path === path);
-    await Promise.all(mine.filter((e) => e.running).map((e) => e.done));
-    const queued = mine.find((e) => this.entries.includes(e) && !e.running);
-    if (queued === undefined) return undefined;
-    this.entries.splice(this.entries.indexOf(queued), 1);
-    await unlinkDurably(this.fileOf(queued.rec));
-    queued.finish();
-    return queued.rec.job;
-  }
-
   /** Try the waiting removals now (Girder is back, a new login, SIGHUP). */
   retryNow(): void {
     for (const e of this.entries) e.retryAt = 0;
