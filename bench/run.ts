@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { repoRoot } from '../test/helpers/girder-server.js';
 import { bigCopy } from './cases/big-copy.js';
 import { listing } from './cases/listing.js';
+import { manyFiles } from './cases/many-files.js';
 import { randomRead } from './cases/random.js';
 import { sequentialRead } from './cases/sequential.js';
 import { smallFiles } from './cases/small-files.js';
@@ -47,7 +48,7 @@ async function main(): Promise<void> {
   const servers: StartedServer[] = [];
   let failed = false;
   try {
-    ctx.log(`runs ${opts.runs}, big file ${opts.sizeMiB} MiB, listing ${opts.items} items in ${opts.folders} folders (${opts.listingRuns} run(s)), cases ${[...opts.only].join(', ')}`);
+    ctx.log(`runs ${opts.runs}, big file ${opts.sizeMiB} MiB, listing and many-files ${opts.items} items in ${opts.folders} folders (${opts.listingRuns} run(s)), cases ${[...opts.only].join(', ')}`);
     const wantsData = ['seq-read', 'random-read', 'big-copy', 'small-files'].some((c) => opts.only.has(c as never));
     if (wantsData) {
       const data = await makeDataSet(ctx);
@@ -69,6 +70,10 @@ async function main(): Promise<void> {
       ctx.log('case listing');
       await listing(ctx);
     }
+    if (opts.only.has('many-files')) {
+      ctx.log('case many-files');
+      await manyFiles(ctx);
+    }
   } catch (err) {
     failed = true;
     ctx.log(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
@@ -78,7 +83,7 @@ async function main(): Promise<void> {
     const header = [
       `girder-mount benchmark, ${startedAt}, commit ${await gitCommit()}, ${hostInfo().cpus} CPUs, node ${process.version}`,
       `load average (1 min) ${loadAtStart} at the start, ${hostInfo().load1} at the end: other work on the machine skews the figures`,
-      `medians of ${opts.runs} run(s); assetstore ${opts.assetstore}; big file ${opts.sizeMiB} MiB; listing: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
+      `medians of ${opts.runs} run(s); assetstore ${opts.assetstore}; big file ${opts.sizeMiB} MiB; listing and many-files: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
     ];
     const rssOk = ctx.rows.every((r) => summarize(r).rssMet !== false);
     process.stdout.write(`\n${header.join('\n')}\n\n${formatTable(ctx.rows)}\n\n`);

@@ -3,14 +3,13 @@
 // listings through the same proxy: the listing pages only (GET /folder, GET /item, each page once,
 // one after the other), and every request the mount made, repeats included (the listing pages plus
 // one GET /item/{id}/files per item), 16 in flight as the mount does.
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CountingProxy, type ProxiedRequest } from '../../test/helpers/counting-proxy.js';
 import { waitFor } from '../../test/helpers/wait.js';
 import type { BenchContext } from '../lib/context.js';
 import { curlReplay, type CurlTarget } from '../lib/curl.js';
 import { DaemonUsage, RssWatch } from '../lib/rss.js';
-import { seedTree } from '../lib/seed.js';
+import { countListed, seedTree } from '../lib/seed.js';
 import type { Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 
@@ -20,10 +19,6 @@ const CURL_PARALLEL = 16;
 
 function isListingPage(r: ProxiedRequest): boolean {
   return r.pattern === 'GET /folder' || r.pattern === 'GET /item';
-}
-
-async function lineCount(file: string, pattern: RegExp): Promise<number> {
-  return (await readFile(file, 'utf8')).split('\n').filter((line) => pattern.test(line)).length;
 }
 
 export async function listing(ctx: BenchContext): Promise<void> {
@@ -73,7 +68,7 @@ export async function listing(ctx: BenchContext): Promise<void> {
     const made = proxy.since(mark);
     lsRequests.push(made.length);
     breakdown = proxy.describe(mark).replace(/\n/g, ', ');
-    const listed = await lineCount(lsOut, /^-.* file-\d{6}\.txt$/);
+    const listed = await countListed(lsOut, 'ls');
     if (listed !== items) throw new Error(`ls -lR listed ${listed} files, expected ${items}`);
     await m.release();
 
@@ -97,7 +92,7 @@ export async function listing(ctx: BenchContext): Promise<void> {
     await findUse.add(watch);
     await settle();
     findRequests.push(proxy.mark() - mark);
-    const found = await lineCount(findOut, /\/file-\d{6}\.txt$/);
+    const found = await countListed(findOut, 'find');
     if (found !== items) throw new Error(`find found ${found} files, expected ${items}`);
     await m.release(run === ctx.opts.listingRuns);
     update();

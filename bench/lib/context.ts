@@ -71,8 +71,9 @@ export class BenchContext {
     this.cleanups.push(fn);
   }
 
-  async startServer(): Promise<StartedServer> {
-    const server = await startGirder({ assetstore: this.opts.assetstore });
+  /** A Girder server of the chosen assetstore, with the listing plugin when asked. */
+  async startServer(options: { listingPlugin?: boolean } = {}): Promise<StartedServer> {
+    const server = await startGirder({ assetstore: this.opts.assetstore, listingPlugin: options.listingPlugin });
     this.onCleanup(() => server.stop());
     const admin = rest(server, 'admin');
     return { server, admin, token: await admin.token() };

@@ -1,11 +1,13 @@
 // The references made with curl against the same server: a plain download, ranged GETs, a
-// chunked upload, and a replay of a list of GETs. Each is a child process timed from outside.
-import { writeFile } from 'node:fs/promises';
+// chunked upload, a batch of requests, and a tree uploaded one request per file. Each is a child
+// process timed from outside.
+import { readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { shellQuote as q } from '../../test/helpers/mount.js';
 import { runCommand } from './command.js';
 import { CHUNK_SIZE } from '../../test/helpers/girder-rest.js';
+import type { TreeLayout } from './seed.js';
 
 export interface CurlTarget {
   apiUrl: string;
@@ -88,17 +90,36 @@ export async function curlChunkedUpload(t: CurlTarget, folderId: string, name: s
   return { seconds: (performance.now() - started) / 1000, fileId: doc._id };
 }
 
+/** One request of a curl batch: a path and query below the API root. */
+export interface CurlRequest {
+  path: string;
+  query: string;
+  /** Default GET. */
+  method?: string;
+  /** A local file sent as the body, as application/octet-stream. */
+  bodyFile?: string;
+  /** Where the answer goes (default /dev/null). */
+  output?: string;
+}
+
+function configBlock(t: CurlTarget, r: CurlRequest): string {
+  const method = r.method ?? 'GET';
+  const lines = [`url = "${t.apiUrl}${r.path}${r.query ? `?${r.query}` : ''}"`, `header = "Girder-Token: ${t.token}"`];
+  if (method !== 'GET') lines.push(`request = "${method}"`);
+  if (r.bodyFile !== undefined) lines.push('header = "Content-Type: application/octet-stream"', `data-binary = "@${r.bodyFile}"`);
+  else if (method !== 'GET') lines.push('header = "Content-Length: 0"');
+  lines.push(`output = "${r.output ?? '/dev/null'}"`, 'write-out = "%{http_code}\\n"');
+  return lines.join('\n');
+}
+
 /**
- * GETs every URL (path and query below the API root) with one curl process, `parallel` at a time
- * over kept-alive connections; seconds it took. Every answer must be 200.
+ * Sends every request with one curl process, `parallel` at a time over kept-alive connections;
+ * seconds it took. Every answer must be 200.
  */
-export async function curlReplay(t: CurlTarget, requests: ReadonlyArray<{ path: string; query: string }>, parallel: number, configName: string): Promise<number> {
+export async function curlReplay(t: CurlTarget, requests: readonly CurlRequest[], parallel: number, configName: string): Promise<number> {
   if (requests.length === 0) return 0;
-  const blocks = requests.map((r) =>
-    [`url = "${t.apiUrl}${r.path}${r.query ? `?${r.query}` : ''}"`, `header = "Girder-Token: ${t.token}"`, 'output = "/dev/null"', 'write-out = "%{http_code}\\n"'].join('\n'),
-  );
   const config = path.join(t.work, configName);
-  await writeFile(config, blocks.join('\nnext\n') + '\n', { mode: 0o600 });
+  await writeFile(config, requests.map((r) => configBlock(t, r)).join('\nnext\n') + '\n', { mode: 0o600 });
   const par = parallel > 1 ? `--parallel --parallel-immediate --parallel-max ${parallel}` : '';
   const r = await curl(`${par} -K ${q(config)}`);
   const codes = r.stdout.trim().split('\n');
@@ -107,4 +128,43 @@ export async function curlReplay(t: CurlTarget, requests: ReadonlyArray<{ path: 
     throw new Error(`curl replay: ${codes.length} answers for ${requests.length} requests, ${bad.length} not 200 (${bad.slice(0, 5).join(', ')})`);
   }
   return r.seconds;
+}
+
+/**
+ * Uploads a local tree laid out as `layout` under `localRoot` into a new folder `name` as a shell
+ * user would script it with curl: one POST /folder per folder, then one POST /file per file with
+ * the bytes as the body (Girder creates the item and the file in that request), `parallel` at a
+ * time. Resolves with the seconds it took.
+ */
+export async function curlUploadTree(
+  t: CurlTarget,
+  parentId: string,
+  name: string,
+  localRoot: string,
+  layout: TreeLayout,
+  parallel: number,
+): Promise<number> {
+  const started = performance.now();
+  const folderDoc = (i: number): string => path.join(t.work, `curl-folder-${i}.json`);
+  const idOf = async (i: number): Promise<string> => (JSON.parse(await readFile(folderDoc(i), 'utf8')) as { _id: string })._id;
+  const newFolder = (parent: string, folder: string, i: number): CurlRequest => ({
+    method: 'POST',
+    path: '/folder',
+    query: new URLSearchParams({ parentType: 'folder', parentId: parent, name: folder }).toString(),
+    output: folderDoc(i),
+  });
+  await curlReplay(t, [newFolder(parentId, name, -1)], 1, 'curl-root.conf');
+  const rootId = await idOf(-1);
+  await curlReplay(t, layout.dirs.map((dir, i) => newFolder(rootId, dir, i)), parallel, 'curl-folders.conf');
+  const dirIds = await Promise.all(layout.dirs.map((_, i) => idOf(i)));
+  const files = await Promise.all(
+    layout.files.map(async ({ dir, name: file }): Promise<CurlRequest> => {
+      const local = path.join(localRoot, layout.dirs[dir] as string, file);
+      const size = (await stat(local)).size;
+      const query = new URLSearchParams({ parentType: 'folder', parentId: dirIds[dir] as string, name: file, size: String(size) });
+      return { method: 'POST', path: '/file', query: query.toString(), bodyFile: local };
+    }),
+  );
+  await curlReplay(t, files, parallel, 'curl-files.conf');
+  return (performance.now() - started) / 1000;
 }

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { AssetstoreKind } from '../../test/helpers/girder-server.js';
 
-export const CASES = ['seq-read', 'random-read', 'listing', 'big-copy', 'small-files'] as const;
+export const CASES = ['seq-read', 'random-read', 'listing', 'big-copy', 'small-files', 'many-files'] as const;
 export type CaseName = (typeof CASES)[number];
 
 /** The cases that run against an S3-backed server (random-read's curl reference does not follow redirects). */
@@ -10,7 +10,7 @@ export const S3_CASES: readonly CaseName[] = ['seq-read', 'big-copy'];
 
 export interface BenchOptions {
   runs: number;
-  /** Runs of the listing case (it is long at 10,000 items on mongomock). */
+  /** Runs of the listing and many-files cases (they are long at 10,000 items on mongomock). */
   listingRuns: number;
   sizeMiB: number;
   items: number;
@@ -29,11 +29,12 @@ export interface BenchOptions {
 
 export const USAGE = `usage: npm run bench -- [options]
   --runs N          runs per case; the table shows medians (default 3)
-  --listing-runs N  runs of the listing case (default: --runs up to 2,000 items, else 1:
-                    on mongomock one run over 10,000 items takes about 40 minutes)
+  --listing-runs N  runs of the listing and many-files cases (default: --runs up to 2,000
+                    items, else 1: on mongomock one run over 10,000 items takes about 40 minutes)
   --size-mib N      size of the big file for reads and cp (default 1024)
-  --items N         items of the listing case, spread over --folders folders (default 10000)
-  --folders N       folders of the listing case (default 100)
+  --items N         items of the listing and many-files cases (many-files: 4 KiB each), spread
+                    over --folders folders (default 10000)
+  --folders N       folders of the listing and many-files cases (default 100)
   --small-files N   4 KiB files of the small-files case (default 1000)
   --random-reads N  4 KiB reads of the random-read case (default 200)
   --only a,b        run only these cases: ${CASES.join(', ')}

@@ -29,6 +29,9 @@ export interface Row {
   stat?: 'median' | 'p99';
   /** HTTP requests the mount made (median over runs). */
   requests?: number;
+  /** Of those, the ones about folders (listing pages, creation) per folder, and the rest per file. */
+  perFolder?: number;
+  perFile?: number;
   note?: string;
 }
 
@@ -61,12 +64,18 @@ function yesNo(b: boolean | undefined): string {
   return b === undefined ? '-' : b ? 'yes' : 'NO';
 }
 
+/** `418 (2.00/folder + 1.00/file)`: requests in all, and split per folder and per file when known. */
+export function formatRequests(total: number, perFolder?: number, perFile?: number): string {
+  const all = String(Math.round(total));
+  return perFolder === undefined || perFile === undefined ? all : `${all} (${perFolder.toFixed(2)}/folder + ${perFile.toFixed(2)}/file)`;
+}
+
 /** A Markdown table (readable on a terminal too). */
 export function formatTable(rows: readonly Row[]): string {
   const header = ['case', 'girder-mount', 'reference', 'ratio', 'target', 'met', 'daemon peak RSS', 'daemon CPU', 'requests'];
   const lines = rows.map((row) => {
     const s = summarize(row);
-    const target = row.target === undefined ? '-' : `${row.target.kind === 'min' ? '>=' : '<='} ${row.target.ratio}x`;
+    const target = row.target === undefined ? '-' : `${row.target.kind === 'min' ? '>=' : '<='} ${Number(row.target.ratio.toFixed(2))}x`;
     const rss = row.rssMiB === undefined ? '-' : `${row.rssMiB.toFixed(0)} MiB${s.rssMet === false ? ' (NO)' : ''}`;
     return [
       row.name,
@@ -77,7 +86,7 @@ export function formatTable(rows: readonly Row[]): string {
       yesNo(s.met),
       rss,
       row.daemonCpuS === undefined || row.daemonCpuS.length === 0 ? '-' : `${median(row.daemonCpuS).toFixed(1)} s`,
-      row.requests === undefined ? '-' : String(Math.round(row.requests)),
+      row.requests === undefined ? '-' : formatRequests(row.requests, row.perFolder, row.perFile),
     ];
   });
   const all = [header, ...lines];
