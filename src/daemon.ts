@@ -3,7 +3,7 @@ import { lockCacheDir, prepareCacheDir, removeOrphans } from './cache-dir.js';
 import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
-import type { MountStatus, UnmountAnswer } from './control/status.js';
+import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
 import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
@@ -205,6 +205,7 @@ class Session {
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
       server: this.client.health.snapshot(),
+      memory: memoryLine(),
     };
   }
 
@@ -277,6 +278,11 @@ class Session {
       void (this.control?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => this.finish(0));
     }, 100);
   }
+}
+
+function memoryLine(): MemoryLine {
+  const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+  return { rss, heapUsed, heapTotal, external, arrayBuffers };
 }
 
 /** Check the server, log in, and fetch the folder to mount: one clear line for each failure. */
