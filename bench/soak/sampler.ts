@@ -13,6 +13,11 @@ export interface Sample {
   rssKiB: number;
   /** Anonymous memory (heap, buffers) of the RSS, without mapped files. */
   rssAnonKiB: number;
+  /** The daemon's own process.memoryUsage() (status --json), bytes: V8 heap, Buffers and such. */
+  heapUsed?: number;
+  heapTotal?: number;
+  external?: number;
+  arrayBuffers?: number;
   fds: number;
   /** 1-minute load average of the host (other work skews the timings, not the checks). */
   load1: number;
@@ -79,6 +84,10 @@ export class Sampler {
             bytesDownloaded: s.requests.bytesDownloaded,
             cacheBytes: s.cache.bytesCached,
           });
+          if (s.memory !== undefined) {
+            const { heapUsed, heapTotal, external, arrayBuffers } = s.memory;
+            Object.assign(sample, { heapUsed, heapTotal, external, arrayBuffers });
+          }
         } else this.statusErrors++;
       } catch {
         this.statusErrors++;
