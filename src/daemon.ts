@@ -5,6 +5,7 @@ import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
 import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
 import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
+import { applyMallocSettings } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
 import { GirderClient } from './girder/client.js';
@@ -30,6 +31,7 @@ export const OP_GRACE_MS = 2000;
 /** Mount, serve until told to stop, drain uploads, unmount. Resolves with the exit code. */
 export async function runMount(config: MountConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
+  applyMallocSettings(logger);
   const stop = new StopSignal();
   stop.listen(logger);
   let session: Session;
