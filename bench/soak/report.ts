@@ -22,6 +22,8 @@ export interface Flatness {
   /** Median fds of the second half over the first half. */
   fdsHalfRatio: number;
   maxPendingUploads: number;
+  /** CPU seconds the daemon used during the soak phase. */
+  daemonCpuS: number;
 }
 
 export type MemoryPart = 'rssAnon' | 'heapUsed' | 'heapTotal' | 'external' | 'arrayBuffers' | 'native';
@@ -69,6 +71,7 @@ export function flatness(samples: readonly Sample[]): Flatness {
     fdsMax: Math.max(...fds),
     fdsHalfRatio: median(half(fds, true)) / median(half(fds, false)),
     maxPendingUploads: Math.max(0, ...soak.map((s) => s.pendingUploads ?? 0)),
+    daemonCpuS: (soak[soak.length - 1]?.cpuS ?? NaN) - (soak[0]?.cpuS ?? NaN),
   };
 }
 
@@ -131,6 +134,7 @@ export function formatReport(r: ReportInput): string {
     ...PARTS.map((part) => [`  ${PART_NAMES[part]}, median / max`, `${num(flat.memory[part].medianMiB)} / ${num(flat.memory[part].maxMiB)} MiB`]),
     ['daemon fds first / last / max', `${flat.fdsFirst} / ${flat.fdsLast} / ${flat.fdsMax}`],
     ['daemon fds median, 2nd half / 1st half', num(flat.fdsHalfRatio, 2)],
+    ['daemon CPU during the soak', `${num(flat.daemonCpuS)} s (${num(flat.daemonCpuS / ((tally.bytesWritten + tally.bytesRead) / 2 ** 30), 2)} s per GiB written or read)`],
     ['samples (soak phase)', String(flat.samples)],
     ['most uploads pending at once', String(flat.maxPendingUploads)],
     ['writers waiting on the upload queue', `${(tally.backpressureMs / 1000).toFixed(0)} s`],

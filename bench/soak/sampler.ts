@@ -5,6 +5,7 @@ import { loadavg } from 'node:os';
 import { controlRequest } from '../../src/control/client.js';
 import { controlSocketPath } from '../../src/control/socket-path.js';
 import type { MountStatus } from '../../src/control/status.js';
+import { cpuSeconds } from '../lib/rss.js';
 
 export interface Sample {
   /** Seconds since the soak started. */
@@ -19,6 +20,8 @@ export interface Sample {
   external?: number;
   arrayBuffers?: number;
   fds: number;
+  /** CPU seconds (user + system) the daemon used since it started. */
+  cpuS: number;
   /** 1-minute load average of the host (other work skews the timings, not the checks). */
   load1: number;
   pendingUploads?: number;
@@ -68,7 +71,8 @@ export class Sampler {
       const fds = await readdir(`/proc/${this.pid}/fd`).then((l) => l.length, () => -1);
       if (rss === undefined) return; // the daemon is gone
       const anon = /^RssAnon:\s+(\d+) kB/m.exec(text)?.[1];
-      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), fds, load1: Math.round(loadavg()[0]! * 100) / 100 };
+      const cpuS = await cpuSeconds(this.pid);
+      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), fds, cpuS, load1: Math.round(loadavg()[0]! * 100) / 100 };
       try {
         const answer = await controlRequest(this.socket, 'GET', '/status', 10_000);
         if (answer.status === 200) {
