@@ -30,6 +30,7 @@ const INITIAL_DIRS = ['d-a', 'd-b', 'd-c'];
 const DRAIN_TIMEOUT_MS = 30 * 60_000;
 
 const t0 = performance.now();
+const mib = (x: number | undefined, unit = 2 ** 20): string => (x === undefined ? '?' : (x / unit).toFixed(0));
 function log(message: string): void {
   process.stderr.write(`[soak ${((performance.now() - t0) / 1000).toFixed(0).padStart(5)}s] ${message}\n`);
 }
@@ -72,7 +73,7 @@ async function main(): Promise<void> {
   let exitCode = 1;
   try {
     const random = new Random(opts.seed);
-    log(`seed ${opts.seed}; ${opts.minutes} min, ${opts.writers} writers, ${opts.readers} readers, ${opts.namespaceWorkers} namespace workers, sizes ${opts.minSize} B .. ${(opts.maxSize / 2 ** 20).toFixed(1)} MiB`);
+    log(`seed ${opts.seed}; ${opts.minutes} min, ${opts.writers} writers, ${opts.readers} readers, ${opts.namespaceWorkers} namespace workers, sizes ${opts.minSize} B .. ${(opts.maxSize / 2 ** 20).toFixed(1)} MiB${Object.keys(opts.daemonEnv).length > 0 ? `; daemon env ${JSON.stringify(opts.daemonEnv)}` : ''}`);
     const work = await mkdtemp(path.join(tmpdir(), 'girder-soak-'));
     cleanups.push({ what: 'work dir', fn: () => rm(work, { recursive: true, force: true }) });
     const sources = await Sources.create(work, random, opts.minSize, opts.maxSize, POOL_FILES);
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
     const folder = await api.createFolder(server.info.folders.adminPrivate, 'soak');
     log(`Girder at ${server.info.apiUrl} (pid ${server.info.pid}); mounting folder ${folder._id}`);
 
-    const mount: Mount = await startMount({ server, folderId: folder._id, timeoutMs: 120_000 });
+    const mount: Mount = await startMount({ server, folderId: folder._id, timeoutMs: 120_000, env: opts.daemonEnv });
     // on Ctrl-C the server may be gone already: do not wait long for the daemon to drain into it
     cleanups.push({
       what: 'mount',
@@ -128,7 +129,7 @@ async function main(): Promise<void> {
       log(
         `${tally.totalOps} ops, ${tally.failures.length} failed, ${tally.mismatches.length} mismatches; ${model.files.size} files in ${model.dirs.size} dirs; ` +
           `written ${(tally.bytesWritten / 2 ** 20).toFixed(0)} MiB, read ${(tally.bytesRead / 2 ** 20).toFixed(0)} MiB; ` +
-          `RSS ${last ? (last.rssKiB / 1024).toFixed(0) : '?'} MiB, fds ${last?.fds ?? '?'}, pending uploads ${last?.pendingUploads ?? '?'}, load ${last?.load1 ?? '?'}`,
+          `RSS ${mib(last?.rssKiB, 1024)} MiB (heap ${mib(last?.heapTotal)}, external ${mib(last?.external)}), fds ${last?.fds ?? '?'}, pending uploads ${last?.pendingUploads ?? '?'}, load ${last?.load1 ?? '?'}`,
       );
     }, 60_000);
     cleanups.push({ what: 'progress', fn: async () => clearInterval(progress) });

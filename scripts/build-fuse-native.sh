@@ -12,7 +12,13 @@
 #      to JavaScript: the kernel asks for security.capability before every write(2), and that round
 #      trip cost as much as the write itself (cp writes 128 KiB at a time). girder-mount keeps no
 #      other namespace (src/vfs/xattrs.ts answers ENODATA too), so the answer is the same;
-#   4. exports girder_mount_patch=2 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+#   4. exports girder_mount_malloc(mmapThreshold, arenaMax), which calls glibc's mallopt(): the
+#      daemon (src/fuse/native-addon.ts) uses it to give every large buffer its own mapping, returned
+#      to the system when freed. glibc reads these settings from the environment only when a process
+#      starts, and by default raises the threshold to the size of each large buffer freed, after
+#      which multi-MiB buffers come from the heap, whose freed holes it keeps (the daemon's RSS grew
+#      by 60+ MiB that way under parallel reads and writes);
+#   5. exports girder_mount_patch=3 so src/fuse/native-addon.ts can tell the patched addon is loaded.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -52,17 +58,27 @@ cp "$fn_dir/fuse-native.c" "$work/"
 patch --quiet --directory="$work" -p0 <<'PATCH'
 --- fuse-native.c
 +++ fuse-native.c
-@@ -113,6 +113,9 @@
+@@ -17,6 +17,9 @@
+ #include <unistd.h>
+ #include <sys/wait.h>
+ #include <pthread.h>
++#ifdef __GLIBC__
++#include <malloc.h>
++#endif
+ 
+ static int IS_ARRAY_BUFFER_DETACH_SUPPORTED = 0;
+ 
+@@ -113,6 +116,9 @@
  static const uint32_t op_mkdir = 32;
  static const uint32_t op_rmdir = 33;
  
 +// girder-mount patch marker, read by src/fuse/native-addon.ts.
-+static const uint32_t girder_mount_patch = 2;
++static const uint32_t girder_mount_patch = 3;
 +
  // Data structures
  
  typedef struct {
-@@ -199,7 +202,14 @@
+@@ -199,7 +205,14 @@
    ts->tv_nsec = (ms % 1000) * 1000000;
  }
  
@@ -77,7 +93,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    uint64_t ms = (ts->tv_sec * 1000) + (ts->tv_nsec / 1000000);
    return ms;
  }
-@@ -343,7 +353,7 @@
+@@ -343,7 +356,7 @@
  }, {
    napi_create_string_utf8(env, l->path, NAPI_AUTO_LENGTH, &(argv[2]));
    FUSE_UINT64_TO_INTS_ARGV(l->atime, 3)
@@ -86,7 +102,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  })
  
  FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {
-@@ -500,6 +510,10 @@
+@@ -500,6 +513,10 @@
  })
  
  FUSE_METHOD(getxattr, 4, 1, (const char *path, const char *name, char *value, size_t size), {
@@ -97,7 +113,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    l->path = path;
    l->name = name;
    l->value = value;
-@@ -838,6 +852,7 @@
+@@ -838,6 +855,7 @@
    if (implemented[op_releasedir]) ops.releasedir = fuse_native_releasedir;
    if (implemented[op_create]) ops.create = fuse_native_create;
    if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;
@@ -105,11 +121,36 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    if (implemented[op_unlink]) ops.unlink = fuse_native_unlink;
    if (implemented[op_rename]) ops.rename = fuse_native_rename;
    if (implemented[op_link]) ops.link = fuse_native_link;
-@@ -986,4 +1001,5 @@
+@@ -901,6 +919,23 @@
+   return NULL;
+ }
+ 
++// girder-mount patch: malloc settings glibc otherwise takes from the environment only at start
++// (MALLOC_MMAP_THRESHOLD_, MALLOC_ARENA_MAX), for src/fuse/native-addon.ts. A value <= 0 is left
++// as it is. Returns how many settings glibc took, or -1 without glibc.
++NAPI_METHOD(girder_mount_malloc) {
++  NAPI_ARGV(2)
++  NAPI_ARGV_INT32(mmap_threshold, 0)
++  NAPI_ARGV_INT32(arena_max, 1)
++  int32_t taken = 0;
++#ifdef __GLIBC__
++  if (mmap_threshold > 0) taken += mallopt(M_MMAP_THRESHOLD, mmap_threshold) == 1;
++  if (arena_max > 0) taken += mallopt(M_ARENA_MAX, arena_max) == 1;
++#else
++  taken = -1;
++#endif
++  NAPI_RETURN_INT32(taken)
++}
++
+ NAPI_INIT() {
+   const napi_node_version* version;
+   assert(napi_get_node_version(env, &version) == napi_ok);
+@@ -986,4 +1021,6 @@
    NAPI_EXPORT_UINT32(op_symlink)
    NAPI_EXPORT_UINT32(op_mkdir)
    NAPI_EXPORT_UINT32(op_rmdir)
 +  NAPI_EXPORT_UINT32(girder_mount_patch)
++  NAPI_EXPORT_FUNCTION(girder_mount_malloc)
  }
 PATCH
 
@@ -131,5 +172,5 @@ loaded="$(node -e '
   const b = require("node-gyp-build")(process.argv[1]);
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
-[[ "$loaded" == 2 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
-say "installed $fn_dir/build/Release/fuse.node (patched utimens and getxattr)"
+[[ "$loaded" == 3 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr and malloc settings)"

@@ -3,8 +3,9 @@ import { lockCacheDir, prepareCacheDir, removeOrphans } from './cache-dir.js';
 import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
-import type { MountStatus, UnmountAnswer } from './control/status.js';
+import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
 import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
+import { applyMallocSettings } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
 import { GirderClient } from './girder/client.js';
@@ -27,6 +28,7 @@ export const OP_GRACE_MS = 2000;
 /** Mount, serve until told to stop, drain uploads, unmount. Resolves with the exit code. */
 export async function runMount(config: MountConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
+  applyMallocSettings(logger);
   const stop = new StopSignal();
   stop.listen(logger);
   let session: Session;
@@ -201,6 +203,7 @@ class Session {
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),
       server: this.client.health.snapshot(),
+      memory: memoryLine(),
     };
   }
 
@@ -276,6 +279,11 @@ class Session {
       void (this.control?.close() ?? Promise.resolve()).catch(() => undefined).finally(() => this.finish(0));
     }, 100);
   }
+}
+
+function memoryLine(): MemoryLine {
+  const { rss, heapUsed, heapTotal, external, arrayBuffers } = process.memoryUsage();
+  return { rss, heapUsed, heapTotal, external, arrayBuffers };
 }
 
 /** Check the server, log in, and fetch the folder to mount: one clear line for each failure. */

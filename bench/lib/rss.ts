@@ -12,7 +12,7 @@ async function statusField(pid: number, field: 'VmHWM' | 'VmRSS'): Promise<numbe
 }
 
 /** User + system CPU seconds the process has used so far (0 once it is gone). */
-async function cpuSeconds(pid: number): Promise<number> {
+export async function cpuSeconds(pid: number): Promise<number> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   // utime and stime are fields 14 and 15 of stat(5): 12 and 13 after the name

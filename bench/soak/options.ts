@@ -17,6 +17,8 @@ export interface SoakOptions {
   maxPending: number;
   seed: number;
   resultsDir: string;
+  /** Extra environment of the daemon (experiments: NODE_OPTIONS, MALLOC_ARENA_MAX...). */
+  daemonEnv: Record<string, string>;
 }
 
 export const USAGE = `usage: npm run bench:soak -- [options]
@@ -30,7 +32,8 @@ export const USAGE = `usage: npm run bench:soak -- [options]
   --sample-seconds N  RSS / fd / status sampling period (default 5)
   --max-pending N     writers wait while this many uploads are pending (default 32)
   --seed N            seed of the operation mix (default: random)
-  --results DIR       where the JSON goes (default bench/results)`;
+  --results DIR       where the JSON goes (default bench/results)
+  --daemon-env K=V    an environment variable for the daemon, e.g. NODE_OPTIONS=--heapsnapshot-signal=SIGUSR2 (repeatable)`;
 
 function int(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
@@ -54,6 +57,7 @@ export function parseSoakOptions(argv: string[], repoRoot: string): SoakOptions 
       'max-pending': { type: 'string' },
       seed: { type: 'string' },
       results: { type: 'string' },
+      'daemon-env': { type: 'string', multiple: true },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -65,6 +69,12 @@ export function parseSoakOptions(argv: string[], repoRoot: string): SoakOptions 
   const minSize = Math.round(int('min-kib', values['min-kib'], 4, 1) * 1024);
   const maxSize = Math.round(int('max-mib', values['max-mib'], 20, 0.01) * 1024 * 1024);
   if (maxSize < minSize) throw new Error('--max-mib is below --min-kib');
+  const daemonEnv: Record<string, string> = {};
+  for (const kv of values['daemon-env'] ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--daemon-env wants NAME=VALUE, got ${kv}`);
+    daemonEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
   return {
     minutes: int('minutes', values.minutes, 30, 0.1),
     writers: int('writers', values.writers, 3, 1),
@@ -77,5 +87,6 @@ export function parseSoakOptions(argv: string[], repoRoot: string): SoakOptions 
     maxPending: int('max-pending', values['max-pending'], 32, 1),
     seed: int('seed', values.seed, Math.floor(Math.random() * 2 ** 31), 0),
     resultsDir: values.results ?? `${repoRoot}/bench/results`,
+    daemonEnv,
   };
 }

@@ -1,6 +1,9 @@
 // The soak's table (Markdown, readable on a terminal) and the figures behind it.
+import { RSS_TARGET_MIB } from '../lib/report.js';
 import { median } from '../lib/stats.js';
 import type { Sample } from './sampler.js';
+
+const MiB = 1024 * 1024;
 import type { Tally } from './tally.js';
 import type { CheckResult } from './verify.js';
 
@@ -11,13 +14,39 @@ export interface Flatness {
   rssMaxMiB: number;
   /** Median RSS of the second half of the soak over that of the first half (flat: about 1). */
   rssHalfRatio: number;
+  /** Where the RSS goes (MiB, median and max over the soak): see memoryParts(). */
+  memory: Record<MemoryPart, { medianMiB: number; maxMiB: number }>;
   fdsFirst: number;
   fdsLast: number;
   fdsMax: number;
   /** Median fds of the second half over the first half. */
   fdsHalfRatio: number;
   maxPendingUploads: number;
+  /** CPU seconds the daemon used during the soak phase. */
+  daemonCpuS: number;
 }
+
+export type MemoryPart = 'rssAnon' | 'heapUsed' | 'heapTotal' | 'external' | 'arrayBuffers' | 'native';
+
+/**
+ * The RSS split: anonymous memory (from /proc), the V8 heap, external memory (Buffers and such,
+ * from the daemon's status), and the rest, RSS - heap total - external: native memory (malloc
+ * arenas of libuv's and libfuse's threads, code, stacks).
+ */
+function memoryParts(s: Sample): Partial<Record<MemoryPart, number>> {
+  const parts: Partial<Record<MemoryPart, number>> = { rssAnon: s.rssAnonKiB / 1024 };
+  if (s.heapTotal === undefined || s.external === undefined) return parts;
+  return {
+    ...parts,
+    heapUsed: (s.heapUsed ?? NaN) / MiB,
+    heapTotal: s.heapTotal / MiB,
+    external: s.external / MiB,
+    arrayBuffers: (s.arrayBuffers ?? NaN) / MiB,
+    native: s.rssKiB / 1024 - (s.heapTotal + s.external) / MiB,
+  };
+}
+
+const PARTS: MemoryPart[] = ['rssAnon', 'heapUsed', 'heapTotal', 'external', 'arrayBuffers', 'native'];
 
 export function flatness(samples: readonly Sample[]): Flatness {
   const soak = samples.filter((s) => s.phase === 'soak');
@@ -31,15 +60,21 @@ export function flatness(samples: readonly Sample[]): Flatness {
     rssMedianMiB: median(rss),
     rssMaxMiB: Math.max(...rss),
     rssHalfRatio: median(half(rss, true)) / median(half(rss, false)),
+    memory: Object.fromEntries(
+      PARTS.map((part) => {
+        const xs = soak.map((s) => memoryParts(s)[part]).filter((x): x is number => x !== undefined && Number.isFinite(x));
+        return [part, { medianMiB: median(xs), maxMiB: xs.length === 0 ? NaN : Math.max(...xs) }];
+      }),
+    ) as Flatness['memory'],
     fdsFirst: fds[0] ?? NaN,
     fdsLast: fds[fds.length - 1] ?? NaN,
     fdsMax: Math.max(...fds),
     fdsHalfRatio: median(half(fds, true)) / median(half(fds, false)),
     maxPendingUploads: Math.max(0, ...soak.map((s) => s.pendingUploads ?? 0)),
+    daemonCpuS: (soak[soak.length - 1]?.cpuS ?? NaN) - (soak[0]?.cpuS ?? NaN),
   };
 }
 
-const MiB = 1024 * 1024;
 
 function table(header: string[], rows: string[][]): string {
   const all = [header, ...rows];
@@ -47,6 +82,15 @@ function table(header: string[], rows: string[][]): string {
   const line = (cells: string[]): string => `| ${cells.map((c, i) => c.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(header), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
 }
+
+const PART_NAMES: Record<MemoryPart, string> = {
+  rssAnon: 'RssAnon (anonymous memory)',
+  heapUsed: 'V8 heap used',
+  heapTotal: 'V8 heap total',
+  external: 'external (Buffers and such)',
+  arrayBuffers: 'of which ArrayBuffers',
+  native: 'native: RSS - heap total - external',
+};
 
 export interface ReportInput {
   title: string;
@@ -85,9 +129,12 @@ export function formatReport(r: ReportInput): string {
     ['missing / unexpected entries in the mount', `${r.mount.missing.length} / ${r.mount.unexpected.length}`],
     ['files whose content was unknown after a failure', String(r.server.unknown)],
     ['daemon RSS first / median / max', `${num(flat.rssFirstMiB)} / ${num(flat.rssMedianMiB)} / ${num(flat.rssMaxMiB)} MiB`],
+    ['daemon RSS max against the target', `${num(flat.rssMaxMiB)} MiB, target < ${RSS_TARGET_MIB} MiB: ${flat.rssMaxMiB < RSS_TARGET_MIB ? 'met' : 'NOT met'}`],
     ['daemon RSS median, 2nd half / 1st half', num(flat.rssHalfRatio, 2)],
+    ...PARTS.map((part) => [`  ${PART_NAMES[part]}, median / max`, `${num(flat.memory[part].medianMiB)} / ${num(flat.memory[part].maxMiB)} MiB`]),
     ['daemon fds first / last / max', `${flat.fdsFirst} / ${flat.fdsLast} / ${flat.fdsMax}`],
     ['daemon fds median, 2nd half / 1st half', num(flat.fdsHalfRatio, 2)],
+    ['daemon CPU during the soak', `${num(flat.daemonCpuS)} s (${num(flat.daemonCpuS / ((tally.bytesWritten + tally.bytesRead) / 2 ** 30), 2)} s per GiB written or read)`],
     ['samples (soak phase)', String(flat.samples)],
     ['most uploads pending at once', String(flat.maxPendingUploads)],
     ['writers waiting on the upload queue', `${(tally.backpressureMs / 1000).toFixed(0)} s`],

@@ -5,6 +5,7 @@ import { loadavg } from 'node:os';
 import { controlRequest } from '../../src/control/client.js';
 import { controlSocketPath } from '../../src/control/socket-path.js';
 import type { MountStatus } from '../../src/control/status.js';
+import { cpuSeconds } from '../lib/rss.js';
 
 export interface Sample {
   /** Seconds since the soak started. */
@@ -13,7 +14,14 @@ export interface Sample {
   rssKiB: number;
   /** Anonymous memory (heap, buffers) of the RSS, without mapped files. */
   rssAnonKiB: number;
+  /** The daemon's own process.memoryUsage() (status --json), bytes: V8 heap, Buffers and such. */
+  heapUsed?: number;
+  heapTotal?: number;
+  external?: number;
+  arrayBuffers?: number;
   fds: number;
+  /** CPU seconds (user + system) the daemon used since it started. */
+  cpuS: number;
   /** 1-minute load average of the host (other work skews the timings, not the checks). */
   load1: number;
   pendingUploads?: number;
@@ -63,7 +71,8 @@ export class Sampler {
       const fds = await readdir(`/proc/${this.pid}/fd`).then((l) => l.length, () => -1);
       if (rss === undefined) return; // the daemon is gone
       const anon = /^RssAnon:\s+(\d+) kB/m.exec(text)?.[1];
-      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), fds, load1: Math.round(loadavg()[0]! * 100) / 100 };
+      const cpuS = await cpuSeconds(this.pid);
+      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), fds, cpuS, load1: Math.round(loadavg()[0]! * 100) / 100 };
       try {
         const answer = await controlRequest(this.socket, 'GET', '/status', 10_000);
         if (answer.status === 200) {
@@ -79,6 +88,10 @@ export class Sampler {
             bytesDownloaded: s.requests.bytesDownloaded,
             cacheBytes: s.cache.bytesCached,
           });
+          if (s.memory !== undefined) {
+            const { heapUsed, heapTotal, external, arrayBuffers } = s.memory;
+            Object.assign(sample, { heapUsed, heapTotal, external, arrayBuffers });
+          }
         } else this.statusErrors++;
       } catch {
         this.statusErrors++;

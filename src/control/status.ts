@@ -41,6 +41,18 @@ export interface MountStatus {
   readonly requests: { requests: number; errors: number; retries: number; bytesDownloaded: number; bytesUploaded: number };
   /** Whether Girder answers; while it does not, since when (ISO time) and why. */
   readonly server?: { readonly reachable: boolean; readonly unreachableSince?: string; readonly reason?: string };
+  /** The daemon's process.memoryUsage(), bytes: where its resident memory goes (V8 heap, buffers, the rest native). */
+  readonly memory?: MemoryLine;
+}
+
+export interface MemoryLine {
+  readonly rss: number;
+  readonly heapUsed: number;
+  readonly heapTotal: number;
+  /** Memory of C++ objects bound to JS ones, Buffers included. */
+  readonly external: number;
+  /** ArrayBuffers and Buffers (part of external). */
+  readonly arrayBuffers: number;
 }
 
 export interface UnmountAnswer {
@@ -93,12 +105,19 @@ export function formatStatus(s: MountStatus): string {
     `requests     ${s.requests.requests} (${s.requests.errors} errors, ${s.requests.retries} retries), ${mib(s.requests.bytesDownloaded)} down, ${mib(s.requests.bytesUploaded)} up`,
     `cache        ${mib(s.cache.bytesCached)} of ${mib(s.cache.maxBytes)}, hit rate ${hitRate} (${s.cache.hits} hits, ${s.cache.misses} misses)`,
     `uploads      ${uploadsSummary(s)}`,
+    ...(s.memory !== undefined ? [`memory       ${describeMemory(s.memory)}`] : []),
   ];
   for (const u of s.uploads) lines.push(`  ${u.path}  ${describeUpload(u)}`);
   const failed = s.failedUploads ?? [];
   for (const f of failed) lines.push(`  ${f.path}  ${describeFailed(f)}`);
   if (failed.length > 0) lines.push(`  (a failed upload stays listed until you move or delete its file in ${s.lostAndFound})`);
   return lines.join('\n');
+}
+
+/** `RSS 120.0 MiB: heap 40.0 MiB of 60.0 MiB, external 10.0 MiB (buffers 8.0 MiB), other 50.0 MiB`. */
+export function describeMemory(m: MemoryLine): string {
+  const other = m.rss - m.heapTotal - m.external;
+  return `RSS ${mib(m.rss)}: heap ${mib(m.heapUsed)} of ${mib(m.heapTotal)}, external ${mib(m.external)} (buffers ${mib(m.arrayBuffers)}), other ${mib(other)}`;
 }
 
 function uploadsSummary(s: MountStatus): string {

@@ -10,6 +10,8 @@ export interface FuseBinding {
   fuse_native_unmount(mnt: string, thread: Buffer): void;
   /** Set by scripts/build-fuse-native.sh's patch. */
   readonly girder_mount_patch?: number;
+  /** mallopt() of M_MMAP_THRESHOLD and M_ARENA_MAX (values <= 0 left alone): how many glibc took, -1 without glibc. Patch 3. */
+  readonly girder_mount_malloc?: (mmapThreshold: number, arenaMax: number) => number;
 }
 
 interface NodeGypBuild {

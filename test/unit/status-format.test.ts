@@ -1,6 +1,6 @@
 // What `girder-mount status` prints and exits with, from the daemon's answer.
 import t from 'tap';
-import { describeUpload, formatStatus, statusExitCode, type MountStatus } from '../../src/control/status.js';
+import { describeMemory, describeUpload, formatStatus, statusExitCode, type MountStatus } from '../../src/control/status.js';
 
 function status(over: Partial<MountStatus>): MountStatus {
   return {
@@ -34,4 +34,12 @@ t.test('each state in words', async (t) => {
   t.match(text, /^ {2}\/S\/x\.bin {2}failed: the folder it was written to was deleted on the server, kept at \/cache\/lost\+found\/S\/x\.bin$/m);
   t.match(text, /until you move or delete its file in \/cache\/lost\+found/);
   t.match(formatStatus(status({})), /^uploads {6}all on the server$/m);
+});
+
+t.test('memory: RSS split into V8 heap, external and the rest', async (t) => {
+  const M = 1 << 20;
+  const memory = { rss: 120 * M, heapUsed: 40 * M, heapTotal: 60 * M, external: 10 * M, arrayBuffers: 8 * M };
+  t.equal(describeMemory(memory), 'RSS 120.0 MiB: heap 40.0 MiB of 60.0 MiB, external 10.0 MiB (buffers 8.0 MiB), other 50.0 MiB');
+  t.match(formatStatus(status({ memory })), /^memory {7}RSS 120\.0 MiB: /m);
+  t.notMatch(formatStatus(status({})), /^memory/m, 'an older daemon without the figure: no line');
 });

@@ -40,6 +40,12 @@ const MiB = 1024 * 1024;
 const PRELOAD_BYTES = 4 * MiB;
 /** Streamed blocks are filled in slabs of this size, and written to disk a slab at a time. */
 const STREAM_SLAB_BYTES = MiB;
+/**
+ * Idle slabs kept for reuse: enough for the slabs a stream cycles through; more would stay resident
+ * while no one reads, and a fresh slab costs little once freed ones go back to the system (see
+ * src/fuse/malloc-settings.ts).
+ */
+const POOL_KEEP_BYTES = 4 * MiB;
 /** Longest stream, in bytes: a longer run of missing blocks takes several (bounds the scan for its end). */
 const MAX_STREAM_BYTES = 4096 * MiB;
 /**
@@ -96,12 +102,16 @@ export class CachedReader implements BlockStreamHost {
     this.streamSlabBlocks = Math.max(1, Math.floor(STREAM_SLAB_BYTES / bs));
     this.maxStreamBlocks = Math.max(1, Math.floor(MAX_STREAM_BYTES / bs));
     this.log = opts.logger;
-    // room for a window fetched ahead plus the blocks being read
-    cache.memory.ensureCapacity((this.readAheadBlocks + this.requestBlocks) * bs);
     const request = this.requestBlocks * bs;
     const streamSlab = this.streamSlabBlocks * bs;
-    const sizes = [...new Set([bs, streamSlab, request])].sort((a, b) => a - b);
-    cache.slabs = new SlabPool(sizes, request + 2 * bs + 4 * streamSlab);
+    // room for a window fetched ahead plus the blocks being read, and the slab a stream is filling
+    // (memory counts whole slabs: a window spans one more than it fills)
+    cache.memory.ensureCapacity((this.readAheadBlocks + this.requestBlocks) * bs + streamSlab);
+    // Doubling sizes: a request takes at most twice the memory it needs (the memory blocks count
+    // whole slabs), and a freed slab of any size can serve the next request of its size.
+    const sizes = new Set([bs, streamSlab, request]);
+    for (let size = bs; size < request; size *= 2) sizes.add(size);
+    cache.slabs = new SlabPool([...sizes].sort((a, b) => a - b), Math.max(POOL_KEEP_BYTES, 2 * streamSlab));
   }
 
   /** Streams open now (for tests and status). */

@@ -7,11 +7,14 @@ interface MemoryBlock {
 
 /**
  * Recently fetched or loaded blocks kept in memory, so the many small kernel reads that follow a
- * fetch do not go to disk. Bounded by bytes; the least recently used block goes first. Each block
- * holds a reference on the slab it lives in.
+ * fetch do not go to disk. Bounded by the bytes of the slabs the blocks keep alive (a block holds
+ * its whole slab, which may be larger than the block: a slab counts once, whatever the number of
+ * its blocks here); the least recently used block goes first.
  */
 export class MemoryBlocks {
   private readonly blocks = new Map<string, MemoryBlock>();
+  /** Blocks held here per slab. */
+  private readonly slabBlocks = new Map<Slab, number>();
   private bytes = 0;
 
   constructor(private maxBytes: number) {}
@@ -19,6 +22,11 @@ export class MemoryBlocks {
   /** Raise the bound (a reader with a large read-ahead window needs room for it). */
   ensureCapacity(bytes: number): void {
     if (bytes > this.maxBytes) this.maxBytes = bytes;
+  }
+
+  /** Bytes of the slabs the blocks here keep alive. */
+  get heldBytes(): number {
+    return this.bytes;
   }
 
   get(key: string): Buffer | undefined {
@@ -45,7 +53,9 @@ export class MemoryBlocks {
     this.delete(key);
     slab.retain();
     this.blocks.set(key, { data, slab });
-    this.bytes += data.length;
+    const held = this.slabBlocks.get(slab) ?? 0;
+    if (held === 0) this.bytes += slab.buf.length;
+    this.slabBlocks.set(slab, held + 1);
     for (const oldest of this.blocks.keys()) {
       if (this.bytes <= this.maxBytes || this.blocks.size <= 1) break;
       this.delete(oldest);
@@ -56,7 +66,11 @@ export class MemoryBlocks {
     const block = this.blocks.get(key);
     if (block === undefined) return;
     this.blocks.delete(key);
-    this.bytes -= block.data.length;
+    const held = this.slabBlocks.get(block.slab) ?? 1;
+    if (held <= 1) {
+      this.slabBlocks.delete(block.slab);
+      this.bytes -= block.slab.buf.length;
+    } else this.slabBlocks.set(block.slab, held - 1);
     block.slab.release();
   }
 

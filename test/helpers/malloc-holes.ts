@@ -1,0 +1,40 @@
+// Child process of test/unit/malloc-settings.test.ts (run with --expose-gc): frees one large
+// buffer (which raises glibc's default mmap threshold), then fills 64 buffers of 1 MiB, frees every
+// other one, and prints how much the RSS dropped, as JSON. Argument `tuned`: apply the daemon's
+// malloc settings first.
+import { readFile } from 'node:fs/promises';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { applyMallocSettings } from '../../src/fuse/malloc-settings.js';
+import { createLogger } from '../../src/log.js';
+
+const MiB = 1024 * 1024;
+
+async function rss(): Promise<number> {
+  const kib = /^VmRSS:\s+(\d+) kB/m.exec(await readFile('/proc/self/status', 'utf8'))?.[1];
+  return Number(kib) * 1024;
+}
+
+async function collect(): Promise<void> {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  if (gc === undefined) throw new Error('run with --expose-gc');
+  // backing stores are freed after the collection, maybe by another thread
+  for (let i = 0; i < 3; i++) {
+    gc();
+    await sleep(50);
+  }
+}
+
+async function main(): Promise<void> {
+  const settings = process.argv[2] === 'tuned' ? applyMallocSettings(createLogger('silent')) : 'default';
+  let big: Buffer | null = Buffer.allocUnsafeSlow(8 * MiB).fill(1);
+  big = null;
+  await collect();
+  const buffers: Array<Buffer | null> = Array.from({ length: 64 }, () => Buffer.allocUnsafeSlow(MiB).fill(2));
+  const before = await rss();
+  for (let i = 0; i < buffers.length; i += 2) buffers[i] = null;
+  await collect();
+  const after = await rss();
+  process.stdout.write(JSON.stringify({ settings, droppedMiB: (before - after) / MiB, kept: buffers.filter((b) => b !== null).length, big }) + '\n');
+}
+
+void main();
