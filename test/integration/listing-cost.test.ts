@@ -1,20 +1,27 @@
 // Issues 2 and 13, "Tests count HTTP requests": a counting proxy between the mount and Girder shows
 // the exact cost of listings, with and without the listing plugin: a cold `ls -lR` of N items in F
 // folders, the same again after the TTL (folder and item pages only, nothing per item), nothing
-// within the TTL, a `cat` of every file (one download each); and that reading one block of a file
+// within the TTL, a `cat` of every file (one download each), a `cp -r` of new small files (one
+// request per file and per folder); and that reading one block of a file
 // is one or two ranged GETs, and a sequential read streams a big file in a few long GETs, closed
 // when the reader seeks away or closes the file.
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import t, { type Test } from 'tap';
 import { CountingProxy, type ProxiedRequest } from '../helpers/counting-proxy.js';
 import { rest, type Rest } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
 import { run, shellQuote as q, startMount, type RunResult } from '../helpers/mount.js';
+import { waitUploadsDone } from '../helpers/mount-status.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const FOLDERS = 8;
 const ITEMS_PER_FOLDER = 50;
 const SEED_IN_FLIGHT = 8;
+const NEW_FOLDERS = 3;
+const NEW_FILES_PER_FOLDER = 40;
 const MiB = 1024 * 1024;
 
 function ran(r: RunResult, what: string): string {
@@ -134,6 +141,67 @@ for (const plugin of [false, true]) {
       await quiet(proxy);
       t.same(listingsSince(t, mark), { pages: pagesPerFolder * folders, fileLists: 0, other: 0 },
         `${pagesPerFolder} x ${folders} folders, 0 per item\n${proxy.describe(mark)}`);
+    });
+
+    // Last: it adds folders to the tree the tests above count.
+    t.test('cp -r of new small files: one POST /file each, one POST /folder per folder', async (t) => {
+      const mount = await startMount({ server: { ...server.info, apiUrl: proxy.apiUrl }, folderId: root._id, args: ['--attr-ttl', '900'] });
+      t.teardown(() => mount.cleanup());
+      const local = await mkdtemp(path.join(os.tmpdir(), 'listing-cost-cp-'));
+      t.teardown(() => rm(local, { recursive: true, force: true }));
+      const contents = new Map<string, Buffer>();
+      for (let d = 0; d < NEW_FOLDERS; d++) {
+        await mkdir(path.join(local, 'new', `d${d}`), { recursive: true });
+        for (let f = 0; f < NEW_FILES_PER_FOLDER; f++) {
+          const rel = `d${d}/f${f}.bin`;
+          const bytes = randomBytes(1 + ((d * 7919 + f * 104_729) % (64 * 1024)));
+          contents.set(rel, bytes);
+          await writeFile(path.join(local, 'new', rel), bytes);
+        }
+      }
+      const listed = await run(`ls ${q(mount.mountpoint)} > /dev/null`);
+      t.equal(listed.code, 0, ran(listed, 'ls of the mount root'));
+      await quiet(proxy);
+      const mark = proxy.mark();
+      const cp = await run(`cp -r ${q(path.join(local, 'new'))} ${q(mount.mountpoint)}/`, { timeoutMs: 300_000 });
+      t.equal(cp.code, 0, ran(cp, 'cp -r succeeds'));
+      await waitUploadsDone(mount.mountpoint);
+      await quiet(proxy);
+      const made = proxy.since(mark);
+      const byPattern = (p: string): number => made.filter((r) => r.pattern === p).length;
+      const files = contents.size;
+      t.same(
+        { folders: byPattern('POST /folder'), files: byPattern('POST /file'), other: made.length - byPattern('POST /folder') - byPattern('POST /file') },
+        { folders: NEW_FOLDERS + 1, files, other: 0 },
+        `${NEW_FOLDERS + 1} folders and ${files} files: one request each\n${proxy.describe(mark)}`,
+      );
+      t.equal(made.filter((r) => r.status !== 200).length, 0, 'every request succeeded');
+      const top = (await admin.listFolders(root._id)).find((f) => f.name === 'new');
+      if (top === undefined) return t.fail('the new folder is on the server');
+      for (const sub of await admin.listFolders(top._id)) {
+        for (const item of await admin.listItems(sub._id)) {
+          const [file] = await admin.listFiles(item._id);
+          const want = contents.get(`${sub.name}/${item.name}`);
+          if (file === undefined || want === undefined) return t.fail(`${sub.name}/${item.name}: an expected file`);
+          if (!(await admin.download(file._id)).equals(want)) return t.fail(`${sub.name}/${item.name}: the bytes copied`);
+          contents.delete(`${sub.name}/${item.name}`);
+        }
+      }
+      t.same([...contents.keys()], [], 'every file is on the server with its bytes');
+
+      // rsync -a writes each file under a temp name, sets its times, renames it into place.
+      const rsyncMark = proxy.mark();
+      const rsync = await run(`rsync -a ${q(path.join(local, 'new'))}/ ${q(mount.mountpoint)}/synced/`, { timeoutMs: 300_000 });
+      t.equal(rsync.code, 0, ran(rsync, 'rsync -a succeeds'));
+      await waitUploadsDone(mount.mountpoint);
+      await quiet(proxy);
+      const synced = proxy.since(rsyncMark);
+      const count = (p: string): number => synced.filter((r) => r.pattern === p).length;
+      t.same(
+        { folders: count('POST /folder'), files: count('POST /file'), times: count('PUT /item/{id}/metadata'), other: synced.length - count('POST /folder') - count('POST /file') - count('PUT /item/{id}/metadata') },
+        { folders: NEW_FOLDERS + 1, files, times: files, other: 0 },
+        `rsync -a: one POST /file and one metadata update (the mtime) per file\n${proxy.describe(rsyncMark)}`,
+      );
     });
   });
 }
