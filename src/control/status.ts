@@ -105,6 +105,7 @@ export function formatStatus(s: MountStatus): string {
     `requests     ${s.requests.requests} (${s.requests.errors} errors, ${s.requests.retries} retries), ${mib(s.requests.bytesDownloaded)} down, ${mib(s.requests.bytesUploaded)} up`,
     `cache        ${mib(s.cache.bytesCached)} of ${mib(s.cache.maxBytes)}, hit rate ${hitRate} (${s.cache.hits} hits, ${s.cache.misses} misses)`,
     `uploads      ${uploadsSummary(s)}`,
+    ...((s.removals ?? 0) > 0 ? [`removals     ${s.removals} not yet done on the server (gone from the mount already)`] : []),
     ...(s.memory !== undefined ? [`memory       ${describeMemory(s.memory)}`] : []),
   ];
   for (const u of s.uploads) lines.push(`  ${u.path}  ${describeUpload(u)}`);

@@ -36,6 +36,12 @@ t.test('each state in words', async (t) => {
   t.match(formatStatus(status({})), /^uploads {6}all on the server$/m);
 });
 
+t.test('removals not yet done on the server: a line while there are any', async (t) => {
+  t.match(formatStatus(status({ removals: 12 })), /^removals {5}12 not yet done on the server \(gone from the mount already\)$/m);
+  t.notMatch(formatStatus(status({ removals: 0 })), /^removals/m, 'none: no line');
+  t.equal(statusExitCode(status({ removals: 12 })), 0, 'queued removals are not trouble');
+});
+
 t.test('memory: RSS split into V8 heap, external and the rest', async (t) => {
   const M = 1 << 20;
   const memory = { rss: 120 * M, heapUsed: 40 * M, heapTotal: 60 * M, external: 10 * M, arrayBuffers: 8 * M };
