@@ -149,20 +149,17 @@ export class BlockCache {
     for (const other of list) if (other !== vf) this.kill(other);
     vf ??= this.newVersion(this.nextNum++, file.id, file.size, file.versionKey);
     this.versions.set(file.id, [vf]);
-    vf.pins++;
+    vf.pin();
     return vf;
   }
 
   private newVersion(num: number, fileId: string, size: number, key: string): VersionFile {
-    const vf = new VersionFile(num, path.join(this.blocksDir, `v${num}`), fileId, size, key, this.blockSize, this.directBlocks);
-    vf.onIdle = () => this.settle(vf);
+    const vf: VersionFile = new VersionFile(num, this.blocksDir, fileId, size, key, this.blockSize, () => this.settle(vf), this.directBlocks);
     return vf;
   }
 
   release(vf: VersionFile): void {
-    if (vf.pins <= 0) return;
-    vf.pins--;
-    if (vf.pins === 0) {
+    if (vf.unpin()) {
       this.onlyPinned = false;
       vf.detachReader();
       this.settle(vf);
@@ -182,7 +179,7 @@ export class BlockCache {
 
   /** A disk block was used: it becomes the most recently used. */
   touch(vf: VersionFile, idx: number): void {
-    const e = vf.present.get(idx);
+    const e = vf.onDisk(idx);
     if (e === undefined) return;
     this.lru.delete(e);
     this.lru.add(e);
@@ -194,7 +191,7 @@ export class BlockCache {
    * unreadable (the block is then dropped, to be fetched again).
    */
   async readFromDisk(vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number): Promise<boolean> {
-    if (this.closed || !vf.present.has(idx)) return false;
+    if (this.closed || !vf.isOnDisk(idx)) return false;
     this.touch(vf, idx);
     let n: number;
     try {
@@ -237,8 +234,7 @@ export class BlockCache {
       runBytes += len;
       this.reserved += len;
       this.pendingWriteBytes += len;
-      vf.writing.add(idx);
-      vf.toFree.delete(idx);
+      vf.startWrite(idx);
     }
     flush();
     this.settle(vf);
@@ -246,7 +242,7 @@ export class BlockCache {
 
   /** Whether block `idx` (of `len` bytes) should and can be written now. */
   private admit(vf: VersionFile, idx: number, len: number): boolean {
-    if (this.closed || vf.dead || len <= 0 || len !== vf.blockLength(idx) || vf.present.has(idx) || vf.writing.has(idx)) return false;
+    if (this.closed || vf.dead || len <= 0 || len !== vf.blockLength(idx) || vf.isOnDisk(idx) || vf.isWriting(idx)) return false;
     if (this.pausedUntil > Date.now() || this.pendingWriteBytes + len > MAX_PENDING_WRITE_BYTES) return false;
     return this.makeRoom(len);
   }
@@ -257,7 +253,7 @@ export class BlockCache {
     const count = Math.ceil(data.length / bs);
     slab.retain();
     const done = (): void => {
-      for (let idx = first; idx < first + count; idx++) vf.writing.delete(idx);
+      for (let idx = first; idx < first + count; idx++) vf.endWrite(idx);
       this.reserved -= data.length;
       this.pendingWriteBytes -= data.length;
       slab.release();
@@ -267,13 +263,12 @@ export class BlockCache {
         done();
         if (vf.dead) return;
         for (let idx = first; idx < first + count; idx++) {
-          if (vf.present.has(idx)) continue;
-          const e: BlockEntry = { vf, idx, bytes: Math.min(bs, data.length - (idx - first) * bs) };
-          vf.present.set(idx, e);
+          const e = vf.land(idx, Math.min(bs, data.length - (idx - first) * bs));
+          if (e === undefined) continue;
           this.lru.add(e);
           this.bytes += e.bytes;
         }
-        if (vf.pins === 0) this.onlyPinned = false;
+        if (!vf.pinned) this.onlyPinned = false;
         this.dirtyFiles.add(vf);
         this.indexDirty = true;
       },
@@ -295,7 +290,7 @@ export class BlockCache {
 
   /** Forget a version that holds nothing and is used by no one. */
   settle(vf: VersionFile): void {
-    if (vf.pins > 0 || vf.present.size > 0 || vf.writing.size > 0 || vf.toFree.size > 0 || vf.pending.size > 0 || vf.busy) return;
+    if (!vf.unused) return;
     this.unregister(vf);
     if (vf.mayExist && !this.shutDown) this.track(vf.unlink());
   }
@@ -311,9 +306,9 @@ export class BlockCache {
     const target = this.limit - need - slack;
     for (const e of this.lru) {
       if (this.bytes + this.reserved <= target) break;
-      if (e.vf.pins > 0 || !e.vf.present.has(e.idx)) continue;
+      if (e.vf.pinned || !e.vf.isOnDisk(e.idx)) continue;
       if (this.punchWorks) this.dropBlock(e.vf, e.idx);
-      else for (const idx of [...e.vf.present.keys()]) this.dropBlock(e.vf, idx);
+      else for (const idx of e.vf.blocksOnDisk()) this.dropBlock(e.vf, idx);
     }
     if (fits()) return true;
     this.onlyPinned = true; // every block left is pinned (or still being written)
@@ -321,13 +316,11 @@ export class BlockCache {
   }
 
   private dropBlock(vf: VersionFile, idx: number): void {
-    const e = vf.present.get(idx);
+    const e = vf.evict(idx, this.evictGen);
     if (e === undefined) return;
     this.onlyPinned = false;
-    vf.present.delete(idx);
     this.lru.delete(e);
     this.bytes -= e.bytes;
-    vf.toFree.set(idx, this.evictGen);
     this.freeing.add(vf);
     this.indexDirty = true;
     if (!this.freeScheduled) {
@@ -352,14 +345,10 @@ export class BlockCache {
   }
 
   private async freeBlocks(vf: VersionFile, gen: number): Promise<void> {
-    const idxs: number[] = [];
-    for (const [idx, g] of vf.toFree) {
-      if (g <= gen) idxs.push(idx);
-    }
-    for (const idx of idxs) vf.toFree.delete(idx);
-    if (vf.toFree.size > 0) this.freeing.add(vf);
+    const idxs = vf.takeEvicted(gen);
+    if (vf.hasEvicted) this.freeing.add(vf);
     if (vf.dead || idxs.length === 0 || !vf.mayExist || !this.punchWorks) {
-      if (vf.present.size === 0 && vf.mayExist && !vf.dead) await vf.unlink();
+      if (!vf.holdsBlocks && vf.mayExist && !vf.dead) await vf.unlink();
       return;
     }
     try {
@@ -374,15 +363,12 @@ export class BlockCache {
   /** Drop a version: unlink its file, forget its blocks in memory and on disk. */
   private kill(vf: VersionFile): void {
     if (vf.dead) return;
-    vf.dead = true;
+    const entries = vf.drop();
     this.onlyPinned = false;
-    for (const e of vf.present.values()) {
+    for (const e of entries) {
       this.lru.delete(e);
       this.bytes -= e.bytes;
     }
-    vf.present.clear();
-    vf.toFree.clear();
-    vf.pending.clear();
     this.memory.deletePrefix(vf.memoryPrefix);
     this.dirtyFiles.delete(vf);
     this.freeing.delete(vf);
@@ -506,24 +492,23 @@ export class BlockCache {
       } catch {
         continue;
       }
-      vf.mayExist = true;
+      vf.foundOnDisk();
       byIndex[i] = vf;
     }
     for (const [vi, idx] of data?.blocks ?? []) {
       const vf = byIndex[vi];
       const len = vf?.blockLength(idx) ?? 0;
-      if (vf === undefined || len === 0 || vf.present.has(idx) || idx * this.blockSize + len > (lengths[vi] ?? 0)) {
+      const e = vf === undefined || len === 0 || idx * this.blockSize + len > (lengths[vi] ?? 0) ? undefined : vf.land(idx, len);
+      if (e === undefined) {
         dropped++;
         continue;
       }
-      const e: BlockEntry = { vf, idx, bytes: len };
-      vf.present.set(idx, e);
       this.lru.add(e);
       this.bytes += len;
     }
     const kept = new Set<string>();
     for (const vf of byIndex) {
-      if (vf === undefined || vf.present.size === 0) continue;
+      if (vf === undefined || !vf.holdsBlocks) continue;
       kept.add(vf.name);
       this.versions.set(vf.fileId, [...(this.versions.get(vf.fileId) ?? []), vf]);
     }

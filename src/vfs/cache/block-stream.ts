@@ -169,7 +169,7 @@ export class BlockStream {
     });
     promise.catch(noop); // a read-ahead nobody waits for may fail quietly
     const entry: PendingBlock = { promise, fromStore: true };
-    vf.pending.set(idx, entry);
+    vf.claim(idx, entry);
     this.claims.set(idx, { entry, resolve, reject });
     if (this.outstanding++ === 0) this.lastLanded = Date.now(); // the stall clock starts now
     const owner = batch;
@@ -198,7 +198,7 @@ export class BlockStream {
     const claim = this.claims.get(idx);
     if (claim !== undefined) {
       this.claims.delete(idx);
-      if (vf.pending.get(idx) === claim.entry) vf.pending.delete(idx);
+      vf.unclaim(idx, claim.entry);
       claim.resolve(whole ? buf : buf.subarray(0, n));
     }
     if (batch.sealed && batch.landed === batch.count) this.flush(batch);
@@ -246,7 +246,7 @@ export class BlockStream {
     this.stream.close();
     const vf = this.vf;
     for (const [idx, claim] of this.claims) {
-      if (vf.pending.get(idx) === claim.entry) vf.pending.delete(idx);
+      vf.unclaim(idx, claim.entry);
       if (err === null) claim.resolve(null);
       else claim.reject(err);
     }

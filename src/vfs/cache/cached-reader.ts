@@ -164,7 +164,7 @@ export class CachedReader implements BlockStreamHost {
 
   /** Block is in memory, on disk, or on its way. */
   available(vf: VersionFile, idx: number): boolean {
-    return vf.pending.has(idx) || vf.present.has(idx) || this.cache.memory.has(vf.memoryKey(idx));
+    return vf.pendingBlock(idx) !== undefined || vf.isOnDisk(idx) || this.cache.memory.has(vf.memoryKey(idx));
   }
 
   /** Read-ahead may add requests (bounds the memory of all sessions' windows together). */
@@ -223,7 +223,7 @@ export class CachedReader implements BlockStreamHost {
   preload(vf: VersionFile, idx: number): void {
     const end = Math.min(vf.blockCount, idx + Math.max(1, Math.min(this.readAheadBlocks, Math.ceil(PRELOAD_BYTES / vf.blockSize))));
     for (let b = idx; b < end; b++) {
-      if (vf.pending.has(b) || !vf.present.has(b) || this.cache.memory.has(vf.memoryKey(b))) continue;
+      if (vf.pendingBlock(b) !== undefined || !vf.isOnDisk(b) || this.cache.memory.has(vf.memoryKey(b))) continue;
       this.loadFromDisk(vf, b);
     }
   }
@@ -244,7 +244,7 @@ export class CachedReader implements BlockStreamHost {
         this.cache.touch(vf, idx);
         return copyFrom(mem, into, intoOffset, blockOffset, length);
       }
-      const pending = vf.pending.get(idx);
+      const pending = vf.pendingBlock(idx);
       if (pending !== undefined) {
         if (pending.fromStore) progress.waited = true;
         let buf: Buffer | null;
@@ -257,7 +257,7 @@ export class CachedReader implements BlockStreamHost {
         if (buf !== null) return copyFrom(buf, into, intoOffset, blockOffset, length);
         continue; // the disk copy was bad and is dropped: fetch it
       }
-      if (vf.present.has(idx)) {
+      if (vf.isOnDisk(idx)) {
         if (wholeBlock) this.loadFromDisk(vf, idx);
         else if (await this.cache.readFromDisk(vf, idx, into, intoOffset, blockOffset, length)) return length;
         continue;
@@ -308,14 +308,12 @@ export class CachedReader implements BlockStreamHost {
       const promise = Promise.race([landedBlock, whole]);
       promise.catch(noop); // a read-ahead nobody waits for may fail quietly
       const entry: PendingBlock = { promise, fromStore: true };
-      vf.pending.set(first + i, entry);
+      vf.claim(first + i, entry);
       return entry;
     });
     const forget = (): void => {
       this.inflightBytes -= length;
-      entries.forEach((entry, i) => {
-        if (vf.pending.get(first + i) === entry) vf.pending.delete(first + i);
-      });
+      entries.forEach((entry, i) => vf.unclaim(first + i, entry));
     };
     done.then(
       (n) => {
@@ -355,9 +353,9 @@ export class CachedReader implements BlockStreamHost {
     const buf = slab.buf.subarray(0, len);
     const promise = this.cache.readFromDisk(vf, idx, buf, 0, 0, len).then((ok) => (ok ? buf : null));
     const entry: PendingBlock = { promise, fromStore: false };
-    vf.pending.set(idx, entry);
+    vf.claim(idx, entry);
     void promise.then((got) => {
-      if (vf.pending.get(idx) === entry) vf.pending.delete(idx);
+      vf.unclaim(idx, entry);
       if (got !== null) this.cache.memory.set(vf.memoryKey(idx), got, slab);
       slab.release();
     });

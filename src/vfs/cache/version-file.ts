@@ -1,5 +1,6 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import path from 'node:path';
 import { openDirect } from '../../direct-io.js';
 import { writeAll, type DirectBlocks } from './direct-blocks.js';
 import { punchHole } from './hole-punch.js';
@@ -36,22 +37,24 @@ const WRITE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_NOFOLLO
  * unlink) run one after another on `enqueue`; reads share one descriptor while the file is open.
  */
 export class VersionFile {
+  // A block's life: claimed (a fetch or disk load under way: `pending`), written (`writing`),
+  // on disk (`present`), evicted (`toFree` until its space is given back). Only the verbs below
+  // change these; the cache keeps its own accounting (LRU, bytes) from what they return.
   /** Blocks on disk, by index. */
-  readonly present = new Map<number, BlockEntry>();
+  private readonly present = new Map<number, BlockEntry>();
   /** Blocks being written (their bytes are reserved in the cache). */
-  readonly writing = new Set<number>();
+  private readonly writing = new Set<number>();
   /** Evicted blocks whose space is not freed yet: index -> eviction generation. */
-  readonly toFree = new Map<number, number>();
+  private readonly toFree = new Map<number, number>();
   /** Fetches and disk loads under way, shared by every reader. */
-  readonly pending = new Map<number, PendingBlock>();
+  private readonly pending = new Map<number, PendingBlock>();
   /** Open read sessions; a pinned file's blocks are never evicted. */
-  pins = 0;
+  private pins = 0;
   /** Dropped (version changed, invalidated): never cached again, file unlinked. */
-  dead = false;
+  private isDead = false;
   /** A write was attempted since the file was last unlinked. */
-  mayExist = false;
-  /** Called when the last queued mutation is done. */
-  onIdle: (() => void) | undefined;
+  private fileMayExist = false;
+  readonly path: string;
   readonly blockCount: number;
   private chain: Promise<void> = Promise.resolve();
   private queued = 0;
@@ -63,15 +66,153 @@ export class VersionFile {
 
   constructor(
     readonly num: number,
-    readonly path: string,
+    /** The blocks directory. */
+    dir: string,
     readonly fileId: string,
     readonly size: number,
     readonly key: string,
     readonly blockSize: number,
+    /** Called when the last queued mutation is done. */
+    private readonly onIdle: () => void,
     /** Writes blocks around the page cache (see direct-blocks.ts). */
     private readonly direct?: DirectBlocks,
   ) {
+    this.path = path.join(dir, this.name);
     this.blockCount = Math.ceil(size / blockSize);
+  }
+
+  // ---- pins ----
+
+  /** A read session opened the file: its blocks stay until unpin(). */
+  pin(): void {
+    this.pins++;
+  }
+
+  /** A read session closed. True when it was the last one. */
+  unpin(): boolean {
+    if (this.pins <= 0) return false;
+    this.pins--;
+    return this.pins === 0;
+  }
+
+  get pinned(): boolean {
+    return this.pins > 0;
+  }
+
+  // ---- claims: fetches and disk loads under way ----
+
+  /** Readers of block `idx` wait for `entry` rather than fetch it themselves. */
+  claim(idx: number, entry: PendingBlock): void {
+    this.pending.set(idx, entry);
+  }
+
+  /** The fetch or load of `entry` is over (a newer claim of the block stays). */
+  unclaim(idx: number, entry: PendingBlock): void {
+    if (this.pending.get(idx) === entry) this.pending.delete(idx);
+  }
+
+  pendingBlock(idx: number): PendingBlock | undefined {
+    return this.pending.get(idx);
+  }
+
+  // ---- blocks on disk ----
+
+  /** Block `idx` is being written (its space is reserved); an eviction of it not freed yet is void. */
+  startWrite(idx: number): void {
+    this.writing.add(idx);
+    this.toFree.delete(idx);
+  }
+
+  endWrite(idx: number): void {
+    this.writing.delete(idx);
+  }
+
+  isWriting(idx: number): boolean {
+    return this.writing.has(idx);
+  }
+
+  /** Block `idx` (of `bytes` bytes) is on disk: its new entry, or undefined when it was already. */
+  land(idx: number, bytes: number): BlockEntry | undefined {
+    if (this.present.has(idx)) return undefined;
+    const e: BlockEntry = { vf: this, idx, bytes };
+    this.present.set(idx, e);
+    return e;
+  }
+
+  isOnDisk(idx: number): boolean {
+    return this.present.has(idx);
+  }
+
+  onDisk(idx: number): BlockEntry | undefined {
+    return this.present.get(idx);
+  }
+
+  /** Indexes of the blocks on disk. */
+  blocksOnDisk(): number[] {
+    return [...this.present.keys()];
+  }
+
+  get holdsBlocks(): boolean {
+    return this.present.size > 0;
+  }
+
+  /** Evict block `idx` in eviction generation `gen`: its entry, or undefined when it was not on disk. */
+  evict(idx: number, gen: number): BlockEntry | undefined {
+    const e = this.present.get(idx);
+    if (e === undefined) return undefined;
+    this.present.delete(idx);
+    this.toFree.set(idx, gen);
+    return e;
+  }
+
+  /** Take the evicted blocks of generation `gen` or older, whose space is to be freed now. */
+  takeEvicted(gen: number): number[] {
+    const idxs: number[] = [];
+    for (const [idx, g] of this.toFree) {
+      if (g <= gen) idxs.push(idx);
+    }
+    for (const idx of idxs) this.toFree.delete(idx);
+    return idxs;
+  }
+
+  /** Evicted blocks wait to have their space freed. */
+  get hasEvicted(): boolean {
+    return this.toFree.size > 0;
+  }
+
+  // ---- the version as a whole ----
+
+  get dead(): boolean {
+    return this.isDead;
+  }
+
+  /**
+   * Drop the version: it is never cached again; its claims, blocks and evictions are forgotten.
+   * Returns the entries of the blocks that were on disk.
+   */
+  drop(): BlockEntry[] {
+    this.isDead = true;
+    const entries = [...this.present.values()];
+    this.present.clear();
+    this.toFree.clear();
+    this.pending.clear();
+    return entries;
+  }
+
+  /** Holds nothing and is used by no one: the cache may forget it. */
+  get unused(): boolean {
+    return this.pins === 0 && this.present.size === 0 && this.writing.size === 0 && this.toFree.size === 0
+      && this.pending.size === 0 && !this.busy;
+  }
+
+  /** The file may be on disk (a write was attempted, or it was found at start, since its last unlink). */
+  get mayExist(): boolean {
+    return this.fileMayExist;
+  }
+
+  /** Found on disk at start. */
+  foundOnDisk(): void {
+    this.fileMayExist = true;
   }
 
   /** Name of the file in the blocks directory. */
@@ -105,7 +246,7 @@ export class VersionFile {
       this.queued--;
       if (this.queued > 0) return;
       await this.closeWriter();
-      if (this.queued === 0) this.onIdle?.();
+      if (this.queued === 0) this.onIdle();
     });
     return run;
   }
@@ -117,7 +258,7 @@ export class VersionFile {
 
   /** Write consecutive blocks from block `idx` on (only inside `enqueue`). */
   async writeBlocks(idx: number, data: Buffer): Promise<void> {
-    this.mayExist = true;
+    this.fileMayExist = true;
     if (this.writer === null) {
       const writer = fsp.open(this.path, WRITE_FLAGS, 0o600);
       this.writer = writer;
@@ -229,7 +370,7 @@ export class VersionFile {
   async unlink(): Promise<void> {
     await this.closeWriter();
     this.detachReader();
-    this.mayExist = false;
+    this.fileMayExist = false;
     await fsp.rm(this.path, { force: true });
   }
 }
