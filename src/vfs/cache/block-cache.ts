@@ -3,10 +3,11 @@ import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
+import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
-import type { CacheStats, RemoteFile } from './types.js';
+import type { RemoteFile } from './types.js';
 import { PunchError, VersionFile, type BlockEntry } from './version-file.js';
 
 export interface BlockCacheOptions {
@@ -65,9 +66,7 @@ export class BlockCache {
   private pendingWriteBytes = 0;
   /** The cap in force: lowered when the disk turned out to be full. */
   private limit: number;
-  private hits = 0;
-  private misses = 0;
-  private fetched = 0;
+  private readonly counters = new ReadCounters();
   private nextNum = 0;
   private indexDirty = false;
   private evictGen = 0;
@@ -123,13 +122,7 @@ export class BlockCache {
   }
 
   stats(): CacheStats {
-    return {
-      hits: this.hits,
-      misses: this.misses,
-      bytesCached: this.bytes,
-      maxBytes: this.maxBytes,
-      bytesFetched: this.fetched,
-    };
+    return this.counters.stats(this.bytes, this.maxBytes);
   }
 
   /** Waits for pending writes, saves the index, and stops caching. */
@@ -280,12 +273,11 @@ export class BlockCache {
   }
 
   recordRead(hit: boolean): void {
-    if (hit) this.hits++;
-    else this.misses++;
+    this.counters.recordRead(hit);
   }
 
   recordFetched(bytes: number): void {
-    this.fetched += bytes;
+    this.counters.recordFetched(bytes);
   }
 
   /** Forget a version that holds nothing and is used by no one. */

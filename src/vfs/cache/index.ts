@@ -1,5 +1,6 @@
 export { BlockCache, DEFAULT_BLOCK_SIZE, type BlockCacheOptions } from './block-cache.js';
 export { CachedReader, type CachedReaderOptions } from './cached-reader.js';
 export { defaultCacheMaxBytes } from './default-size.js';
-export type { CacheStats, ReadSession, RemoteFile } from './types.js';
+export type { CacheStats } from './cache-stats.js';
+export type { ReadSession, RemoteFile } from './types.js';
 export { remoteFileOf, versionKeyOf } from './version-key.js';

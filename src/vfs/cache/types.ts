@@ -9,18 +9,6 @@ export interface RemoteFile {
   readonly versionKey: string;
 }
 
-export interface CacheStats {
-  /** read() calls served without waiting for the store. */
-  readonly hits: number;
-  /** read() calls that waited for bytes from the store. */
-  readonly misses: number;
-  /** Bytes of blocks stored on disk. */
-  readonly bytesCached: number;
-  readonly maxBytes: number;
-  /** Bytes received from the store (demand reads and read-ahead). */
-  readonly bytesFetched: number;
-}
-
 /** An open file's reads: keeps the file's cached blocks from being evicted until close(). */
 export interface ReadSession {
   /** Reads up to `length` bytes at `position` into `into` (from offset 0); fewer only at end of file. */
