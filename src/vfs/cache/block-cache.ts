@@ -8,7 +8,8 @@ import { DirectBlocks } from './direct-blocks.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
 import type { RemoteFile } from './types.js';
-import { PunchError, VersionFile, type BlockEntry } from './version-file.js';
+import { PunchError, type BlockEntry, type VersionFile } from './version-file.js';
+import { VersionRegistry } from './version-registry.js';
 
 export interface BlockCacheOptions {
   /** Private directory of this cache (made mode 0700); one cache per directory. */
@@ -53,7 +54,7 @@ export class BlockCache {
   private readonly log: Logger;
   /** Blocks on disk, least recently used first. */
   private readonly lru = new Set<BlockEntry>();
-  private readonly versions = new Map<string, VersionFile[]>();
+  private readonly versions: VersionRegistry;
   /** Unlinks of files that left `versions`. */
   private readonly leaving = new Set<Promise<void>>();
   /** Files written since their last fdatasync. */
@@ -67,7 +68,6 @@ export class BlockCache {
   /** The cap in force: lowered when the disk turned out to be full. */
   private limit: number;
   private readonly counters = new ReadCounters();
-  private nextNum = 0;
   private indexDirty = false;
   private evictGen = 0;
   private saveChain: Promise<void> = Promise.resolve();
@@ -78,14 +78,12 @@ export class BlockCache {
   private onlyPinned = false;
   private pausedUntil = 0;
   private timer: NodeJS.Timeout | undefined;
-  /** Block writes around the page cache, where the file system allows. */
-  private directBlocks: DirectBlocks | undefined;
   private closed = false;
   private closing: Promise<void> | null = null;
   /** close() finished: the directory is no longer ours to write. */
   private shutDown = false;
 
-  private constructor(dir: string, maxBytes: number, blockSize: number, memoryBytes: number, log: Logger) {
+  private constructor(dir: string, maxBytes: number, blockSize: number, memoryBytes: number, direct: DirectBlocks | undefined, log: Logger) {
     this.dir = dir;
     this.blocksDir = path.join(dir, BLOCKS_DIR);
     this.maxBytes = maxBytes;
@@ -94,6 +92,7 @@ export class BlockCache {
     this.memory = new MemoryBlocks(memoryBytes);
     this.slabs = new SlabPool([blockSize], 4 * blockSize);
     this.log = log;
+    this.versions = new VersionRegistry(this.blocksDir, blockSize, (vf) => this.settle(vf), direct);
   }
 
   static async open(opts: BlockCacheOptions): Promise<BlockCache> {
@@ -106,12 +105,13 @@ export class BlockCache {
     }
     const dir = path.resolve(opts.dir);
     const memoryBytes = Math.max(opts.memoryBytes ?? 16 * MiB, 4 * blockSize);
-    const cache = new BlockCache(dir, opts.maxBytes, blockSize, memoryBytes, opts.logger);
-    for (const d of [dir, cache.blocksDir]) {
+    const blocksDir = path.join(dir, BLOCKS_DIR);
+    for (const d of [dir, blocksDir]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
       await fsp.chmod(d, 0o700);
     }
-    cache.directBlocks = await DirectBlocks.open(cache.blocksDir);
+    const direct = await DirectBlocks.open(blocksDir);
+    const cache = new BlockCache(dir, opts.maxBytes, blockSize, memoryBytes, direct, opts.logger);
     await cache.load();
     const every = opts.saveIntervalMs ?? 30_000;
     cache.timer = setInterval(() => {
@@ -137,17 +137,12 @@ export class BlockCache {
   acquire(file: RemoteFile): VersionFile {
     if (this.closed) throw new Error('block cache is closed');
     if (!Number.isSafeInteger(file.size) || file.size < 0) throw new RangeError(`bad file size ${file.size}`);
-    const list = this.versions.get(file.id) ?? [];
+    const list = this.versions.versionsOf(file.id);
     let vf = list.find((v) => v.key === file.versionKey && v.size === file.size);
     for (const other of list) if (other !== vf) this.kill(other);
-    vf ??= this.newVersion(this.nextNum++, file.id, file.size, file.versionKey);
-    this.versions.set(file.id, [vf]);
+    vf ??= this.versions.makeNext(file.id, file.size, file.versionKey);
+    this.versions.keepOnly(vf);
     vf.pin();
-    return vf;
-  }
-
-  private newVersion(num: number, fileId: string, size: number, key: string): VersionFile {
-    const vf: VersionFile = new VersionFile(num, this.blocksDir, fileId, size, key, this.blockSize, () => this.settle(vf), this.directBlocks);
     return vf;
   }
 
@@ -167,7 +162,7 @@ export class BlockCache {
   /** Drop every version of a file: cached bytes are never served again. */
   dropFile(fileId: string): void {
     if (this.closed) return;
-    for (const vf of this.versions.get(fileId) ?? []) this.kill(vf);
+    for (const vf of this.versions.versionsOf(fileId)) this.kill(vf);
   }
 
   /** A disk block was used: it becomes the most recently used. */
@@ -283,7 +278,7 @@ export class BlockCache {
   /** Forget a version that holds nothing and is used by no one. */
   settle(vf: VersionFile): void {
     if (!vf.unused) return;
-    this.unregister(vf);
+    this.versions.remove(vf);
     if (vf.mayExist && !this.shutDown) this.track(vf.unlink());
   }
 
@@ -364,18 +359,10 @@ export class BlockCache {
     this.memory.deletePrefix(vf.memoryPrefix);
     this.dirtyFiles.delete(vf);
     this.freeing.delete(vf);
-    this.unregister(vf);
+    this.versions.remove(vf);
     this.indexDirty = true;
     vf.detachReader();
     this.track(vf.enqueue(() => vf.unlink()));
-  }
-
-  private unregister(vf: VersionFile): void {
-    const list = this.versions.get(vf.fileId);
-    if (list === undefined || !list.includes(vf)) return;
-    const rest = list.filter((v) => v !== vf);
-    if (rest.length > 0) this.versions.set(vf.fileId, rest);
-    else this.versions.delete(vf.fileId);
   }
 
   private track(op: Promise<void>): void {
@@ -457,7 +444,7 @@ export class BlockCache {
       }
       blocks.push([i, e.idx]);
     }
-    return { format: 1, blockSize: this.blockSize, nextNum: this.nextNum, versions, blocks };
+    return { format: 1, blockSize: this.blockSize, nextNum: this.versions.nextNum, versions, blocks };
   }
 
   /** Read the index and keep only blocks whose file is there and long enough; delete stray files. */
@@ -472,11 +459,11 @@ export class BlockCache {
     const byIndex: Array<VersionFile | undefined> = [];
     const lengths: number[] = [];
     let dropped = 0;
-    this.nextNum = data?.nextNum ?? 0;
+    let nextNum = data?.nextNum ?? 0;
     for (const [i, v] of (data?.versions ?? []).entries()) {
       const num = versionFileNum(v.file) ?? 0;
-      this.nextNum = Math.max(this.nextNum, num + 1);
-      const vf = this.newVersion(num, v.fileId, v.size, v.key);
+      nextNum = Math.max(nextNum, num + 1);
+      const vf = this.versions.make(num, v.fileId, v.size, v.key);
       try {
         const st = await fsp.lstat(vf.path);
         if (!st.isFile()) continue;
@@ -498,12 +485,9 @@ export class BlockCache {
       this.lru.add(e);
       this.bytes += len;
     }
-    const kept = new Set<string>();
-    for (const vf of byIndex) {
-      if (vf === undefined || !vf.holdsBlocks) continue;
-      kept.add(vf.name);
-      this.versions.set(vf.fileId, [...(this.versions.get(vf.fileId) ?? []), vf]);
-    }
+    const restored = byIndex.filter((vf): vf is VersionFile => vf !== undefined && vf.holdsBlocks);
+    this.versions.restore(nextNum, restored);
+    const kept = new Set(restored.map((vf) => vf.name));
     for (const name of await fsp.readdir(this.blocksDir)) {
       if (kept.has(name)) continue;
       await fsp.rm(path.join(this.blocksDir, name), { force: true, recursive: true });
@@ -520,7 +504,7 @@ export class BlockCache {
   private async shutdown(): Promise<void> {
     this.closed = true;
     clearInterval(this.timer);
-    const all = (): VersionFile[] => [...this.versions.values()].flat();
+    const all = (): VersionFile[] => this.versions.all();
     await Promise.all(all().map((vf) => vf.idle()));
     await this.requestSave();
     await Promise.all(all().map((vf) => vf.idle()));
