@@ -2,13 +2,14 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { BlockLru } from './block-lru.js';
 import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
 import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
 import type { RemoteFile } from './types.js';
-import { PunchError, type BlockEntry, type VersionFile } from './version-file.js';
+import { PunchError, type VersionFile } from './version-file.js';
 import { VersionRegistry } from './version-registry.js';
 
 export interface BlockCacheOptions {
@@ -34,8 +35,6 @@ const BLOCKS_DIR = 'blocks';
 const MAX_PENDING_WRITE_BYTES = 32 * MiB;
 /** After a full disk, stop trying to cache for this long. */
 const FULL_DISK_PAUSE_MS = 5_000;
-/** Eviction frees this much beyond what is needed (at most 5% of the cap), so it runs in batches. */
-const EVICT_SLACK_MAX = 256 * MiB;
 
 /**
  * The on-disk block cache: one sparse file per file version holding fixed-size blocks, a byte cap
@@ -52,8 +51,7 @@ export class BlockCache {
   private readonly dir: string;
   private readonly blocksDir: string;
   private readonly log: Logger;
-  /** Blocks on disk, least recently used first. */
-  private readonly lru = new Set<BlockEntry>();
+  private readonly lru: BlockLru;
   private readonly versions: VersionRegistry;
   /** Unlinks of files that left `versions`. */
   private readonly leaving = new Set<Promise<void>>();
@@ -62,11 +60,7 @@ export class BlockCache {
   /** Files with evicted blocks to free. */
   private readonly freeing = new Set<VersionFile>();
   private readonly warned = new Set<string>();
-  private bytes = 0;
-  private reserved = 0;
   private pendingWriteBytes = 0;
-  /** The cap in force: lowered when the disk turned out to be full. */
-  private limit: number;
   private readonly counters = new ReadCounters();
   private indexDirty = false;
   private evictGen = 0;
@@ -74,8 +68,6 @@ export class BlockCache {
   private saveQueued: Promise<void> | null = null;
   private freeScheduled = false;
   private punchWorks = true;
-  /** The last eviction found only pinned blocks; nothing to try until a pin or a block goes. */
-  private onlyPinned = false;
   private pausedUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -87,7 +79,7 @@ export class BlockCache {
     this.dir = dir;
     this.blocksDir = path.join(dir, BLOCKS_DIR);
     this.maxBytes = maxBytes;
-    this.limit = maxBytes;
+    this.lru = new BlockLru(maxBytes, blockSize);
     this.blockSize = blockSize;
     this.memory = new MemoryBlocks(memoryBytes);
     this.slabs = new SlabPool([blockSize], 4 * blockSize);
@@ -122,7 +114,7 @@ export class BlockCache {
   }
 
   stats(): CacheStats {
-    return this.counters.stats(this.bytes, this.maxBytes);
+    return this.counters.stats(this.lru.bytes, this.maxBytes);
   }
 
   /** Waits for pending writes, saves the index, and stops caching. */
@@ -148,7 +140,7 @@ export class BlockCache {
 
   release(vf: VersionFile): void {
     if (vf.unpin()) {
-      this.onlyPinned = false;
+      this.lru.unblock();
       vf.detachReader();
       this.settle(vf);
     }
@@ -169,8 +161,7 @@ export class BlockCache {
   touch(vf: VersionFile, idx: number): void {
     const e = vf.onDisk(idx);
     if (e === undefined) return;
-    this.lru.delete(e);
-    this.lru.add(e);
+    this.lru.touch(e);
     this.indexDirty = true;
   }
 
@@ -220,7 +211,7 @@ export class BlockCache {
       }
       if (runStart < 0) runStart = idx;
       runBytes += len;
-      this.reserved += len;
+      this.lru.reserve(len);
       this.pendingWriteBytes += len;
       vf.startWrite(idx);
     }
@@ -242,7 +233,7 @@ export class BlockCache {
     slab.retain();
     const done = (): void => {
       for (let idx = first; idx < first + count; idx++) vf.endWrite(idx);
-      this.reserved -= data.length;
+      this.lru.unreserve(data.length);
       this.pendingWriteBytes -= data.length;
       slab.release();
     };
@@ -252,11 +243,9 @@ export class BlockCache {
         if (vf.dead) return;
         for (let idx = first; idx < first + count; idx++) {
           const e = vf.land(idx, Math.min(bs, data.length - (idx - first) * bs));
-          if (e === undefined) continue;
-          this.lru.add(e);
-          this.bytes += e.bytes;
+          if (e !== undefined) this.lru.add(e);
         }
-        if (!vf.pinned) this.onlyPinned = false;
+        if (!vf.pinned) this.lru.unblock();
         this.dirtyFiles.add(vf);
         this.indexDirty = true;
       },
@@ -286,28 +275,17 @@ export class BlockCache {
 
   /** Evict unpinned blocks until `need` more bytes fit under the cap. */
   private makeRoom(need: number): boolean {
-    const fits = (): boolean => this.bytes + this.reserved + need <= this.limit;
-    if (fits()) return true;
-    if (this.onlyPinned) return false;
-    const slack = Math.floor(Math.min(this.limit * 0.05, EVICT_SLACK_MAX) / this.blockSize) * this.blockSize;
-    const target = this.limit - need - slack;
-    for (const e of this.lru) {
-      if (this.bytes + this.reserved <= target) break;
-      if (e.vf.pinned || !e.vf.isOnDisk(e.idx)) continue;
+    return this.lru.makeRoom(need, (e) => {
       if (this.punchWorks) this.dropBlock(e.vf, e.idx);
       else for (const idx of e.vf.blocksOnDisk()) this.dropBlock(e.vf, idx);
-    }
-    if (fits()) return true;
-    this.onlyPinned = true; // every block left is pinned (or still being written)
-    return false;
+    });
   }
 
   private dropBlock(vf: VersionFile, idx: number): void {
     const e = vf.evict(idx, this.evictGen);
     if (e === undefined) return;
-    this.onlyPinned = false;
-    this.lru.delete(e);
-    this.bytes -= e.bytes;
+    this.lru.unblock();
+    this.lru.remove(e);
     this.freeing.add(vf);
     this.indexDirty = true;
     if (!this.freeScheduled) {
@@ -351,11 +329,8 @@ export class BlockCache {
   private kill(vf: VersionFile): void {
     if (vf.dead) return;
     const entries = vf.drop();
-    this.onlyPinned = false;
-    for (const e of entries) {
-      this.lru.delete(e);
-      this.bytes -= e.bytes;
-    }
+    this.lru.unblock();
+    for (const e of entries) this.lru.remove(e);
     this.memory.deletePrefix(vf.memoryPrefix);
     this.dirtyFiles.delete(vf);
     this.freeing.delete(vf);
@@ -376,8 +351,8 @@ export class BlockCache {
     const code = errCode(err);
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       this.pausedUntil = Date.now() + FULL_DISK_PAUSE_MS;
-      this.limit = Math.min(this.limit, this.bytes);
-      this.warnOnce('ENOSPC', { dir: this.dir, bytesCached: this.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
+      this.lru.capAtUsage();
+      this.warnOnce('ENOSPC', { dir: this.dir, bytesCached: this.lru.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
       return;
     }
     this.warnOnce(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
@@ -435,7 +410,7 @@ export class BlockCache {
     const versions: IndexVersion[] = [];
     const at = new Map<VersionFile, number>();
     const blocks: Array<readonly [number, number]> = [];
-    for (const e of this.lru) {
+    for (const e of this.lru.entries()) {
       let i = at.get(e.vf);
       if (i === undefined) {
         i = versions.length;
@@ -483,7 +458,6 @@ export class BlockCache {
         continue;
       }
       this.lru.add(e);
-      this.bytes += len;
     }
     const restored = byIndex.filter((vf): vf is VersionFile => vf !== undefined && vf.holdsBlocks);
     this.versions.restore(nextNum, restored);
@@ -497,7 +471,7 @@ export class BlockCache {
       this.log.info({ dir: this.dir, dropped }, 'cache index: dropped entries whose files were missing or short, and stray files');
       this.indexDirty = true;
     }
-    if (this.bytes > this.limit) this.makeRoom(0);
+    if (this.lru.overCap) this.makeRoom(0);
     if (this.indexDirty) await this.requestSave();
   }
 
