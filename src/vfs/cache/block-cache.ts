@@ -6,11 +6,13 @@ import { BlockLru } from './block-lru.js';
 import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
 import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
+import { EvictedSpace } from './evicted-space.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
 import type { RemoteFile } from './types.js';
-import { PunchError, type VersionFile } from './version-file.js';
+import type { VersionFile } from './version-file.js';
 import { VersionRegistry } from './version-registry.js';
+import { errCode, WarnOnce } from './warn-once.js';
 
 export interface BlockCacheOptions {
   /** Private directory of this cache (made mode 0700); one cache per directory. */
@@ -57,17 +59,14 @@ export class BlockCache {
   private readonly leaving = new Set<Promise<void>>();
   /** Files written since their last fdatasync. */
   private readonly dirtyFiles = new Set<VersionFile>();
-  /** Files with evicted blocks to free. */
-  private readonly freeing = new Set<VersionFile>();
-  private readonly warned = new Set<string>();
+  private readonly warn: WarnOnce;
+  private readonly space: EvictedSpace;
   private pendingWriteBytes = 0;
   private readonly counters = new ReadCounters();
   private indexDirty = false;
-  private evictGen = 0;
   private saveChain: Promise<void> = Promise.resolve();
   private saveQueued: Promise<void> | null = null;
   private freeScheduled = false;
-  private punchWorks = true;
   private pausedUntil = 0;
   private timer: NodeJS.Timeout | undefined;
   private closed = false;
@@ -80,6 +79,8 @@ export class BlockCache {
     this.blocksDir = path.join(dir, BLOCKS_DIR);
     this.maxBytes = maxBytes;
     this.lru = new BlockLru(maxBytes, blockSize);
+    this.warn = new WarnOnce(log);
+    this.space = new EvictedSpace(this.lru, this.warn);
     this.blockSize = blockSize;
     this.memory = new MemoryBlocks(memoryBytes);
     this.slabs = new SlabPool([blockSize], 4 * blockSize);
@@ -176,12 +177,12 @@ export class BlockCache {
     try {
       n = await vf.readAt(into, intoOffset, length, idx * this.blockSize + blockOffset);
     } catch (err) {
-      this.warnOnce(`read:${errCode(err)}`, { err: errorMessage(err), file: vf.path }, 'cannot read a cached block; fetching it again');
+      this.warn.warn(`read:${errCode(err)}`, { err: errorMessage(err), file: vf.path }, 'cannot read a cached block; fetching it again');
       this.dropBlock(vf, idx);
       return false;
     }
     if (n < length) {
-      this.warnOnce('short', { file: vf.path, block: idx }, 'cached block file is shorter than its index says; fetching it again');
+      this.warn.warn('short', { file: vf.path, block: idx }, 'cached block file is shorter than its index says; fetching it again');
       this.dropBlock(vf, idx);
       return false;
     }
@@ -276,17 +277,14 @@ export class BlockCache {
   /** Evict unpinned blocks until `need` more bytes fit under the cap. */
   private makeRoom(need: number): boolean {
     return this.lru.makeRoom(need, (e) => {
-      if (this.punchWorks) this.dropBlock(e.vf, e.idx);
+      if (this.space.punchWorks) this.dropBlock(e.vf, e.idx);
       else for (const idx of e.vf.blocksOnDisk()) this.dropBlock(e.vf, idx);
     });
   }
 
+  /** Take a block off the disk; its space is freed after the save that follows soon. */
   private dropBlock(vf: VersionFile, idx: number): void {
-    const e = vf.evict(idx, this.evictGen);
-    if (e === undefined) return;
-    this.lru.unblock();
-    this.lru.remove(e);
-    this.freeing.add(vf);
+    if (!this.space.evict(vf, idx)) return;
     this.indexDirty = true;
     if (!this.freeScheduled) {
       this.freeScheduled = true;
@@ -294,34 +292,6 @@ export class BlockCache {
         this.freeScheduled = false;
         void this.requestSave();
       });
-    }
-  }
-
-  /** Free the space of blocks evicted up to generation `gen` (an index without them is saved). */
-  private async freeEvicted(gen: number): Promise<void> {
-    const jobs: Promise<void>[] = [];
-    for (const vf of [...this.freeing]) {
-      this.freeing.delete(vf);
-      const job = vf.enqueue(() => this.freeBlocks(vf, gen))
-        .catch((err: unknown) => this.warnOnce(`free:${errCode(err)}`, { err: errorMessage(err) }, 'cannot free evicted cache blocks'));
-      jobs.push(job);
-    }
-    await Promise.all(jobs);
-  }
-
-  private async freeBlocks(vf: VersionFile, gen: number): Promise<void> {
-    const idxs = vf.takeEvicted(gen);
-    if (vf.hasEvicted) this.freeing.add(vf);
-    if (vf.dead || idxs.length === 0 || !vf.mayExist || !this.punchWorks) {
-      if (!vf.holdsBlocks && vf.mayExist && !vf.dead) await vf.unlink();
-      return;
-    }
-    try {
-      await vf.freeSpace(idxs);
-    } catch (err) {
-      if (!(err instanceof PunchError)) throw err;
-      this.punchWorks = false;
-      this.warnOnce('punch', { err: errorMessage(err.cause) }, 'cannot punch holes in cache files; evicting whole files from now on');
     }
   }
 
@@ -333,7 +303,7 @@ export class BlockCache {
     for (const e of entries) this.lru.remove(e);
     this.memory.deletePrefix(vf.memoryPrefix);
     this.dirtyFiles.delete(vf);
-    this.freeing.delete(vf);
+    this.space.forget(vf);
     this.versions.remove(vf);
     this.indexDirty = true;
     vf.detachReader();
@@ -342,7 +312,7 @@ export class BlockCache {
 
   private track(op: Promise<void>): void {
     const p: Promise<void> = op
-      .catch((err: unknown) => this.warnOnce(`unlink:${errCode(err)}`, { err: errorMessage(err) }, 'cannot remove a cache file'))
+      .catch((err: unknown) => this.warn.warn(`unlink:${errCode(err)}`, { err: errorMessage(err) }, 'cannot remove a cache file'))
       .finally(() => this.leaving.delete(p));
     this.leaving.add(p);
   }
@@ -352,16 +322,10 @@ export class BlockCache {
     if (code === 'ENOSPC' || code === 'EDQUOT') {
       this.pausedUntil = Date.now() + FULL_DISK_PAUSE_MS;
       this.lru.capAtUsage();
-      this.warnOnce('ENOSPC', { dir: this.dir, bytesCached: this.lru.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
+      this.warn.warn('ENOSPC', { dir: this.dir, bytesCached: this.lru.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
       return;
     }
-    this.warnOnce(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
-  }
-
-  private warnOnce(kind: string, fields: Record<string, unknown>, msg: string): void {
-    if (this.warned.has(kind)) return;
-    this.warned.add(kind);
-    this.log.warn(fields, msg);
+    this.warn.warn(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
   }
 
   // ---- index ----
@@ -384,7 +348,7 @@ export class BlockCache {
   }
 
   private async saveOnce(): Promise<void> {
-    const gen = this.evictGen++;
+    const gen = this.space.nextGeneration();
     const snapshot = this.snapshot();
     const dirty = [...this.dirtyFiles];
     this.dirtyFiles.clear();
@@ -393,7 +357,7 @@ export class BlockCache {
       await Promise.all(dirty.map((vf) => vf.sync()));
       await writeIndex(this.indexPath, snapshot);
     } catch (err) {
-      this.warnOnce(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
+      this.warn.warn(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
       for (const vf of dirty) if (!vf.dead) this.dirtyFiles.add(vf);
       this.indexDirty = true;
       // Without a trustworthy index on disk, freeing blocks is safe only once the old one is gone.
@@ -403,7 +367,7 @@ export class BlockCache {
         return;
       }
     }
-    await this.freeEvicted(gen);
+    await this.space.freeUpTo(gen);
   }
 
   private snapshot(): IndexData {
@@ -488,8 +452,4 @@ export class BlockCache {
     this.slabs.clear();
     this.shutDown = true;
   }
-}
-
-function errCode(err: unknown): string {
-  return (err as NodeJS.ErrnoException | null)?.code ?? 'unknown';
 }
