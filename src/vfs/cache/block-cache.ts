@@ -3,10 +3,11 @@ import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { BlockLru } from './block-lru.js';
-import { readIndex, versionFileNum, writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
+import { readIndex, versionFileNum, type IndexData } from './cache-index.js';
 import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
 import { EvictedSpace } from './evicted-space.js';
+import { IndexSaver } from './index-saver.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
 import type { RemoteFile } from './types.js';
@@ -57,18 +58,12 @@ export class BlockCache {
   private readonly versions: VersionRegistry;
   /** Unlinks of files that left `versions`. */
   private readonly leaving = new Set<Promise<void>>();
-  /** Files written since their last fdatasync. */
-  private readonly dirtyFiles = new Set<VersionFile>();
   private readonly warn: WarnOnce;
   private readonly space: EvictedSpace;
+  private readonly index: IndexSaver;
   private pendingWriteBytes = 0;
   private readonly counters = new ReadCounters();
-  private indexDirty = false;
-  private saveChain: Promise<void> = Promise.resolve();
-  private saveQueued: Promise<void> | null = null;
-  private freeScheduled = false;
   private pausedUntil = 0;
-  private timer: NodeJS.Timeout | undefined;
   private closed = false;
   private closing: Promise<void> | null = null;
   /** close() finished: the directory is no longer ours to write. */
@@ -86,6 +81,7 @@ export class BlockCache {
     this.slabs = new SlabPool([blockSize], 4 * blockSize);
     this.log = log;
     this.versions = new VersionRegistry(this.blocksDir, blockSize, (vf) => this.settle(vf), direct);
+    this.index = new IndexSaver(path.join(dir, INDEX_FILE), blockSize, this.lru, this.space, this.versions, this.warn);
   }
 
   static async open(opts: BlockCacheOptions): Promise<BlockCache> {
@@ -107,10 +103,7 @@ export class BlockCache {
     const cache = new BlockCache(dir, opts.maxBytes, blockSize, memoryBytes, direct, opts.logger);
     await cache.load();
     const every = opts.saveIntervalMs ?? 30_000;
-    cache.timer = setInterval(() => {
-      if (cache.indexDirty) void cache.requestSave();
-    }, every);
-    cache.timer.unref();
+    cache.index.saveEvery(every);
     return cache;
   }
 
@@ -163,7 +156,7 @@ export class BlockCache {
     const e = vf.onDisk(idx);
     if (e === undefined) return;
     this.lru.touch(e);
-    this.indexDirty = true;
+    this.index.markChanged();
   }
 
   /**
@@ -247,8 +240,7 @@ export class BlockCache {
           if (e !== undefined) this.lru.add(e);
         }
         if (!vf.pinned) this.lru.unblock();
-        this.dirtyFiles.add(vf);
-        this.indexDirty = true;
+        this.index.written(vf);
       },
       (err: unknown) => {
         done();
@@ -284,15 +276,7 @@ export class BlockCache {
 
   /** Take a block off the disk; its space is freed after the save that follows soon. */
   private dropBlock(vf: VersionFile, idx: number): void {
-    if (!this.space.evict(vf, idx)) return;
-    this.indexDirty = true;
-    if (!this.freeScheduled) {
-      this.freeScheduled = true;
-      setImmediate(() => {
-        this.freeScheduled = false;
-        void this.requestSave();
-      });
-    }
+    if (this.space.evict(vf, idx)) this.index.saveSoon();
   }
 
   /** Drop a version: unlink its file, forget its blocks in memory and on disk. */
@@ -302,10 +286,10 @@ export class BlockCache {
     this.lru.unblock();
     for (const e of entries) this.lru.remove(e);
     this.memory.deletePrefix(vf.memoryPrefix);
-    this.dirtyFiles.delete(vf);
+    this.index.forget(vf);
     this.space.forget(vf);
     this.versions.remove(vf);
-    this.indexDirty = true;
+    this.index.markChanged();
     vf.detachReader();
     this.track(vf.enqueue(() => vf.unlink()));
   }
@@ -330,65 +314,9 @@ export class BlockCache {
 
   // ---- index ----
 
-  private get indexPath(): string {
-    return path.join(this.dir, INDEX_FILE);
-  }
-
-  /** Save the index (one save at a time; requests made meanwhile share the next one). */
-  private requestSave(): Promise<void> {
-    if (this.shutDown) return Promise.resolve();
-    if (this.saveQueued !== null) return this.saveQueued;
-    const run = this.saveChain.then(() => {
-      this.saveQueued = null;
-      return this.saveOnce();
-    });
-    this.saveQueued = run;
-    this.saveChain = run;
-    return run;
-  }
-
-  private async saveOnce(): Promise<void> {
-    const gen = this.space.nextGeneration();
-    const snapshot = this.snapshot();
-    const dirty = [...this.dirtyFiles];
-    this.dirtyFiles.clear();
-    this.indexDirty = false;
-    try {
-      await Promise.all(dirty.map((vf) => vf.sync()));
-      await writeIndex(this.indexPath, snapshot);
-    } catch (err) {
-      this.warn.warn(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
-      for (const vf of dirty) if (!vf.dead) this.dirtyFiles.add(vf);
-      this.indexDirty = true;
-      // Without a trustworthy index on disk, freeing blocks is safe only once the old one is gone.
-      try {
-        await fsp.rm(this.indexPath, { force: true });
-      } catch {
-        return;
-      }
-    }
-    await this.space.freeUpTo(gen);
-  }
-
-  private snapshot(): IndexData {
-    const versions: IndexVersion[] = [];
-    const at = new Map<VersionFile, number>();
-    const blocks: Array<readonly [number, number]> = [];
-    for (const e of this.lru.entries()) {
-      let i = at.get(e.vf);
-      if (i === undefined) {
-        i = versions.length;
-        at.set(e.vf, i);
-        versions.push({ file: e.vf.name, fileId: e.vf.fileId, size: e.vf.size, key: e.vf.key });
-      }
-      blocks.push([i, e.idx]);
-    }
-    return { format: 1, blockSize: this.blockSize, nextNum: this.versions.nextNum, versions, blocks };
-  }
-
   /** Read the index and keep only blocks whose file is there and long enough; delete stray files. */
   private async load(): Promise<void> {
-    const found = await readIndex(this.indexPath);
+    const found = await readIndex(this.index.file);
     let data: IndexData | null = typeof found === 'string' ? null : found;
     if (typeof found === 'string' && found !== 'no index') this.log.warn({ dir: this.dir, reason: found }, 'cache index unusable: starting cold');
     if (data !== null && data.blockSize !== this.blockSize) {
@@ -433,23 +361,24 @@ export class BlockCache {
     }
     if (dropped > 0) {
       this.log.info({ dir: this.dir, dropped }, 'cache index: dropped entries whose files were missing or short, and stray files');
-      this.indexDirty = true;
+      this.index.markChanged();
     }
     if (this.lru.overCap) this.makeRoom(0);
-    if (this.indexDirty) await this.requestSave();
+    if (this.index.changed) await this.index.save();
   }
 
   private async shutdown(): Promise<void> {
     this.closed = true;
-    clearInterval(this.timer);
+    this.index.stopTimer();
     const all = (): VersionFile[] => this.versions.all();
     await Promise.all(all().map((vf) => vf.idle()));
-    await this.requestSave();
+    await this.index.save();
     await Promise.all(all().map((vf) => vf.idle()));
     await Promise.all([...this.leaving]);
     for (const vf of all()) vf.detachReader();
     this.memory.clear();
     this.slabs.clear();
+    this.index.stop();
     this.shutDown = true;
   }
 }
