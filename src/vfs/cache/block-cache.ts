@@ -3,10 +3,10 @@ import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { BlockLru } from './block-lru.js';
-import { readIndex, versionFileNum, type IndexData } from './cache-index.js';
 import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
 import { EvictedSpace } from './evicted-space.js';
+import { restoreIndex } from './index-restore.js';
 import { IndexSaver } from './index-saver.js';
 import { MemoryBlocks } from './memory-blocks.js';
 import { SlabPool, type Slab } from './slab-pool.js';
@@ -312,57 +312,14 @@ export class BlockCache {
     this.warn.warn(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
   }
 
-  // ---- index ----
+  // ---- open and close ----
 
-  /** Read the index and keep only blocks whose file is there and long enough; delete stray files. */
+  /** Take over the blocks the index names; start the first save when it was out of date. */
   private async load(): Promise<void> {
-    const found = await readIndex(this.index.file);
-    let data: IndexData | null = typeof found === 'string' ? null : found;
-    if (typeof found === 'string' && found !== 'no index') this.log.warn({ dir: this.dir, reason: found }, 'cache index unusable: starting cold');
-    if (data !== null && data.blockSize !== this.blockSize) {
-      this.log.info({ dir: this.dir, was: data.blockSize, now: this.blockSize }, 'cache block size changed: starting cold');
-      data = null;
-    }
-    const byIndex: Array<VersionFile | undefined> = [];
-    const lengths: number[] = [];
-    let dropped = 0;
-    let nextNum = data?.nextNum ?? 0;
-    for (const [i, v] of (data?.versions ?? []).entries()) {
-      const num = versionFileNum(v.file) ?? 0;
-      nextNum = Math.max(nextNum, num + 1);
-      const vf = this.versions.make(num, v.fileId, v.size, v.key);
-      try {
-        const st = await fsp.lstat(vf.path);
-        if (!st.isFile()) continue;
-        lengths[i] = st.size;
-      } catch {
-        continue;
-      }
-      vf.foundOnDisk();
-      byIndex[i] = vf;
-    }
-    for (const [vi, idx] of data?.blocks ?? []) {
-      const vf = byIndex[vi];
-      const len = vf?.blockLength(idx) ?? 0;
-      const e = vf === undefined || len === 0 || idx * this.blockSize + len > (lengths[vi] ?? 0) ? undefined : vf.land(idx, len);
-      if (e === undefined) {
-        dropped++;
-        continue;
-      }
-      this.lru.add(e);
-    }
-    const restored = byIndex.filter((vf): vf is VersionFile => vf !== undefined && vf.holdsBlocks);
-    this.versions.restore(nextNum, restored);
-    const kept = new Set(restored.map((vf) => vf.name));
-    for (const name of await fsp.readdir(this.blocksDir)) {
-      if (kept.has(name)) continue;
-      await fsp.rm(path.join(this.blocksDir, name), { force: true, recursive: true });
-      dropped++;
-    }
-    if (dropped > 0) {
-      this.log.info({ dir: this.dir, dropped }, 'cache index: dropped entries whose files were missing or short, and stray files');
-      this.index.markChanged();
-    }
+    const restored = await restoreIndex(this.index.file, this.blocksDir, this.blockSize, this.log, (num, fileId, size, key) => this.versions.make(num, fileId, size, key));
+    for (const e of restored.blocks) this.lru.add(e);
+    this.versions.restore(restored.nextNum, restored.versions);
+    if (restored.dropped > 0) this.index.markChanged();
     if (this.lru.overCap) this.makeRoom(0);
     if (this.index.changed) await this.index.save();
   }
