@@ -2,6 +2,7 @@ import { promises as fsp } from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
+import { BlockAdmission } from './block-admission.js';
 import { BlockLru } from './block-lru.js';
 import { ReadCounters, type CacheStats } from './cache-stats.js';
 import { DirectBlocks } from './direct-blocks.js';
@@ -34,54 +35,52 @@ const MiB = 1024 * 1024;
 export const DEFAULT_BLOCK_SIZE = 256 * 1024;
 const INDEX_FILE = 'index.json';
 const BLOCKS_DIR = 'blocks';
-/** Fetched blocks waiting for their disk write; beyond this, new blocks are served but not cached. */
-const MAX_PENDING_WRITE_BYTES = 32 * MiB;
-/** After a full disk, stop trying to cache for this long. */
-const FULL_DISK_PAUSE_MS = 5_000;
 
 /**
  * The on-disk block cache: one sparse file per file version holding fixed-size blocks, a byte cap
- * with least-recently-used eviction that skips pinned (open) versions, and an index that survives
- * restarts. Evicted space is freed (hole punch, truncate or unlink) only after an index without
- * those blocks is on disk, so a crash never leaves an index naming freed blocks.
+ * with least-recently-used eviction that skips pinned (open) versions (block-lru.ts), and an index
+ * that survives restarts (index-saver.ts, index-restore.ts). Evicted space is freed only after an
+ * index without those blocks is on disk (evicted-space.ts). Fetched blocks are written where there
+ * is room (block-admission.ts). This class holds them together: the versions' life (acquire,
+ * release, drop), reads of disk blocks, and open/close.
  */
 export class BlockCache {
-  readonly blockSize: number;
-  readonly maxBytes: number;
   readonly memory: MemoryBlocks;
   /** Buffers for range requests and disk loads (see CachedReader). */
   slabs: SlabPool;
-  private readonly dir: string;
-  private readonly blocksDir: string;
   private readonly log: Logger;
-  private readonly lru: BlockLru;
-  private readonly versions: VersionRegistry;
-  /** Unlinks of files that left `versions`. */
-  private readonly leaving = new Set<Promise<void>>();
   private readonly warn: WarnOnce;
+  private readonly versions: VersionRegistry;
+  private readonly lru: BlockLru;
   private readonly space: EvictedSpace;
   private readonly index: IndexSaver;
-  private pendingWriteBytes = 0;
+  private readonly admission: BlockAdmission;
   private readonly counters = new ReadCounters();
-  private pausedUntil = 0;
+  /** Unlinks of files that left `versions`. */
+  private readonly leaving = new Set<Promise<void>>();
   private closed = false;
   private closing: Promise<void> | null = null;
   /** close() finished: the directory is no longer ours to write. */
   private shutDown = false;
 
-  private constructor(dir: string, maxBytes: number, blockSize: number, memoryBytes: number, direct: DirectBlocks | undefined, log: Logger) {
-    this.dir = dir;
-    this.blocksDir = path.join(dir, BLOCKS_DIR);
-    this.maxBytes = maxBytes;
-    this.lru = new BlockLru(maxBytes, blockSize);
-    this.warn = new WarnOnce(log);
-    this.space = new EvictedSpace(this.lru, this.warn);
-    this.blockSize = blockSize;
+  private constructor(
+    dir: string,
+    private readonly blocksDir: string,
+    readonly maxBytes: number,
+    readonly blockSize: number,
+    memoryBytes: number,
+    direct: DirectBlocks | undefined,
+    log: Logger,
+  ) {
     this.memory = new MemoryBlocks(memoryBytes);
     this.slabs = new SlabPool([blockSize], 4 * blockSize);
     this.log = log;
-    this.versions = new VersionRegistry(this.blocksDir, blockSize, (vf) => this.settle(vf), direct);
+    this.warn = new WarnOnce(log);
+    this.versions = new VersionRegistry(blocksDir, blockSize, (vf) => this.settle(vf), direct);
+    this.lru = new BlockLru(maxBytes, blockSize);
+    this.space = new EvictedSpace(this.lru, this.warn);
     this.index = new IndexSaver(path.join(dir, INDEX_FILE), blockSize, this.lru, this.space, this.versions, this.warn);
+    this.admission = new BlockAdmission(blockSize, this.lru, this.index, this.warn, dir, (need) => this.makeRoom(need));
   }
 
   static async open(opts: BlockCacheOptions): Promise<BlockCache> {
@@ -93,17 +92,16 @@ export class BlockCache {
       throw new RangeError(`cache size must be a byte count, not ${opts.maxBytes}`);
     }
     const dir = path.resolve(opts.dir);
-    const memoryBytes = Math.max(opts.memoryBytes ?? 16 * MiB, 4 * blockSize);
     const blocksDir = path.join(dir, BLOCKS_DIR);
+    const memoryBytes = Math.max(opts.memoryBytes ?? 16 * MiB, 4 * blockSize);
     for (const d of [dir, blocksDir]) {
       await fsp.mkdir(d, { recursive: true, mode: 0o700 });
       await fsp.chmod(d, 0o700);
     }
     const direct = await DirectBlocks.open(blocksDir);
-    const cache = new BlockCache(dir, opts.maxBytes, blockSize, memoryBytes, direct, opts.logger);
+    const cache = new BlockCache(dir, blocksDir, opts.maxBytes, blockSize, memoryBytes, direct, opts.logger);
     await cache.load();
-    const every = opts.saveIntervalMs ?? 30_000;
-    cache.index.saveEvery(every);
+    cache.index.saveEvery(opts.saveIntervalMs ?? 30_000);
     return cache;
   }
 
@@ -182,71 +180,10 @@ export class BlockCache {
     return true;
   }
 
-  /**
-   * Keep fetched blocks on disk where there is room: `data` holds blocks `first`, `first + 1`, ...
-   * back to back. Consecutive blocks go out in one write. Never fails: a block that cannot be
-   * stored is just not cached.
-   */
+  /** Keep fetched blocks on disk where there is room (see BlockAdmission.store). */
   store(vf: VersionFile, first: number, data: Buffer, slab: Slab): void {
-    const bs = this.blockSize;
-    const count = Math.ceil(data.length / bs);
-    let runStart = -1;
-    let runBytes = 0;
-    const flush = (): void => {
-      if (runStart >= 0) this.writeRun(vf, runStart, data.subarray((runStart - first) * bs, (runStart - first) * bs + runBytes), slab);
-      runStart = -1;
-      runBytes = 0;
-    };
-    for (let idx = first; idx < first + count; idx++) {
-      const len = Math.min(bs, data.length - (idx - first) * bs);
-      if (!this.admit(vf, idx, len)) {
-        flush();
-        continue;
-      }
-      if (runStart < 0) runStart = idx;
-      runBytes += len;
-      this.lru.reserve(len);
-      this.pendingWriteBytes += len;
-      vf.startWrite(idx);
-    }
-    flush();
+    if (!this.closed) this.admission.store(vf, first, data, slab);
     this.settle(vf);
-  }
-
-  /** Whether block `idx` (of `len` bytes) should and can be written now. */
-  private admit(vf: VersionFile, idx: number, len: number): boolean {
-    if (this.closed || vf.dead || len <= 0 || len !== vf.blockLength(idx) || vf.isOnDisk(idx) || vf.isWriting(idx)) return false;
-    if (this.pausedUntil > Date.now() || this.pendingWriteBytes + len > MAX_PENDING_WRITE_BYTES) return false;
-    return this.makeRoom(len);
-  }
-
-  /** Write reserved blocks [first, ...) in one go; mark them present when done. */
-  private writeRun(vf: VersionFile, first: number, data: Buffer, slab: Slab): void {
-    const bs = this.blockSize;
-    const count = Math.ceil(data.length / bs);
-    slab.retain();
-    const done = (): void => {
-      for (let idx = first; idx < first + count; idx++) vf.endWrite(idx);
-      this.lru.unreserve(data.length);
-      this.pendingWriteBytes -= data.length;
-      slab.release();
-    };
-    vf.enqueue(() => vf.writeBlocks(first, data)).then(
-      () => {
-        done();
-        if (vf.dead) return;
-        for (let idx = first; idx < first + count; idx++) {
-          const e = vf.land(idx, Math.min(bs, data.length - (idx - first) * bs));
-          if (e !== undefined) this.lru.add(e);
-        }
-        if (!vf.pinned) this.lru.unblock();
-        this.index.written(vf);
-      },
-      (err: unknown) => {
-        done();
-        this.writeFailed(err, vf);
-      },
-    );
   }
 
   recordRead(hit: boolean): void {
@@ -299,17 +236,6 @@ export class BlockCache {
       .catch((err: unknown) => this.warn.warn(`unlink:${errCode(err)}`, { err: errorMessage(err) }, 'cannot remove a cache file'))
       .finally(() => this.leaving.delete(p));
     this.leaving.add(p);
-  }
-
-  private writeFailed(err: unknown, vf: VersionFile): void {
-    const code = errCode(err);
-    if (code === 'ENOSPC' || code === 'EDQUOT') {
-      this.pausedUntil = Date.now() + FULL_DISK_PAUSE_MS;
-      this.lru.capAtUsage();
-      this.warn.warn('ENOSPC', { dir: this.dir, bytesCached: this.lru.bytes }, 'cache disk is full: serving reads without caching them, cache cap lowered');
-      return;
-    }
-    this.warn.warn(`write:${code}`, { err: errorMessage(err), file: vf.path }, 'cannot write a cache block; serving it without caching');
   }
 
   // ---- open and close ----
