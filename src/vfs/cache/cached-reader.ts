@@ -1,10 +1,10 @@
 import { FsError, GirderError } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
+import type { DataReader, ReadSession, RemoteFile } from '../ports.js';
 import type { BlockCache } from './block-cache.js';
 import { BlockStream, StreamStalledError, type BlockStreamHost } from './block-stream.js';
 import { ReadSessionImpl } from './read-session.js';
-import type { ReadSession, RemoteFile } from './types.js';
 import { SlabPool } from './slab-pool.js';
 import type { PendingBlock, VersionFile } from './version-file.js';
 
@@ -66,7 +66,7 @@ export interface ReadProgress {
  * per run of missing blocks. Sessions (one per open file) decide what to fetch ahead: with range
  * requests, or with a stream (block-stream.ts) once a reader proves sequential.
  */
-export class CachedReader implements BlockStreamHost {
+export class CachedReader implements BlockStreamHost, DataReader {
   readonly readAheadBlocks: number;
   readonly wholeFileBytes: number;
   /** Blocks in the largest range request. */

@@ -1,8 +1,8 @@
 import { FsError } from '../../errors.js';
+import type { ReadSession } from '../ports.js';
 import type { BlockCache } from './block-cache.js';
 import type { BlockStream } from './block-stream.js';
 import type { CachedReader, ReadProgress } from './cached-reader.js';
-import type { ReadSession } from './types.js';
 import type { VersionFile } from './version-file.js';
 
 /**

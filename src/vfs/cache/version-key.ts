@@ -1,5 +1,5 @@
 import type { FileDoc } from '../../girder/types.js';
-import type { RemoteFile } from './types.js';
+import type { RemoteFile } from '../ports.js';
 
 /**
  * The key of one content of a file: its size, its `created` and its sha512 when the server reports
