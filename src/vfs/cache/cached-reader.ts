@@ -4,7 +4,7 @@ import type { Logger } from '../../log.js';
 import type { DataReader, ReadSession, RemoteFile } from '../ports.js';
 import type { BlockCache } from './block-cache.js';
 import { BlockStream, StreamStalledError, type BlockStreamHost } from './block-stream.js';
-import { ReadSessionImpl } from './read-session.js';
+import { ReadAheadSession, type ReadAheadHost, type ReadProgress } from './read-ahead-session.js';
 import { SlabPool } from './slab-pool.js';
 import type { PendingBlock, VersionFile } from './version-file.js';
 
@@ -56,17 +56,13 @@ const MAX_STREAM_BYTES = 4096 * MiB;
  */
 const NO_ANSWER_MEMORY_MS = 3000;
 
-/** Whether a read had to wait for the store (for the hit/miss counters). */
-export interface ReadProgress {
-  waited: boolean;
-}
-
 /**
  * Reads remote files through the block cache: memory, then disk, then one shared range request
- * per run of missing blocks. Sessions (one per open file) decide what to fetch ahead: with range
- * requests, or with a stream (block-stream.ts) once a reader proves sequential.
+ * per run of missing blocks. Sessions (one per open file, read-ahead-session.ts) decide what to
+ * fetch ahead: with range requests, or with a stream (block-stream.ts) once a reader proves
+ * sequential.
  */
-export class CachedReader implements BlockStreamHost, DataReader {
+export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader {
   readonly readAheadBlocks: number;
   readonly wholeFileBytes: number;
   /** Blocks in the largest range request. */
@@ -121,7 +117,7 @@ export class CachedReader implements BlockStreamHost, DataReader {
 
   /** Open a file for reading; its cached blocks stay pinned until the session is closed. */
   open(file: RemoteFile): ReadSession {
-    return new ReadSessionImpl(this, this.cache, this.cache.acquire(file));
+    return new ReadAheadSession(this, this.cache, this.cache.acquire(file));
   }
 
   /**

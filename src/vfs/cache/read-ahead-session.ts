@@ -2,7 +2,6 @@ import { FsError } from '../../errors.js';
 import type { ReadSession } from '../ports.js';
 import type { BlockCache } from './block-cache.js';
 import type { BlockStream } from './block-stream.js';
-import type { CachedReader, ReadProgress } from './cached-reader.js';
 import type { VersionFile } from './version-file.js';
 
 /**
@@ -13,13 +12,41 @@ const SEQUENTIAL_SLACK = 2 * 1024 * 1024;
 /** Read-ahead windows of this many blocks (or the largest window, if smaller) are streamed. */
 const STREAM_WINDOW_BLOCKS = 8;
 
+/** Whether a read had to wait for the store (for the hit/miss counters). */
+export interface ReadProgress {
+  waited: boolean;
+}
+
+/** What a session asks of the reader that opened it (CachedReader): fetches, streams, block copies. */
+export interface ReadAheadHost {
+  /** Largest read-ahead window, in blocks. */
+  readonly readAheadBlocks: number;
+  /** A file this small is fetched whole by its first read. */
+  readonly wholeFileBytes: number;
+  /** Blocks in the largest range request. */
+  readonly requestBlocks: number;
+  /** Read-ahead may add requests (the memory of all sessions' windows together is bounded). */
+  readonly canPrefetch: boolean;
+  /** Fetch the blocks of [from, to) that are not available, in runs of at most `maxRun` blocks. */
+  fetchMissing(vf: VersionFile, from: number, to: number, maxRun: number): void;
+  /** A stream of the first run of missing blocks from `from` (starting before `limit`); null when none. */
+  openStream(vf: VersionFile, from: number, limit: number): BlockStream | null;
+  /** Start loading the disk blocks from `idx` on into memory. */
+  preload(vf: VersionFile, idx: number): void;
+  /** Copy part of block `idx` into `into`: the bytes copied. */
+  copyBlock(
+    vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number,
+    wholeBlock: boolean, progress: ReadProgress,
+  ): Promise<number>;
+}
+
 /**
  * One open file's reads. Sequential reads double a read-ahead window (1 block up to the reader's
  * `readAheadBlocks`) and keep it filled: small windows with range requests, then with one stream
  * that follows the reader (range requests again when too many streams are open). A seek resets
  * the window and closes the stream; a read that is not sequential fetches only the blocks it covers.
  */
-export class ReadSessionImpl implements ReadSession {
+export class ReadAheadSession implements ReadSession {
   private closed = false;
   /** End of the furthest read of the current sequential run (-1 before the first read). */
   private lastEnd = -1;
@@ -31,8 +58,8 @@ export class ReadSessionImpl implements ReadSession {
   private stream: BlockStream | null = null;
 
   constructor(
-    private readonly reader: CachedReader,
-    private readonly cache: BlockCache,
+    private readonly reader: ReadAheadHost,
+    private readonly cache: Pick<BlockCache, 'recordRead' | 'release'>,
     private readonly vf: VersionFile,
   ) {}
 
