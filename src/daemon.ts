@@ -4,7 +4,8 @@ import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
 import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
-import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
+import { FsError, UsageError, errorMessage } from './errors.js';
+import { GirderError, isRefused } from './girder/girder-error.js';
 import { applyMallocSettings } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
@@ -297,7 +298,7 @@ async function connect(client: GirderClient, store: RestStore, config: MountConf
   try {
     return await store.getFolder(config.folderId);
   } catch (err) {
-    if (err instanceof GirderError && (err.isMissing || err.isAccessDenied || err.status === 400)) {
+    if (err instanceof GirderError && (isRefused(err) || err.status === 400)) {
       throw new UsageError(`folder ${config.folderId} does not exist or you cannot read it (Girder said: ${err.message}); check the id and your access`, 1);
     }
     throw new UsageError(`cannot read folder ${config.folderId}: ${errorMessage(err)}`, 1);

@@ -1,34 +1,5 @@
 /** Typed errors that cross layer boundaries. Each boundary maps them once. */
-
-/** An error answer (or failure to answer) from the Girder server. */
-export class GirderError extends Error {
-  override readonly name = 'GirderError';
-  constructor(
-    message: string,
-    /** HTTP status; 0 when no answer arrived (socket error, timeout). */
-    readonly status: number,
-    /** Girder's error `type` (rest, access, validation, girder, internal), or a local kind. */
-    readonly type: string,
-    readonly field?: string,
-    options?: { cause?: unknown },
-  ) {
-    super(message, options);
-  }
-
-  /** Girder answers 400 "Invalid <model> id (...)" for ids that do not exist (no 404s). */
-  get isMissing(): boolean {
-    return this.status === 400 && /^Invalid (folder|item|file|upload) id/.test(this.message);
-  }
-
-  /** No usable answer: the network or the server is down, or it answered 5xx. */
-  get isTransient(): boolean {
-    return this.status === 0 || this.status >= 500;
-  }
-
-  get isAccessDenied(): boolean {
-    return this.status === 401 || this.status === 403;
-  }
-}
+import { GirderError } from './girder/girder-error.js';
 
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EACCES' | 'EPERM' | 'EROFS'
@@ -61,11 +32,15 @@ const NODE_ERRNOS: ReadonlySet<string> = new Set<Errno>([
 export function toFsError(err: unknown): FsError {
   if (err instanceof FsError) return err;
   if (err instanceof GirderError) {
-    // The file changed size on the server under an open reader.
-    if (err.type === 'stale') return new FsError('ESTALE', err.message, { cause: err });
-    if (err.isAccessDenied) return new FsError('EACCES', err.message, { cause: err });
-    if (err.isMissing) return new FsError('ENOENT', err.message, { cause: err });
-    return new FsError('EIO', err.message, { cause: err });
+    switch (err.kind) {
+      // The file changed size on the server under an open reader.
+      case 'stale': return new FsError('ESTALE', err.message, { cause: err });
+      case 'auth':
+      case 'forbidden': return new FsError('EACCES', err.message, { cause: err });
+      case 'missing':
+      case 'lost-upload': return new FsError('ENOENT', err.message, { cause: err });
+      default: return new FsError('EIO', err.message, { cause: err });
+    }
   }
   const code = (err as NodeJS.ErrnoException | null)?.code;
   if (code === 'EDQUOT') return new FsError('ENOSPC', String(err), { cause: err });

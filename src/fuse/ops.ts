@@ -9,7 +9,8 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import type Fuse from 'fuse-native';
-import { FsError, GirderError } from '../errors.js';
+import { FsError } from '../errors.js';
+import { GirderError } from '../girder/girder-error.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
 import { errnoOf } from './errno.js';

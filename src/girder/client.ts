@@ -5,12 +5,13 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import { GirderError, UsageError, errorMessage } from '../errors.js';
+import { UsageError, errorMessage } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { decodeUser, isObject, parseDate } from './decode.js';
 import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
-import { isAbort, isRetryable, networkError, responseError } from './failure.js';
+import { isAbort, networkError, responseError } from './failure.js';
 import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
 
@@ -268,7 +269,7 @@ export class GirderClient {
       try {
         return await attempt();
       } catch (err) {
-        if (!idempotent || !(err instanceof GirderError) || !isRetryable(err) || retry >= this.retries || signal?.aborted === true) {
+        if (!idempotent || !(err instanceof GirderError) || !isQuickFailure(err) || retry >= this.retries || signal?.aborted === true) {
           throw err;
         }
         await this.pauseBeforeRetry(retry + 1, err, signal);

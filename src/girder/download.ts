@@ -1,10 +1,10 @@
 /** Range reads of a Girder file straight into the caller's buffer, checked and resumed. */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { GirderError } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { GirderClient } from './client.js';
 import type { DirectBody } from './direct-request.js';
-import { isRetryable, responseError } from './failure.js';
+import { responseError } from './failure.js';
 import { redirectTargetsOf, storageErrorOf } from './presigned.js';
 import type { FileRef } from './store.js';
 
@@ -41,7 +41,7 @@ export async function readRange(
     try {
       await fetchOnce(client, file, state);
     } catch (err) {
-      if (!(err instanceof GirderError) || !isRetryable(err)) throw err;
+      if (!(err instanceof GirderError) || !isQuickFailure(err)) throw err;
       // Progress resets the count: only consecutive fruitless attempts are limited.
       failures = state.pos > before ? 1 : failures + 1;
       if (failures > client.retries) throw err;

@@ -3,10 +3,10 @@
  * short ones, read only as fast as the consumer asks (TCP backpressure), checked and resumed like
  * readRange.
  */
-import { GirderError } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { GirderClient } from './client.js';
 import { discard, openDirectRange, openRange, type RangeBody } from './download.js';
-import { isAbort, isRetryable } from './failure.js';
+import { isAbort } from './failure.js';
 import type { FileRef, RangeStream } from './store.js';
 
 const MiB = 1024 * 1024;
@@ -244,7 +244,7 @@ export class HttpRangeStream implements RangeStream {
           this.cutError = null;
         }
         if (err !== null) {
-          if (!isRetryable(err)) throw err;
+          if (!isQuickFailure(err)) throw err;
           // Progress resets the count: only consecutive fruitless attempts are limited.
           this.failures = this.pos > this.failedAt ? 1 : this.failures + 1;
           this.failedAt = this.pos;

@@ -1,5 +1,5 @@
 /** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
-import { GirderError } from '../errors.js';
+import { GirderError, isTransient } from './girder-error.js';
 import type { GirderClient } from './client.js';
 import { isMultipartWithoutParts, isSingleChunkRefusal, multipart, planFromOffset, planFromUpload, type ChunkPlan } from './chunk-plan.js';
 import { asArray, decodeFile, decodeItem, decodeUpload, isFileDocument } from './decode.js';
@@ -134,14 +134,12 @@ async function serverOffset(
     if (resumed === undefined) throw new GirderError('GET /file/offset answered without an offset', 200, 'malformed');
     return resumed;
   } catch (err) {
-    if (err instanceof GirderError && err.status === 400 && /^Invalid upload id/.test(err.message)) return null;
+    if (err instanceof GirderError && err.kind === 'lost-upload') return null;
     // S3 multipart with no part received yet: Girder counted nothing.
     if (err instanceof GirderError && err.status === 400 && isMultipartWithoutParts(err.message)) return { offset: 0, plan: multipart(size, chunkSize) };
     throw err;
   }
 }
-
-const OFFSET_MISMATCH = /^Server has received (\d+) bytes, but client sent offset \d+/;
 
 async function sendChunks(
   client: GirderClient,
@@ -172,8 +170,8 @@ async function sendChunks(
         plan = { ...plan, single: true };
         continue;
       }
-      const mismatch = err.status === 400 ? OFFSET_MISMATCH.exec(err.message) : null;
-      if (mismatch === null && !(err.status === 0 && err.type !== 'tls') && err.status < 500) throw err;
+      const mismatch = err.kind === 'offset-mismatch' ? err.received : undefined;
+      if (mismatch === undefined && !(isTransient(err) && err.kind !== 'tls')) throw err;
       failures++;
       if (failures > client.retries) {
         throw new GirderError(
@@ -185,15 +183,15 @@ async function sendChunks(
         );
       }
       await client.pauseBeforeRetry(failures, err, signal);
-      if (mismatch !== null) {
-        offset = Number(mismatch[1]);
+      if (mismatch !== undefined) {
+        offset = mismatch;
         continue;
       }
       let known: { offset: number; plan?: ChunkPlan } | null;
       try {
         known = await serverOffset(client, uploadId, size, plan.chunkSize, signal);
       } catch (offsetErr) {
-        if (offsetErr instanceof GirderError && offsetErr.isTransient) continue; // try the chunk again
+        if (isTransient(offsetErr)) continue; // try the chunk again
         throw offsetErr;
       }
       if (known === null) {

@@ -4,7 +4,7 @@
  * both build it here, so the model the tests drive is wired as the one that serves mounts.
  */
 import { join } from 'node:path';
-import { GirderError } from '../errors.js';
+import { isMissing } from '../girder/girder-error.js';
 import type { GirderStore } from '../girder/store.js';
 import type { FolderDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
@@ -86,11 +86,7 @@ async function removeOnGirder(store: GirderStore, kind: 'item' | 'file', id: str
     if (kind === 'item') await store.deleteItem(id);
     else await store.deleteFile(id);
   } catch (err) {
-    if (isGone(err)) return;
+    if (isMissing(err)) return;
     throw err;
   }
-}
-
-function isGone(err: unknown): boolean {
-  return err instanceof GirderError && err.isMissing;
 }

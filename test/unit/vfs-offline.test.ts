@@ -3,7 +3,8 @@
 // Over the in-memory store (its failEvery hook stands for the server away); through a real mount
 // and a real Girder in test/integration/offline.test.ts.
 import t from 'tap';
-import { GirderError, toFsError } from '../../src/errors.js';
+import { toFsError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 import { sleep } from '../helpers/wait.js';
 
