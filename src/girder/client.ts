@@ -12,6 +12,7 @@ import { backoffDelay, sleep } from './backoff.js';
 import { decodeUser, isObject, parseDate } from './decode.js';
 import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
 import { isAbort, networkError, responseError } from './failure.js';
+import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
 
@@ -264,17 +265,12 @@ export class GirderClient {
   }
 
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
-  async withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
-    for (let retry = 0; ; retry++) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (!idempotent || !(err instanceof GirderError) || !isQuickFailure(err) || retry >= this.retries || signal?.aborted === true) {
-          throw err;
-        }
-        await this.pauseBeforeRetry(retry + 1, err, signal);
-      }
-    }
+  withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+    return retrying({
+      retries: idempotent ? this.retries : 0,
+      isRetryable: (err): err is GirderError => isQuickFailure(err) && signal?.aborted !== true,
+      pause: (failures, err) => this.pauseBeforeRetry(failures, err, signal),
+    }, attempt);
   }
 
   /**

@@ -108,7 +108,7 @@ export function isTransient(err: unknown): boolean {
  * retry would make the operation wait twice as long. Nor a certificate, an abort, or the server
  * known to be down (nothing was sent).
  */
-export function isQuickFailure(err: unknown): boolean {
+export function isQuickFailure(err: unknown): err is GirderError {
   const kind = kindOf(err);
   return kind === 'network' || kind === 'server-error';
 }
