@@ -147,7 +147,7 @@ class Session {
       client.health.onReachable(() => retryNow('Girder is reachable again', 'server'));
       if (journaledTemps.size > 0) logger.info({ count: journaledTemps.size }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, journaledTemps);
-      const fuse = await mountFuse(vfs, mountpoint, {
+      const fuse = await mountFuse(model.fs, mountpoint, {
         readOnly: config.readOnly,
         allowOther: config.allowOther,
         uid: config.uid,

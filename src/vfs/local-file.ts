@@ -3,7 +3,8 @@ import { constants } from 'node:fs';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openDirect } from '../direct-io.js';
-import { FsError, toFsError } from '../errors.js';
+import { FsError } from '../errors.js';
+import { toFsError } from './fs-error.js';
 import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 

@@ -3,7 +3,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { toFsError } from '../../src/errors.js';
+import { toFsError } from '../../src/vfs/fs-error.js';
 import { GirderError } from '../../src/girder/girder-error.js';
 import type { FileRef, RangeStream } from '../../src/girder/store.js';
 import { silentLogger } from '../../src/log.js';

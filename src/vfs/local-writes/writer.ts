@@ -8,7 +8,8 @@ import { ftruncate, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { alignedOffset, DIRECT_ALIGN } from '../../direct-io.js';
-import { FsError, toFsError } from '../../errors.js';
+import { FsError } from '../../errors.js';
+import { toFsError } from '../fs-error.js';
 import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
 const writeAt = promisify(write);
