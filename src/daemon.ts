@@ -9,7 +9,7 @@ import { GirderError, isRefused } from './girder/girder-error.js';
 import { applyMallocSettings } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
-import { GirderClient } from './girder/client.js';
+import { ClientConfigError, GirderClient } from './girder/client.js';
 import { RestStore } from './girder/rest-store.js';
 import type { FolderDoc } from './girder/types.js';
 import { createLogger, type Logger } from './log.js';
@@ -121,7 +121,7 @@ class Session {
       });
     } catch (err) {
       await unlock();
-      throw err;
+      throw err instanceof ClientConfigError ? new UsageError(err.message) : err;
     }
     try {
       const store = new RestStore(client, logger);

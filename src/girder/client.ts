@@ -5,21 +5,17 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import { UsageError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import { GirderError, isQuickFailure } from './girder-error.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { decodeUser, isObject, parseDate } from './decode.js';
+import { Auth, type Credentials } from './auth.js';
+import { isObject } from './decode.js';
 import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
 import { isAbort, networkError, responseError } from './failure.js';
 import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
-
-export type Credentials =
-  | { kind: 'apiKey'; key: string }
-  | { kind: 'password'; username: string; password: string }
-  | { kind: 'token'; token: string };
 
 export interface ClientOptions {
   apiUrl: string;
@@ -30,6 +26,11 @@ export interface ClientOptions {
   logger: Logger;
   /** First retry delay (doubles each retry, plus jitter). Default 250 ms. */
   retryBaseMs?: number;
+}
+
+/** Options the client cannot work with: an API URL that is not http(s), an unreadable CA file. */
+export class ClientConfigError extends Error {
+  override readonly name = 'ClientConfigError';
 }
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
@@ -102,8 +103,6 @@ export interface ClientStats {
   bytesUploaded: number;
 }
 
-/** Re-login this long before a token's known expiry. */
-const EXPIRY_MARGIN_MS = 60_000;
 /** A probe of the server (GET /system/version) waits at most this long, or --timeout if shorter. */
 const PROBE_TIMEOUT_MS = 10_000;
 
@@ -118,16 +117,12 @@ export class GirderClient {
   private readonly basePath: string;
   private readonly host: string;
   private readonly retryBaseMs: number;
-  private readonly credentials: Credentials;
+  private readonly auth: Auth;
   private readonly agent: Agent;
   /** Trusted certificates when a CA file was given (for connections made outside the agent). */
   private readonly ca: string[] | undefined;
   /** Aborted by close(): ends the connections made outside the agent (sendDirect). */
   private readonly closing = new AbortController();
-  private token: string | undefined;
-  private tokenExpires = 0;
-  private loginInFlight: Promise<UserDoc> | null = null;
-  private readonly loginListeners = new Set<() => void>();
   private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
   /** Requests sent and not yet answered (their heads), for the log line of an operation given up on. */
   private readonly waiting = new Set<{ readonly method: string; readonly path: string; readonly startedAt: number }>();
@@ -137,9 +132,9 @@ export class GirderClient {
     try {
       url = new URL(options.apiUrl);
     } catch {
-      throw new UsageError(`not a URL: ${options.apiUrl}`);
+      throw new ClientConfigError(`not a URL: ${options.apiUrl}`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http(s) URL: ${options.apiUrl}`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ClientConfigError(`not an http(s) URL: ${options.apiUrl}`);
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.host = url.host;
@@ -147,7 +142,12 @@ export class GirderClient {
     this.timeoutMs = options.timeoutMs;
     this.retries = Math.max(0, options.retries);
     this.retryBaseMs = options.retryBaseMs ?? 250;
-    this.credentials = options.credentials;
+    this.auth = new Auth(options.credentials, (r) => this.request(r.method, r.path, {
+      ...(r.form !== undefined ? { form: r.form } : {}),
+      ...(r.headers !== undefined ? { headers: r.headers } : {}),
+      ...(r.idempotent !== undefined ? { idempotent: r.idempotent } : {}),
+      auth: false,
+    }).then((res) => res.data), options.logger);
     this.log = options.logger;
     const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
     if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
@@ -194,21 +194,12 @@ export class GirderClient {
 
   /** Log in with the configured credentials; concurrent callers share one login. */
   login(): Promise<UserDoc> {
-    if (this.loginInFlight === null) {
-      this.loginInFlight = this.doLogin().then((user) => {
-        this.tellLoggedIn();
-        return user;
-      }).finally(() => {
-        this.loginInFlight = null;
-      });
-    }
-    return this.loginInFlight;
+    return this.auth.login();
   }
 
   /** Call `listener` after each successful login (e.g. to retry what the server refused before). Returns its removal. */
   onLogin(listener: () => void): () => void {
-    this.loginListeners.add(listener);
-    return () => this.loginListeners.delete(listener);
+    return this.auth.onLogin(listener);
   }
 
   async get(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
@@ -240,12 +231,12 @@ export class GirderClient {
   async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
     const absolute = /^https?:\/\//i.test(options.path);
     const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.currentToken() : undefined;
+    const token = auth ? await this.auth.currentToken() : undefined;
     const res = await this.dispatch(options, token);
     if (res.statusCode !== 401 || !auth) return res;
     await res.body.dump().catch(() => undefined);
-    await this.refresh(token);
-    return this.dispatch(options, await this.currentToken());
+    await this.auth.refresh(token);
+    return this.dispatch(options, await this.auth.currentToken());
   }
 
   /**
@@ -256,12 +247,12 @@ export class GirderClient {
   async sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
     const absolute = /^https?:\/\//i.test(options.path);
     const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.currentToken() : undefined;
+    const token = auth ? await this.auth.currentToken() : undefined;
     const res = await this.dispatchDirect(options, token);
     if (res.statusCode !== 401 || !auth) return res;
     res.body.destroy();
-    await this.refresh(token);
-    return this.dispatchDirect(options, await this.currentToken());
+    await this.auth.refresh(token);
+    return this.dispatchDirect(options, await this.auth.currentToken());
   }
 
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
@@ -489,109 +480,13 @@ export class GirderClient {
     return { origin: this.origin, path: this.basePath + pathOrUrl + (qs === '' ? '' : '?' + qs) };
   }
 
-  private async currentToken(): Promise<string> {
-    if (this.token === undefined || (this.tokenExpires > 0 && Date.now() > this.tokenExpires - EXPIRY_MARGIN_MS)) {
-      await this.login();
-    }
-    if (this.token === undefined) throw new GirderError('not logged in to Girder', 401, 'auth');
-    return this.token;
-  }
-
-  /** The token `stale` was refused: log in again unless someone already did since. */
-  private async refresh(stale: string | undefined): Promise<void> {
-    if (this.loginInFlight !== null) {
-      await this.loginInFlight;
-      return;
-    }
-    if (this.token !== undefined && this.token !== stale) return;
-    this.log.info('Girder refused the session token; logging in again');
-    await this.login();
-  }
-
-  private async doLogin(): Promise<UserDoc> {
-    const creds = this.credentials;
-    if (creds.kind === 'apiKey') {
-      const res = await this.authCall('the API key was refused by the server', 'POST', '/api_key/token', {
-        form: { key: creds.key },
-        idempotent: true, // a second token is harmless
-      });
-      const { token, expires } = tokenOf(res.data);
-      const user = await this.fetchMe(token);
-      if (user === null) throw new GirderError('the server does not accept the token it gave for the API key', 401, 'auth');
-      this.setToken(token, expires);
-      return user;
-    }
-    if (creds.kind === 'password') {
-      const basic = Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64');
-      const res = await this.authCall(`the server refused the login of user "${creds.username}"`, 'GET', '/user/authentication', {
-        headers: { authorization: `Basic ${basic}` },
-      });
-      const { token, expires } = tokenOf(res.data);
-      const user = isObject(res.data) ? decodeUser(res.data.user) : null;
-      this.setToken(token, expires);
-      return user ?? (await this.requireMe(token));
-    }
-    const user = await this.requireMe(creds.token);
-    this.setToken(creds.token, 0);
-    return user;
-  }
-
-  private async requireMe(token: string): Promise<UserDoc> {
-    const user = await this.fetchMe(token);
-    if (user === null) {
-      throw new GirderError('the token was refused by the server (GET /user/me answered null: invalid or expired)', 401, 'auth');
-    }
-    return user;
-  }
-
-  /** GET /user/me with an explicit token (never through the re-login path). */
-  private async fetchMe(token: string): Promise<UserDoc | null> {
-    const res = await this.request('GET', '/user/me', { auth: false, headers: { 'girder-token': token } });
-    return res.data === null ? null : decodeUser(res.data);
-  }
-
-  /** A login request without any token; refusals become type 'auth' errors naming the server's reason. */
-  private async authCall(refused: string, method: HttpMethod, path: string, options: RequestOptions): Promise<JsonResponse> {
-    try {
-      return await this.request(method, path, { ...options, auth: false });
-    } catch (err) {
-      if (err instanceof GirderError && err.status >= 400 && err.status < 500) {
-        throw new GirderError(`${refused} (${err.message})`, err.status, 'auth', undefined, { cause: err });
-      }
-      throw err;
-    }
-  }
-
-  private tellLoggedIn(): void {
-    for (const listener of [...this.loginListeners]) {
-      try {
-        listener();
-      } catch (err) {
-        this.log.error({ err: errorMessage(err) }, 'a login listener threw');
-      }
-    }
-  }
-
-  private setToken(token: string, expires: number): void {
-    this.token = token;
-    this.tokenExpires = expires;
-    this.log.debug({ expires: expires > 0 ? new Date(expires).toISOString() : undefined }, 'logged in to Girder');
-  }
-}
-
-function tokenOf(data: unknown): { token: string; expires: number } {
-  const authToken = isObject(data) ? data.authToken : undefined;
-  if (!isObject(authToken) || typeof authToken.token !== 'string' || authToken.token === '') {
-    throw new GirderError('the login answer carries no token', 200, 'malformed');
-  }
-  return { token: authToken.token, expires: parseDate(authToken.expires) };
 }
 
 function readCaFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read the CA file ${file}: ${errorMessage(err)}`);
+    throw new ClientConfigError(`cannot read the CA file ${file}: ${errorMessage(err)}`);
   }
 }
 
