@@ -1,8 +1,7 @@
-/** The HTTP connection to one Girder API: undici agent, login and token refresh, retries, errors. */
+/** The HTTP connection to one Girder API: the two transports (undici agent, own sockets), JSON requests, retries, counters. */
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
 import { errorMessage } from '../errors.js';
@@ -11,8 +10,9 @@ import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { Auth, type Credentials } from './auth.js';
 import { isObject } from './decode.js';
-import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
+import { directRequest, type DirectResponse } from './direct-request.js';
 import { isAbort, networkError, responseError } from './failure.js';
+import type { DirectSendOptions, HttpMethod, JsonResponse, Query, RequestOptions, SendOptions } from './request-options.js';
 import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
@@ -31,68 +31,6 @@ export interface ClientOptions {
 /** Options the client cannot work with: an API URL that is not http(s), an unreadable CA file. */
 export class ClientConfigError extends Error {
   override readonly name = 'ClientConfigError';
-}
-
-export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
-export type Query = Record<string, string | number | boolean | null | undefined>;
-
-export interface RequestOptions {
-  query?: Query;
-  /** A JSON body (application/json). */
-  json?: unknown;
-  /** A form body (application/x-www-form-urlencoded), e.g. to keep a secret out of the URL. */
-  form?: Record<string, string>;
-  /** Any other body (made again for each attempt); set its content-type in `headers`. */
-  body?: () => string | Buffer | Readable;
-  /**
-   * A long body from reused buffers, sent on a connection of its own (direct-request.ts) instead
-   * of through undici; it may be written more than once (after a re-login). Overrides `body`.
-   */
-  upload?: DirectRequestBody;
-  /** Close the connection after this exchange (Girder resets it after refusing a body). */
-  reset?: boolean;
-  headers?: Record<string, string>;
-  /** Retry on socket errors, timeouts and 5xx. Default: true for GET and HEAD only. */
-  idempotent?: boolean;
-  /** Send the Girder token (default true). */
-  auth?: boolean;
-  signal?: AbortSignal;
-}
-
-export interface JsonResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  data: unknown;
-}
-
-/** One raw HTTP exchange, for downloads and uploads that handle the body themselves. */
-export interface SendOptions {
-  method: HttpMethod;
-  /** A path under the API root ('/file/x/download'), or an absolute URL, which is sent without the token. */
-  path: string;
-  query?: Query;
-  headers?: Record<string, string>;
-  /** Makes the body; called again when the request is re-sent after a re-login. */
-  body?: () => string | Buffer | Readable;
-  /** Send the Girder token (default true for API paths, never for absolute URLs). */
-  auth?: boolean;
-  /** Close the connection after this exchange (Girder resets it after refusing a body). */
-  reset?: boolean;
-  signal?: AbortSignal;
-}
-
-/** One request on a connection of its own (sendDirect). */
-export interface DirectSendOptions {
-  /** Default GET. */
-  method?: 'GET' | 'POST' | 'PUT';
-  /** A path under the API root, or an absolute URL, which is sent without the token. */
-  path: string;
-  query?: Query;
-  headers?: Record<string, string>;
-  body?: DirectRequestBody;
-  /** Send the Girder token (default true for API paths, never for absolute URLs). */
-  auth?: boolean;
-  signal?: AbortSignal;
 }
 
 export interface ClientStats {
@@ -228,15 +166,8 @@ export class GirderClient {
    * Send one request with the current token; on 401 log in again (once for all concurrent
    * callers) and send it once more. The caller must consume or dump the body.
    */
-  async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
-    const absolute = /^https?:\/\//i.test(options.path);
-    const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.auth.currentToken() : undefined;
-    const res = await this.dispatch(options, token);
-    if (res.statusCode !== 401 || !auth) return res;
-    await res.body.dump().catch(() => undefined);
-    await this.auth.refresh(token);
-    return this.dispatch(options, await this.auth.currentToken());
+  send(options: SendOptions): Promise<Dispatcher.ResponseData> {
+    return this.authorized(options, (res) => res.body.dump().catch(() => undefined), (token) => this.dispatch(options, token));
   }
 
   /**
@@ -244,15 +175,27 @@ export class GirderClient {
    * socket read or write (direct-request.ts): for long downloads and uploads. The caller must
    * read or destroy the body.
    */
-  async sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
-    const absolute = /^https?:\/\//i.test(options.path);
-    const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.auth.currentToken() : undefined;
-    const res = await this.dispatchDirect(options, token);
-    if (res.statusCode !== 401 || !auth) return res;
-    res.body.destroy();
+  sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
+    return this.authorized(options, (res) => res.body.destroy(), (token) => this.dispatchDirect(options, token));
+  }
+
+  /**
+   * The 401 path of both transports: send with the current token (API paths only, never to an
+   * absolute URL); on 401 drop that answer, log in again (once for all concurrent callers) and
+   * send once more.
+   */
+  private async authorized<R extends { readonly statusCode: number }>(
+    options: { readonly path: string; readonly auth?: boolean | undefined },
+    drop: (res: R) => unknown,
+    dispatch: (token: string | undefined) => Promise<R>,
+  ): Promise<R> {
+    const withToken = !/^https?:\/\//i.test(options.path) && options.auth !== false;
+    const token = withToken ? await this.auth.currentToken() : undefined;
+    const res = await dispatch(token);
+    if (res.statusCode !== 401 || !withToken) return res;
+    await drop(res);
     await this.auth.refresh(token);
-    return this.dispatchDirect(options, await this.auth.currentToken());
+    return dispatch(await this.auth.currentToken());
   }
 
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
@@ -371,54 +314,51 @@ export class GirderClient {
     }
   }
 
-  private async dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
-    this.refuseWhileDown();
-    const { origin, path } = this.target(options.path, options.query);
-    const headers: Record<string, string> = { ...options.headers };
-    if (token !== undefined) headers['girder-token'] = token;
-    this.counters.requests++;
-    const started = Date.now();
-    const waiting = { method: options.method, path: stripQuery(path), startedAt: started };
-    this.waiting.add(waiting);
-    try {
-      const res = await this.agent.request({
-        origin,
-        path,
-        method: options.method,
-        headers,
-        body: options.body?.(),
-        reset: options.reset === true,
-        signal: options.signal,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-      if (this.log.isLevelEnabled('trace')) {
-        this.log.trace({ method: options.method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
-      }
-      this.noteAnswer(options.method, path, res.statusCode);
-      return res;
-    } catch (err) {
-      this.counters.errors++;
-      if (isAbort(err, options.signal)) throw err;
-      throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
-    } finally {
-      this.waiting.delete(waiting);
-    }
+  /** One exchange through the undici agent (JSON requests, short bodies). */
+  private dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
+    return this.exchange(options, options.method, options.signal, token, (origin, path, headers) => this.agent.request({
+      origin,
+      path,
+      method: options.method,
+      headers,
+      body: options.body?.(),
+      reset: options.reset === true,
+      signal: options.signal,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    }));
   }
 
-  private async dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+  /** One exchange on a connection of its own (direct-request.ts), ended by close() too. */
+  private dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+    const method = options.method ?? 'GET';
+    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
+    return this.exchange(options, method, signal, token, (origin, path, headers) =>
+      directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body }));
+  }
+
+  /**
+   * What every exchange does around its transport: refuse while the server is down, add the
+   * token, count it, track it for inFlight(), tell the health tracker how it went, and turn a
+   * transport failure into a GirderError (an abort passes as it is: nobody retries it).
+   */
+  private async exchange<R extends { readonly statusCode: number }>(
+    options: { readonly path: string; readonly query?: Query | undefined; readonly headers?: Record<string, string> | undefined },
+    method: string,
+    signal: AbortSignal | undefined,
+    token: string | undefined,
+    transport: (origin: string, path: string, headers: Record<string, string>) => Promise<R>,
+  ): Promise<R> {
     this.refuseWhileDown();
     const { origin, path } = this.target(options.path, options.query);
     const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
     this.counters.requests++;
     const started = Date.now();
-    const method = options.method ?? 'GET';
-    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
     const waiting = { method, path: stripQuery(path), startedAt: started };
     this.waiting.add(waiting);
     try {
-      const res = await directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body });
+      const res = await transport(origin, path, headers);
       if (this.log.isLevelEnabled('trace')) {
         this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
       }
@@ -426,7 +366,6 @@ export class GirderClient {
       return res;
     } catch (err) {
       this.counters.errors++;
-      // close() ended the connection, or the caller aborted: pass it on as an abort, which nobody retries
       if (isAbort(err, signal)) throw err;
       throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
     } finally {

@@ -2,7 +2,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import { GirderError, isMissing, isTransient } from './girder-error.js';
 import type { Logger } from '../log.js';
-import type { GirderClient, Query } from './client.js';
+import type { GirderClient } from './client.js';
+import type { Query } from './request-options.js';
 import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
 import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
