@@ -10,6 +10,7 @@ import { manyFiles } from './cases/many-files.js';
 import { randomRead } from './cases/random.js';
 import { sequentialRead } from './cases/sequential.js';
 import { smallFiles } from './cases/small-files.js';
+import { transportRead } from './cases/transport-read.js';
 import { BenchContext, type StartedServer } from './lib/context.js';
 import { makeDataSet } from './lib/dataset.js';
 import { parseOptions, USAGE } from './lib/options.js';
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
   let failed = false;
   try {
     ctx.log(`runs ${opts.runs}, big file ${opts.sizeMiB} MiB, listing and many-files ${opts.items} items in ${opts.folders} folders (${opts.listingRuns} run(s)), cases ${[...opts.only].join(', ')}`);
-    const wantsData = ['seq-read', 'random-read', 'big-copy', 'small-files'].some((c) => opts.only.has(c as never));
+    const wantsData = ['seq-read', 'random-read', 'big-copy', 'small-files', 'transport-read'].some((c) => opts.only.has(c as never));
     if (wantsData) {
       const data = await makeDataSet(ctx);
       servers.push(data.server);
@@ -58,6 +59,7 @@ async function main(): Promise<void> {
         ['random-read', randomRead],
         ['big-copy', bigCopy],
         ['small-files', smallFiles],
+        ['transport-read', transportRead],
       ] as const;
       for (const [name, run] of cases) {
         if (!opts.only.has(name)) continue;

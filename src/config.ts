@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { UsageError, errorMessage } from './errors.js';
-import type { Credentials } from './girder/client.js';
+import type { Credentials } from './girder/auth.js';
 
 /** Everything a mount needs, validated. */
 export interface MountConfig {

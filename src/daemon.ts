@@ -4,11 +4,12 @@ import type { MountConfig } from './config.js';
 import { ControlServer } from './control/server.js';
 import { controlSocketPath } from './control/socket-path.js';
 import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
-import { FsError, GirderError, UsageError, errorMessage } from './errors.js';
+import { FsError, UsageError, errorMessage } from './errors.js';
+import { GirderError, isRefused } from './girder/girder-error.js';
 import { applyMallocSettings } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
-import { GirderClient } from './girder/client.js';
+import { ClientConfigError, GirderClient } from './girder/client.js';
 import { RestStore } from './girder/rest-store.js';
 import type { FolderDoc } from './girder/types.js';
 import { createLogger, type Logger } from './log.js';
@@ -120,7 +121,7 @@ class Session {
       });
     } catch (err) {
       await unlock();
-      throw err;
+      throw err instanceof ClientConfigError ? new UsageError(err.message) : err;
     }
     try {
       const store = new RestStore(client, logger);
@@ -146,7 +147,7 @@ class Session {
       client.health.onReachable(() => retryNow('Girder is reachable again', 'server'));
       if (journaledTemps.size > 0) logger.info({ count: journaledTemps.size }, 'resuming uploads left by an earlier run');
       await removeOrphans(dirs.data, journaledTemps);
-      const fuse = await mountFuse(vfs, mountpoint, {
+      const fuse = await mountFuse(model.fs, mountpoint, {
         readOnly: config.readOnly,
         allowOther: config.allowOther,
         uid: config.uid,
@@ -297,7 +298,7 @@ async function connect(client: GirderClient, store: RestStore, config: MountConf
   try {
     return await store.getFolder(config.folderId);
   } catch (err) {
-    if (err instanceof GirderError && (err.isMissing || err.isAccessDenied || err.status === 400)) {
+    if (err instanceof GirderError && (isRefused(err) || err.status === 400)) {
       throw new UsageError(`folder ${config.folderId} does not exist or you cannot read it (Girder said: ${err.message}); check the id and your access`, 1);
     }
     throw new UsageError(`cannot read folder ${config.folderId}: ${errorMessage(err)}`, 1);

@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import type { AssetstoreKind } from '../../test/helpers/girder-server.js';
 
-export const CASES = ['seq-read', 'random-read', 'listing', 'big-copy', 'small-files', 'many-files'] as const;
+export const CASES = ['seq-read', 'random-read', 'listing', 'big-copy', 'small-files', 'many-files', 'transport-read'] as const;
 export type CaseName = (typeof CASES)[number];
 
 /** The cases that run against an S3-backed server (random-read's curl reference does not follow redirects). */

@@ -1,6 +1,6 @@
 /** Errors to the negative errno numbers fuse-native hands the kernel. */
 import { constants } from 'node:os';
-import { toFsError, type Errno } from '../errors.js';
+import { FsError, type Errno } from '../errors.js';
 
 const ERRNO = constants.errno as Readonly<Record<string, number | undefined>>;
 
@@ -23,7 +23,7 @@ export function fuseErrno(name: Errno): number {
   return value === undefined ? EIO : -value;
 }
 
-/** FsError -> its errno; a Node system error keeps its code (ENOSPC...); anything else -> EIO. */
+/** FsError -> its errno; anything else (a bug: the FileSystem rejects with FsError only) -> EIO. */
 export function errnoOf(err: unknown): number {
-  return fuseErrno(toFsError(err).errno);
+  return err instanceof FsError ? fuseErrno(err.errno) : EIO;
 }

@@ -9,7 +9,7 @@
  */
 import { constants as fsConstants } from 'node:fs';
 import type Fuse from 'fuse-native';
-import { FsError, GirderError } from '../errors.js';
+import { FsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
 import { errnoOf } from './errno.js';
@@ -78,10 +78,6 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       } else {
         logger.warn({ op, path, errno: err.errno, err: err.message }, 'operation failed');
       }
-    } else if (err instanceof GirderError) {
-      // The server is down or refused: expected in operation, no stack needed.
-      if (repeated(path, err.message)) logger.debug({ op, path, status: err.status, err: err.message }, 'Girder request failed (again)');
-      else logger.warn({ op, path, status: err.status, err: err.message }, 'Girder request failed');
     } else {
       logger.error({ op, path, err }, 'unexpected error in filesystem operation; answered EIO');
     }

@@ -1,23 +1,21 @@
-/** The HTTP connection to one Girder API: undici agent, login and token refresh, retries, errors. */
+/** The HTTP connection to one Girder API: the two transports (undici agent, own sockets), JSON requests, retries, counters. */
 import { setMaxListeners } from 'node:events';
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Agent, type Dispatcher } from 'undici';
-import { GirderError, UsageError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
-import { decodeUser, isObject, parseDate } from './decode.js';
-import { directRequest, type DirectRequestBody, type DirectResponse } from './direct-request.js';
-import { isAbort, isRetryable, networkError, responseError } from './failure.js';
+import { Auth, type Credentials } from './auth.js';
+import { isObject } from './decode.js';
+import { directRequest, type DirectResponse } from './direct-request.js';
+import { isAbort, networkError, responseError } from './failure.js';
+import type { DirectSendOptions, HttpMethod, JsonResponse, Query, RequestOptions, SendOptions } from './request-options.js';
+import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
 import type { UserDoc } from './types.js';
-
-export type Credentials =
-  | { kind: 'apiKey'; key: string }
-  | { kind: 'password'; username: string; password: string }
-  | { kind: 'token'; token: string };
 
 export interface ClientOptions {
   apiUrl: string;
@@ -30,66 +28,9 @@ export interface ClientOptions {
   retryBaseMs?: number;
 }
 
-export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE';
-export type Query = Record<string, string | number | boolean | null | undefined>;
-
-export interface RequestOptions {
-  query?: Query;
-  /** A JSON body (application/json). */
-  json?: unknown;
-  /** A form body (application/x-www-form-urlencoded), e.g. to keep a secret out of the URL. */
-  form?: Record<string, string>;
-  /** Any other body (made again for each attempt); set its content-type in `headers`. */
-  body?: () => string | Buffer | Readable;
-  /**
-   * A long body from reused buffers, sent on a connection of its own (direct-request.ts) instead
-   * of through undici; it may be written more than once (after a re-login). Overrides `body`.
-   */
-  upload?: DirectRequestBody;
-  /** Close the connection after this exchange (Girder resets it after refusing a body). */
-  reset?: boolean;
-  headers?: Record<string, string>;
-  /** Retry on socket errors, timeouts and 5xx. Default: true for GET and HEAD only. */
-  idempotent?: boolean;
-  /** Send the Girder token (default true). */
-  auth?: boolean;
-  signal?: AbortSignal;
-}
-
-export interface JsonResponse {
-  status: number;
-  headers: IncomingHttpHeaders;
-  data: unknown;
-}
-
-/** One raw HTTP exchange, for downloads and uploads that handle the body themselves. */
-export interface SendOptions {
-  method: HttpMethod;
-  /** A path under the API root ('/file/x/download'), or an absolute URL, which is sent without the token. */
-  path: string;
-  query?: Query;
-  headers?: Record<string, string>;
-  /** Makes the body; called again when the request is re-sent after a re-login. */
-  body?: () => string | Buffer | Readable;
-  /** Send the Girder token (default true for API paths, never for absolute URLs). */
-  auth?: boolean;
-  /** Close the connection after this exchange (Girder resets it after refusing a body). */
-  reset?: boolean;
-  signal?: AbortSignal;
-}
-
-/** One request on a connection of its own (sendDirect). */
-export interface DirectSendOptions {
-  /** Default GET. */
-  method?: 'GET' | 'POST' | 'PUT';
-  /** A path under the API root, or an absolute URL, which is sent without the token. */
-  path: string;
-  query?: Query;
-  headers?: Record<string, string>;
-  body?: DirectRequestBody;
-  /** Send the Girder token (default true for API paths, never for absolute URLs). */
-  auth?: boolean;
-  signal?: AbortSignal;
+/** Options the client cannot work with: an API URL that is not http(s), an unreadable CA file. */
+export class ClientConfigError extends Error {
+  override readonly name = 'ClientConfigError';
 }
 
 export interface ClientStats {
@@ -100,8 +41,6 @@ export interface ClientStats {
   bytesUploaded: number;
 }
 
-/** Re-login this long before a token's known expiry. */
-const EXPIRY_MARGIN_MS = 60_000;
 /** A probe of the server (GET /system/version) waits at most this long, or --timeout if shorter. */
 const PROBE_TIMEOUT_MS = 10_000;
 
@@ -116,16 +55,12 @@ export class GirderClient {
   private readonly basePath: string;
   private readonly host: string;
   private readonly retryBaseMs: number;
-  private readonly credentials: Credentials;
+  private readonly auth: Auth;
   private readonly agent: Agent;
   /** Trusted certificates when a CA file was given (for connections made outside the agent). */
   private readonly ca: string[] | undefined;
   /** Aborted by close(): ends the connections made outside the agent (sendDirect). */
   private readonly closing = new AbortController();
-  private token: string | undefined;
-  private tokenExpires = 0;
-  private loginInFlight: Promise<UserDoc> | null = null;
-  private readonly loginListeners = new Set<() => void>();
   private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
   /** Requests sent and not yet answered (their heads), for the log line of an operation given up on. */
   private readonly waiting = new Set<{ readonly method: string; readonly path: string; readonly startedAt: number }>();
@@ -135,9 +70,9 @@ export class GirderClient {
     try {
       url = new URL(options.apiUrl);
     } catch {
-      throw new UsageError(`not a URL: ${options.apiUrl}`);
+      throw new ClientConfigError(`not a URL: ${options.apiUrl}`);
     }
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`not an http(s) URL: ${options.apiUrl}`);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new ClientConfigError(`not an http(s) URL: ${options.apiUrl}`);
     this.origin = url.origin;
     this.basePath = url.pathname.replace(/\/+$/, '');
     this.host = url.host;
@@ -145,7 +80,12 @@ export class GirderClient {
     this.timeoutMs = options.timeoutMs;
     this.retries = Math.max(0, options.retries);
     this.retryBaseMs = options.retryBaseMs ?? 250;
-    this.credentials = options.credentials;
+    this.auth = new Auth(options.credentials, (r) => this.request(r.method, r.path, {
+      ...(r.form !== undefined ? { form: r.form } : {}),
+      ...(r.headers !== undefined ? { headers: r.headers } : {}),
+      ...(r.idempotent !== undefined ? { idempotent: r.idempotent } : {}),
+      auth: false,
+    }).then((res) => res.data), options.logger);
     this.log = options.logger;
     const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
     if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
@@ -192,21 +132,12 @@ export class GirderClient {
 
   /** Log in with the configured credentials; concurrent callers share one login. */
   login(): Promise<UserDoc> {
-    if (this.loginInFlight === null) {
-      this.loginInFlight = this.doLogin().then((user) => {
-        this.tellLoggedIn();
-        return user;
-      }).finally(() => {
-        this.loginInFlight = null;
-      });
-    }
-    return this.loginInFlight;
+    return this.auth.login();
   }
 
   /** Call `listener` after each successful login (e.g. to retry what the server refused before). Returns its removal. */
   onLogin(listener: () => void): () => void {
-    this.loginListeners.add(listener);
-    return () => this.loginListeners.delete(listener);
+    return this.auth.onLogin(listener);
   }
 
   async get(path: string, query?: Query, options: RequestOptions = {}): Promise<unknown> {
@@ -235,15 +166,8 @@ export class GirderClient {
    * Send one request with the current token; on 401 log in again (once for all concurrent
    * callers) and send it once more. The caller must consume or dump the body.
    */
-  async send(options: SendOptions): Promise<Dispatcher.ResponseData> {
-    const absolute = /^https?:\/\//i.test(options.path);
-    const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.currentToken() : undefined;
-    const res = await this.dispatch(options, token);
-    if (res.statusCode !== 401 || !auth) return res;
-    await res.body.dump().catch(() => undefined);
-    await this.refresh(token);
-    return this.dispatch(options, await this.currentToken());
+  send(options: SendOptions): Promise<Dispatcher.ResponseData> {
+    return this.authorized(options, (res) => res.body.dump().catch(() => undefined), (token) => this.dispatch(options, token));
   }
 
   /**
@@ -251,29 +175,36 @@ export class GirderClient {
    * socket read or write (direct-request.ts): for long downloads and uploads. The caller must
    * read or destroy the body.
    */
-  async sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
-    const absolute = /^https?:\/\//i.test(options.path);
-    const auth = !absolute && options.auth !== false;
-    const token = auth ? await this.currentToken() : undefined;
-    const res = await this.dispatchDirect(options, token);
-    if (res.statusCode !== 401 || !auth) return res;
-    res.body.destroy();
-    await this.refresh(token);
-    return this.dispatchDirect(options, await this.currentToken());
+  sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
+    return this.authorized(options, (res) => res.body.destroy(), (token) => this.dispatchDirect(options, token));
+  }
+
+  /**
+   * The 401 path of both transports: send with the current token (API paths only, never to an
+   * absolute URL); on 401 drop that answer, log in again (once for all concurrent callers) and
+   * send once more.
+   */
+  private async authorized<R extends { readonly statusCode: number }>(
+    options: { readonly path: string; readonly auth?: boolean | undefined },
+    drop: (res: R) => unknown,
+    dispatch: (token: string | undefined) => Promise<R>,
+  ): Promise<R> {
+    const withToken = !/^https?:\/\//i.test(options.path) && options.auth !== false;
+    const token = withToken ? await this.auth.currentToken() : undefined;
+    const res = await dispatch(token);
+    if (res.statusCode !== 401 || !withToken) return res;
+    await drop(res);
+    await this.auth.refresh(token);
+    return dispatch(await this.auth.currentToken());
   }
 
   /** Run `attempt` again after retryable failures (when `idempotent`), with backoff. */
-  async withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
-    for (let retry = 0; ; retry++) {
-      try {
-        return await attempt();
-      } catch (err) {
-        if (!idempotent || !(err instanceof GirderError) || !isRetryable(err) || retry >= this.retries || signal?.aborted === true) {
-          throw err;
-        }
-        await this.pauseBeforeRetry(retry + 1, err, signal);
-      }
-    }
+  withRetries<T>(idempotent: boolean, signal: AbortSignal | undefined, attempt: () => Promise<T>): Promise<T> {
+    return retrying({
+      retries: idempotent ? this.retries : 0,
+      isRetryable: (err): err is GirderError => isQuickFailure(err) && signal?.aborted !== true,
+      pause: (failures, err) => this.pauseBeforeRetry(failures, err, signal),
+    }, attempt);
   }
 
   /**
@@ -383,54 +314,51 @@ export class GirderClient {
     }
   }
 
-  private async dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
-    this.refuseWhileDown();
-    const { origin, path } = this.target(options.path, options.query);
-    const headers: Record<string, string> = { ...options.headers };
-    if (token !== undefined) headers['girder-token'] = token;
-    this.counters.requests++;
-    const started = Date.now();
-    const waiting = { method: options.method, path: stripQuery(path), startedAt: started };
-    this.waiting.add(waiting);
-    try {
-      const res = await this.agent.request({
-        origin,
-        path,
-        method: options.method,
-        headers,
-        body: options.body?.(),
-        reset: options.reset === true,
-        signal: options.signal,
-        headersTimeout: this.timeoutMs,
-        bodyTimeout: this.timeoutMs,
-      });
-      if (this.log.isLevelEnabled('trace')) {
-        this.log.trace({ method: options.method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
-      }
-      this.noteAnswer(options.method, path, res.statusCode);
-      return res;
-    } catch (err) {
-      this.counters.errors++;
-      if (isAbort(err, options.signal)) throw err;
-      throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
-    } finally {
-      this.waiting.delete(waiting);
-    }
+  /** One exchange through the undici agent (JSON requests, short bodies). */
+  private dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
+    return this.exchange(options, options.method, options.signal, token, (origin, path, headers) => this.agent.request({
+      origin,
+      path,
+      method: options.method,
+      headers,
+      body: options.body?.(),
+      reset: options.reset === true,
+      signal: options.signal,
+      headersTimeout: this.timeoutMs,
+      bodyTimeout: this.timeoutMs,
+    }));
   }
 
-  private async dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+  /** One exchange on a connection of its own (direct-request.ts), ended by close() too. */
+  private dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
+    const method = options.method ?? 'GET';
+    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
+    return this.exchange(options, method, signal, token, (origin, path, headers) =>
+      directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body }));
+  }
+
+  /**
+   * What every exchange does around its transport: refuse while the server is down, add the
+   * token, count it, track it for inFlight(), tell the health tracker how it went, and turn a
+   * transport failure into a GirderError (an abort passes as it is: nobody retries it).
+   */
+  private async exchange<R extends { readonly statusCode: number }>(
+    options: { readonly path: string; readonly query?: Query | undefined; readonly headers?: Record<string, string> | undefined },
+    method: string,
+    signal: AbortSignal | undefined,
+    token: string | undefined,
+    transport: (origin: string, path: string, headers: Record<string, string>) => Promise<R>,
+  ): Promise<R> {
     this.refuseWhileDown();
     const { origin, path } = this.target(options.path, options.query);
     const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
     this.counters.requests++;
     const started = Date.now();
-    const method = options.method ?? 'GET';
-    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
     const waiting = { method, path: stripQuery(path), startedAt: started };
     this.waiting.add(waiting);
     try {
-      const res = await directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body });
+      const res = await transport(origin, path, headers);
       if (this.log.isLevelEnabled('trace')) {
         this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
       }
@@ -438,7 +366,6 @@ export class GirderClient {
       return res;
     } catch (err) {
       this.counters.errors++;
-      // close() ended the connection, or the caller aborted: pass it on as an abort, which nobody retries
       if (isAbort(err, signal)) throw err;
       throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
     } finally {
@@ -492,109 +419,13 @@ export class GirderClient {
     return { origin: this.origin, path: this.basePath + pathOrUrl + (qs === '' ? '' : '?' + qs) };
   }
 
-  private async currentToken(): Promise<string> {
-    if (this.token === undefined || (this.tokenExpires > 0 && Date.now() > this.tokenExpires - EXPIRY_MARGIN_MS)) {
-      await this.login();
-    }
-    if (this.token === undefined) throw new GirderError('not logged in to Girder', 401, 'auth');
-    return this.token;
-  }
-
-  /** The token `stale` was refused: log in again unless someone already did since. */
-  private async refresh(stale: string | undefined): Promise<void> {
-    if (this.loginInFlight !== null) {
-      await this.loginInFlight;
-      return;
-    }
-    if (this.token !== undefined && this.token !== stale) return;
-    this.log.info('Girder refused the session token; logging in again');
-    await this.login();
-  }
-
-  private async doLogin(): Promise<UserDoc> {
-    const creds = this.credentials;
-    if (creds.kind === 'apiKey') {
-      const res = await this.authCall('the API key was refused by the server', 'POST', '/api_key/token', {
-        form: { key: creds.key },
-        idempotent: true, // a second token is harmless
-      });
-      const { token, expires } = tokenOf(res.data);
-      const user = await this.fetchMe(token);
-      if (user === null) throw new GirderError('the server does not accept the token it gave for the API key', 401, 'auth');
-      this.setToken(token, expires);
-      return user;
-    }
-    if (creds.kind === 'password') {
-      const basic = Buffer.from(`${creds.username}:${creds.password}`, 'utf8').toString('base64');
-      const res = await this.authCall(`the server refused the login of user "${creds.username}"`, 'GET', '/user/authentication', {
-        headers: { authorization: `Basic ${basic}` },
-      });
-      const { token, expires } = tokenOf(res.data);
-      const user = isObject(res.data) ? decodeUser(res.data.user) : null;
-      this.setToken(token, expires);
-      return user ?? (await this.requireMe(token));
-    }
-    const user = await this.requireMe(creds.token);
-    this.setToken(creds.token, 0);
-    return user;
-  }
-
-  private async requireMe(token: string): Promise<UserDoc> {
-    const user = await this.fetchMe(token);
-    if (user === null) {
-      throw new GirderError('the token was refused by the server (GET /user/me answered null: invalid or expired)', 401, 'auth');
-    }
-    return user;
-  }
-
-  /** GET /user/me with an explicit token (never through the re-login path). */
-  private async fetchMe(token: string): Promise<UserDoc | null> {
-    const res = await this.request('GET', '/user/me', { auth: false, headers: { 'girder-token': token } });
-    return res.data === null ? null : decodeUser(res.data);
-  }
-
-  /** A login request without any token; refusals become type 'auth' errors naming the server's reason. */
-  private async authCall(refused: string, method: HttpMethod, path: string, options: RequestOptions): Promise<JsonResponse> {
-    try {
-      return await this.request(method, path, { ...options, auth: false });
-    } catch (err) {
-      if (err instanceof GirderError && err.status >= 400 && err.status < 500) {
-        throw new GirderError(`${refused} (${err.message})`, err.status, 'auth', undefined, { cause: err });
-      }
-      throw err;
-    }
-  }
-
-  private tellLoggedIn(): void {
-    for (const listener of [...this.loginListeners]) {
-      try {
-        listener();
-      } catch (err) {
-        this.log.error({ err: errorMessage(err) }, 'a login listener threw');
-      }
-    }
-  }
-
-  private setToken(token: string, expires: number): void {
-    this.token = token;
-    this.tokenExpires = expires;
-    this.log.debug({ expires: expires > 0 ? new Date(expires).toISOString() : undefined }, 'logged in to Girder');
-  }
-}
-
-function tokenOf(data: unknown): { token: string; expires: number } {
-  const authToken = isObject(data) ? data.authToken : undefined;
-  if (!isObject(authToken) || typeof authToken.token !== 'string' || authToken.token === '') {
-    throw new GirderError('the login answer carries no token', 200, 'malformed');
-  }
-  return { token: authToken.token, expires: parseDate(authToken.expires) };
 }
 
 function readCaFile(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new UsageError(`cannot read the CA file ${file}: ${errorMessage(err)}`);
+    throw new ClientConfigError(`cannot read the CA file ${file}: ${errorMessage(err)}`);
   }
 }
 

@@ -1,5 +1,5 @@
 /** Turn Girder's JSON documents into the shapes of types.ts, tolerating missing or odd fields. */
-import { GirderError } from '../errors.js';
+import { GirderError } from './girder-error.js';
 import { AccessLevel, type FileDoc, type FolderDoc, type ItemDoc, type Meta, type UserDoc } from './types.js';
 
 export type JsonObject = Record<string, unknown>;

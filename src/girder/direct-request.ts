@@ -5,7 +5,8 @@
  * taken them. undici, like node's socket streams, hands out a new 64 KiB buffer for every socket
  * read, and an upload body stream makes a new buffer for every piece: at hundreds of MB/s that
  * churn of external memory sets off a full garbage collection every few tens of milliseconds,
- * which costs more CPU than the transfer itself. Only what such a transfer needs: one request per
+ * which costs more CPU than the transfer itself (`npm run bench -- --only transport-read` measures
+ * both transports on the same read). Only what such a transfer needs: one request per
  * connection (`Connection: close`), a request body of known length, an answer body framed by
  * Content-Length, by chunked encoding or by the end of the connection.
  */

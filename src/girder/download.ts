@@ -1,10 +1,11 @@
 /** Range reads of a Girder file straight into the caller's buffer, checked and resumed. */
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
-import { GirderError } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { GirderClient } from './client.js';
 import type { DirectBody } from './direct-request.js';
-import { isRetryable, responseError } from './failure.js';
+import { responseError } from './failure.js';
+import { retrying } from './retry.js';
 import { redirectTargetsOf, storageErrorOf } from './presigned.js';
 import type { FileRef } from './store.js';
 
@@ -35,19 +36,19 @@ export async function readRange(
   const end = Math.min(offset + length, file.size);
   if (offset >= end) return 0;
   const state: ReadState = { pos: offset, end, into, shift: intoOffset - offset, report: onProgress === undefined ? undefined : () => onProgress(state.pos - offset) };
-  let failures = 0;
-  while (state.pos < end) {
-    const before = state.pos;
-    try {
+  let before = state.pos;
+  await retrying({
+    retries: client.retries,
+    isRetryable: isQuickFailure,
+    // Progress resets the count: only consecutive fruitless attempts are limited.
+    progressed: () => state.pos > before,
+    pause: (failures, err) => client.pauseBeforeRetry(failures, err),
+  }, async () => {
+    while (state.pos < end) {
+      before = state.pos;
       await fetchOnce(client, file, state);
-    } catch (err) {
-      if (!(err instanceof GirderError) || !isRetryable(err)) throw err;
-      // Progress resets the count: only consecutive fruitless attempts are limited.
-      failures = state.pos > before ? 1 : failures + 1;
-      if (failures > client.retries) throw err;
-      await client.pauseBeforeRetry(failures, err);
     }
-  }
+  });
   return state.pos - offset;
 }
 

@@ -1,5 +1,6 @@
 /** Turn transport failures and error answers into GirderErrors with messages a person can act on. */
-import { GirderError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { GirderError } from './girder-error.js';
 
 /** Codes of certificate problems (node's tls and OpenSSL) that a private CA file can fix or explain. */
 const TLS_CODES = new Set([
@@ -11,14 +12,21 @@ const TLS_CODES = new Set([
 
 const TIMEOUT_CODES = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'ETIMEDOUT']);
 
-function codeOf(err: unknown): string | undefined {
+/** The `code`s along an error's cause chain, outermost first. */
+function codesOf(err: unknown): string[] {
+  const codes: string[] = [];
   for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 4; depth++) {
     const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR') return code;
+    if (typeof code === 'string') codes.push(code);
     e = (e as { cause?: unknown }).cause;
   }
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
+  return codes;
+}
+
+/** The telling code of a failure: undici's generic socket codes give way to the one they wrap. */
+function codeOf(err: unknown): string | undefined {
+  const codes = codesOf(err);
+  return codes.find((c) => c !== 'UND_ERR_SOCKET' && c !== 'UND_ERR') ?? codes[0];
 }
 
 /** An abort the caller asked for: pass it through untouched, never retry it. */
@@ -51,15 +59,22 @@ export function networkError(err: unknown, host: string, timeoutMs: number): Gir
   return new GirderError(message, 0, 'network', undefined, { cause: err });
 }
 
+/** Codes of socket failures that escaped below the client as plain errors (the client's own carry a GirderError). */
+const SOCKET_CODES = new Set([
+  'ECONNRESET', 'ECONNREFUSED', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENETDOWN', 'EAI_AGAIN', 'ENOTFOUND', 'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED',
+]);
+
 /**
- * Whether sending the request again can help: a quick failure (refused or reset connection, a cut
- * body, a 5xx) yes. A timeout no: the request already waited the whole --timeout, and a retry
- * would make the operation wait twice as long. Nor a certificate, an abort, or the server known
- * to be down ('offline': nothing was sent).
+ * A failure as a GirderError: itself, or a socket failure that escaped as a plain error (a
+ * 'network' or 'timeout' one); undefined for anything else (a local file, a bug).
  */
-export function isRetryable(err: GirderError): boolean {
-  if (err.status >= 500) return true;
-  return err.status === 0 && err.type !== 'tls' && err.type !== 'aborted' && err.type !== 'timeout' && err.type !== 'offline';
+export function asGirderError(err: unknown): GirderError | undefined {
+  if (err instanceof GirderError) return err;
+  const code = codesOf(err)[0];
+  if (code === undefined || !SOCKET_CODES.has(code)) return undefined;
+  return new GirderError(`cannot reach Girder (${code})`, 0, TIMEOUT_CODES.has(code) ? 'timeout' : 'network', undefined, { cause: err });
 }
 
 /** The GirderError for a non-2xx answer; `body` is its text (Girder sends {"message","type","field"}). */

@@ -2,7 +2,7 @@
  * The answer of `GET /folder/{id}/listing`, the one route of the optional girder-mount-listing
  * server plugin (scripts/girder-plugin; the README's "Server accelerator (optional)" has the contract).
  */
-import { GirderError } from '../errors.js';
+import { GirderError } from './girder-error.js';
 import { asArray, asObject, decodeFile, decodeFolder, decodeItem, type JsonObject } from './decode.js';
 import type { FileDoc, FolderDoc, ItemDoc } from './types.js';
 

@@ -3,10 +3,11 @@
  * short ones, read only as fast as the consumer asks (TCP backpressure), checked and resumed like
  * readRange.
  */
-import { GirderError } from '../errors.js';
+import { GirderError, isQuickFailure } from './girder-error.js';
 import type { GirderClient } from './client.js';
 import { discard, openDirectRange, openRange, type RangeBody } from './download.js';
-import { isAbort, isRetryable } from './failure.js';
+import { isAbort } from './failure.js';
+import { RetryCount } from './retry.js';
 import type { FileRef, RangeStream } from './store.js';
 
 const MiB = 1024 * 1024;
@@ -105,7 +106,8 @@ export class HttpRangeStream implements RangeStream {
    * a second openNext() call would return at once and lose it.
    */
   private cutError: GirderError | null = null;
-  private failures = 0;
+  /** Consecutive fruitless attempts (a cut or a failed GET) at one position. */
+  private readonly retries: RetryCount<GirderError>;
   private failedAt = -1;
   private failure: unknown = null;
   private closed = false;
@@ -122,6 +124,17 @@ export class HttpRangeStream implements RangeStream {
     }
     this.pos = offset;
     this.end = Math.max(offset, Math.min(offset + length, file.size));
+    this.retries = new RetryCount({
+      retries: client.retries,
+      isRetryable: isQuickFailure,
+      // Progress resets the count: only consecutive fruitless attempts are limited.
+      progressed: () => {
+        const moved = this.pos > this.failedAt;
+        this.failedAt = this.pos;
+        return moved;
+      },
+      pause: (failures, err) => client.pauseBeforeRetry(failures, err),
+    });
     this.queuedEnd = this.pos;
     this.maxLength = Math.max(1, opts.maxRequestBytes ?? 64 * MiB);
     this.nextLength = Math.min(this.maxLength, Math.max(1, opts.firstRequestBytes ?? 8 * MiB));
@@ -244,12 +257,7 @@ export class HttpRangeStream implements RangeStream {
           this.cutError = null;
         }
         if (err !== null) {
-          if (!isRetryable(err)) throw err;
-          // Progress resets the count: only consecutive fruitless attempts are limited.
-          this.failures = this.pos > this.failedAt ? 1 : this.failures + 1;
-          this.failedAt = this.pos;
-          if (this.failures > this.client.retries) throw err;
-          await this.client.pauseBeforeRetry(this.failures, err);
+          await this.retries.failed(err);
           if (this.closed) return;
           err = null;
         }

@@ -1,8 +1,9 @@
 /** GirderStore over Girder's REST API (girder-api.md). */
 import type { IncomingHttpHeaders } from 'node:http';
-import { GirderError } from '../errors.js';
+import { GirderError, isMissing, isTransient } from './girder-error.js';
 import type { Logger } from '../log.js';
-import type { GirderClient, Query } from './client.js';
+import type { GirderClient } from './client.js';
+import type { Query } from './request-options.js';
 import { asArray, decodeFile, decodeFolder, decodeItem, decodeUser } from './decode.js';
 import { readRange } from './download.js';
 import { HttpRangeStream, type RangeStreamOptions } from './range-stream.js';
@@ -124,7 +125,7 @@ export class RestStore implements GirderStore {
         try {
           data = await this.client.get(`/folder/${enc(folderId)}/listing`, { limit, offset });
         } catch (err) {
-          if (this.listingRoute === undefined && isNoListingRoute(err) && !isMissingFolder(err)) {
+          if (this.listingRoute === undefined && isNoListingRoute(err) && !isMissing(err)) {
             this.listingRoute = false;
             return undefined;
           }
@@ -187,7 +188,7 @@ export class RestStore implements GirderStore {
     try {
       return this.fileOf(await this.client.put(path, { name }, { idempotent: false }));
     } catch (err) {
-      if (!(err instanceof GirderError) || !err.isTransient) throw err;
+      if (!(err instanceof GirderError) || !isTransient(err)) throw err;
       // Girder stores the name before it tells the assetstore, which may fail: an S3 one answers
       // 500 (KeyError 's3Key') for every empty file. The rename is then done all the same.
       const now = await this.getFile(fileId);
@@ -224,8 +225,8 @@ export class RestStore implements GirderStore {
     try {
       await this.deleteOnce('/resource', { resources: JSON.stringify({ folder: [folderId] }) });
     } catch (err) {
-      // /resource words a missing folder differently; make it look like every other missing id.
-      if (err instanceof GirderError && err.status === 400 && err.message.startsWith('No such folder')) {
+      // /resource words a missing folder differently ("No such folder"); say it like every other missing id.
+      if (isMissing(err, 'folder')) {
         throw new GirderError(`Invalid folder id (${folderId}).`, 400, 'rest', 'id', { cause: err });
       }
       throw err;
@@ -281,15 +282,10 @@ export class RestStore implements GirderStore {
         await this.client.request('DELETE', path, { query, idempotent: false });
       });
     } catch (err) {
-      if (attempts > 1 && err instanceof GirderError && (err.isMissing || err.message.startsWith('No such folder'))) return;
+      if (attempts > 1 && isMissing(err)) return;
       throw err;
     }
   }
-}
-
-/** An unknown folder: the listing route answers like Girder's own routes, which is not "no plugin". */
-function isMissingFolder(err: unknown): boolean {
-  return err instanceof GirderError && err.isMissing;
 }
 
 function enc(id: string): string {

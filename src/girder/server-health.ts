@@ -6,7 +6,8 @@
  * (every second, backing off to ten) finds when it is back. Going away and coming back are logged
  * once each; listeners hear of the return (to retry what waits for the server).
  */
-import { GirderError, errorMessage } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { GirderError, signalsServerAway } from './girder-error.js';
 import type { Logger } from '../log.js';
 
 export type HealthState = 'up' | 'suspect' | 'down';
@@ -32,11 +33,6 @@ export interface HealthSnapshot {
   readonly reason?: string;
 }
 
-/** A failure that says the server itself may be away (not a refusal of one request). */
-export function signalsServerAway(err: GirderError): boolean {
-  if (err.status >= 500) return true;
-  return err.status === 0 && (err.type === 'network' || err.type === 'timeout');
-}
 
 export class ServerHealth {
   private current: HealthState = 'up';

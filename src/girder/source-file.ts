@@ -1,6 +1,6 @@
 import { constants } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { alignedOffset, DIRECT_ALIGN, isAligned, openDirect } from '../direct-io.js';
+import { alignedOffset, UNCACHED_ALIGN, isAligned, openUncached } from '../uncached-io.js';
 import type { DirectRequestBody } from './direct-request.js';
 import type { UploadSource } from './types.js';
 
@@ -10,7 +10,7 @@ const BLOCK = 1024 * 1024;
 /**
  * The local file an upload sends, as request bodies that move through two reused buffers: no new
  * memory per read (see direct-request.ts). Aligned reads go around the page cache when the file
- * system allows (direct-io.ts): a file staged for upload is read once, and caching it would only
+ * system allows (uncached-io.ts): a file staged for upload is read once, and caching it would only
  * take memory from everything else.
  */
 export class SourceFile {
@@ -31,9 +31,9 @@ export class SourceFile {
       const { size } = await handle.stat();
       if (size !== source.size) throw new Error(`upload source ${source.path} is ${size} bytes, expected ${source.size}`);
       const block = Math.min(BLOCK, size);
-      const area = Buffer.allocUnsafeSlow(2 * block + DIRECT_ALIGN);
+      const area = Buffer.allocUnsafeSlow(2 * block + UNCACHED_ALIGN);
       // A small file gains nothing from going around the cache.
-      direct = size >= BLOCK ? await openDirect(source.path, constants.O_RDONLY) : undefined;
+      direct = size >= BLOCK ? await openUncached(source.path, constants.O_RDONLY) : undefined;
       const d = direct;
       const shift = d === undefined ? 0 : await alignedOffset(area, (view) => d.read(view, 0, view.length, 0));
       if (shift === undefined) {
@@ -102,12 +102,12 @@ export class SourceFile {
     if (d === undefined) return (await this.handle.read(buffer, 0, length, position)).bytesRead;
     if (!isAligned(position)) {
       // (a resumed upload) the ordinary way up to the next aligned position, then direct again
-      const toAligned = DIRECT_ALIGN - (position % DIRECT_ALIGN);
+      const toAligned = UNCACHED_ALIGN - (position % UNCACHED_ALIGN);
       return (await this.handle.read(buffer, 0, Math.min(length, toAligned), position)).bytesRead;
     }
     try {
       // A last, partial block is asked for whole: the read stops at the end of the file.
-      const whole = Math.ceil(length / DIRECT_ALIGN) * DIRECT_ALIGN;
+      const whole = Math.ceil(length / UNCACHED_ALIGN) * UNCACHED_ALIGN;
       const { bytesRead } = await d.read(buffer, 0, whole, position);
       return Math.min(bytesRead, length);
     } catch (err) {

@@ -1,5 +1,6 @@
 /** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
-import { GirderError } from '../errors.js';
+import { GirderError, isTransient } from './girder-error.js';
+import { retrying } from './retry.js';
 import type { GirderClient } from './client.js';
 import { isMultipartWithoutParts, isSingleChunkRefusal, multipart, planFromOffset, planFromUpload, type ChunkPlan } from './chunk-plan.js';
 import { asArray, decodeFile, decodeItem, decodeUpload, isFileDocument } from './decode.js';
@@ -134,14 +135,12 @@ async function serverOffset(
     if (resumed === undefined) throw new GirderError('GET /file/offset answered without an offset', 200, 'malformed');
     return resumed;
   } catch (err) {
-    if (err instanceof GirderError && err.status === 400 && /^Invalid upload id/.test(err.message)) return null;
+    if (err instanceof GirderError && err.kind === 'lost-upload') return null;
     // S3 multipart with no part received yet: Girder counted nothing.
     if (err instanceof GirderError && err.status === 400 && isMultipartWithoutParts(err.message)) return { offset: 0, plan: multipart(size, chunkSize) };
     throw err;
   }
 }
-
-const OFFSET_MISMATCH = /^Server has received (\d+) bytes, but client sent offset \d+/;
 
 async function sendChunks(
   client: GirderClient,
@@ -157,55 +156,61 @@ async function sendChunks(
   const signal = hooks.signal;
   let offset = startOffset;
   let plan = startPlan;
-  let failures = 0;
   for (;;) {
-    signal?.throwIfAborted();
-    const length = plan.single ? size - offset : Math.min(plan.chunkSize, size - offset);
-    let answer: unknown;
-    try {
-      answer = await sendChunk(client, file, uploadId, offset, length, size, hooks);
-    } catch (err) {
-      if (isAbort(err, signal) || !(err instanceof GirderError)) throw err;
-      if (err.status === 400 && !plan.single && isSingleChunkRefusal(err.message)) {
-        // An S3 upload of up to its chunk length, resumed without knowing it: all of it at once.
-        client.log.info({ uploadId, size }, 'the server wants this upload in one chunk');
-        plan = { ...plan, single: true };
-        continue;
+    let length = 0;
+    /** Found by the recovery of a failed last chunk: the upload finished after all. */
+    let finished: FileDoc | undefined;
+    const answer = await retrying<unknown, GirderError>({
+      retries: client.retries,
+      // Not a certificate problem: the server may take the chunk (or tell its offset) next time.
+      isRetryable: (err): err is GirderError => err instanceof GirderError && !isAbort(err, signal) &&
+        (err.kind === 'offset-mismatch' || (isTransient(err) && err.kind !== 'tls')),
+      exhausted: (err, failures) => new GirderError(
+        `upload ${uploadId} stopped at byte ${offset} of ${size} after ${failures} failed attempts: ${err.message}`,
+        err.status >= 500 ? err.status : 0,
+        err.type,
+        undefined,
+        { cause: err },
+      ),
+      pause: async (failures, err) => {
+        await client.pauseBeforeRetry(failures, err, signal);
+        // Where to go on from: the offset Girder named, else the one it reports now.
+        if (err.received !== undefined) {
+          offset = err.received;
+          return;
+        }
+        let known: { offset: number; plan?: ChunkPlan } | null;
+        try {
+          known = await serverOffset(client, uploadId, size, plan.chunkSize, signal);
+        } catch (offsetErr) {
+          if (isTransient(offsetErr)) return; // try the chunk again
+          throw offsetErr;
+        }
+        if (known === null) {
+          // The upload is gone: if the last chunk went through and only its answer was lost, the file exists.
+          finished = (offset + length === size ? await findFinished(client, target, size) : null) ?? undefined;
+          if (finished !== undefined) return;
+          throw new GirderError(`the server forgot upload ${uploadId} at byte ${offset} of ${size}`, 400, 'rest', undefined, { cause: err });
+        }
+        offset = Math.min(known.offset, size);
+        plan = known.plan ?? plan;
+      },
+    }, async () => {
+      for (;;) {
+        if (finished !== undefined) return finished;
+        signal?.throwIfAborted();
+        length = plan.single ? size - offset : Math.min(plan.chunkSize, size - offset);
+        try {
+          return await sendChunk(client, file, uploadId, offset, length, size, hooks);
+        } catch (err) {
+          if (!(err instanceof GirderError) || isAbort(err, signal) || err.status !== 400 || plan.single || !isSingleChunkRefusal(err.message)) throw err;
+          // An S3 upload of up to its chunk length, resumed without knowing it: all of it at once.
+          client.log.info({ uploadId, size }, 'the server wants this upload in one chunk');
+          plan = { ...plan, single: true };
+        }
       }
-      const mismatch = err.status === 400 ? OFFSET_MISMATCH.exec(err.message) : null;
-      if (mismatch === null && !(err.status === 0 && err.type !== 'tls') && err.status < 500) throw err;
-      failures++;
-      if (failures > client.retries) {
-        throw new GirderError(
-          `upload ${uploadId} stopped at byte ${offset} of ${size} after ${failures} failed attempts: ${err.message}`,
-          err.status >= 500 ? err.status : 0,
-          err.type,
-          undefined,
-          { cause: err },
-        );
-      }
-      await client.pauseBeforeRetry(failures, err, signal);
-      if (mismatch !== null) {
-        offset = Number(mismatch[1]);
-        continue;
-      }
-      let known: { offset: number; plan?: ChunkPlan } | null;
-      try {
-        known = await serverOffset(client, uploadId, size, plan.chunkSize, signal);
-      } catch (offsetErr) {
-        if (offsetErr instanceof GirderError && offsetErr.isTransient) continue; // try the chunk again
-        throw offsetErr;
-      }
-      if (known === null) {
-        // The upload is gone: if the last chunk went through and only its answer was lost, the file exists.
-        const done = offset + length === size ? await findFinished(client, target, size) : null;
-        if (done !== null) return done;
-        throw new GirderError(`the server forgot upload ${uploadId} at byte ${offset} of ${size}`, 400, 'rest', undefined, { cause: err });
-      }
-      offset = Math.min(known.offset, size);
-      plan = known.plan ?? plan;
-      continue;
-    }
+    });
+    if (finished !== undefined) return finished;
     if (isFileDocument(answer)) {
       hooks.onProgress?.(size, size);
       return decodeFile(answer);
@@ -215,7 +220,6 @@ async function sendChunks(
       throw new GirderError(`upload ${uploadId}: the server reports ${received} bytes after a chunk at ${offset}`, 200, 'malformed');
     }
     offset = received;
-    failures = 0;
     hooks.onProgress?.(offset, size);
   }
 }

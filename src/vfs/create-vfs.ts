@@ -4,12 +4,14 @@
  * both build it here, so the model the tests drive is wired as the one that serves mounts.
  */
 import { join } from 'node:path';
-import { GirderError } from '../errors.js';
+import { isMissing } from '../girder/girder-error.js';
 import type { GirderStore } from '../girder/store.js';
 import type { FolderDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
 import type { CachedReader } from './cache/index.js';
+import type { FileSystem } from './api.js';
 import type { VfsContext } from './context.js';
+import { FileSystemBoundary } from './filesystem-boundary.js';
 import { Vfs } from './filesystem.js';
 import type { LocalFile } from './local-file.js';
 import type { Owner } from './nodes.js';
@@ -41,6 +43,8 @@ export interface VfsParts {
 
 export interface WiredVfs {
   readonly vfs: Vfs;
+  /** The vfs as the fuse layer mounts it: every failure an FsError. */
+  readonly fs: FileSystem;
   readonly ctx: VfsContext;
   readonly tree: Tree;
   readonly uploads: UploadQueue;
@@ -77,7 +81,7 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   for (const job of await removals.start()) tree.removalQueued(job.dirKey, job.id);
   const vfs = new Vfs(ctx, parts.reader, uploads, removals, { dataDir: parts.dirs.data, syncUploads: parts.syncUploads });
   await vfs.adoptResumedUploads();
-  return { vfs, ctx, tree, uploads, removals, journaledTemps: new Set(resumed.map((j) => j.tempPath)) };
+  return { vfs, fs: new FileSystemBoundary(vfs), ctx, tree, uploads, removals, journaledTemps: new Set(resumed.map((j) => j.tempPath)) };
 }
 
 /** DELETE of an item or a file; one already gone is removed as well. */
@@ -86,11 +90,7 @@ async function removeOnGirder(store: GirderStore, kind: 'item' | 'file', id: str
     if (kind === 'item') await store.deleteItem(id);
     else await store.deleteFile(id);
   } catch (err) {
-    if (isGone(err)) return;
+    if (isMissing(err)) return;
     throw err;
   }
-}
-
-function isGone(err: unknown): boolean {
-  return err instanceof GirderError && err.isMissing;
 }

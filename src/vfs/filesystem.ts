@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import { FsError, errorMessage, toFsError } from '../errors.js';
+import { FsError, errorMessage } from '../errors.js';
+import { toFsError } from './fs-error.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';

@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openDirect } from '../direct-io.js';
-import { FsError, toFsError } from '../errors.js';
+import { openUncached } from '../uncached-io.js';
+import { FsError } from '../errors.js';
+import { toFsError } from './fs-error.js';
 import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { UploadResult, UploadTarget } from './ports.js';
 
@@ -272,7 +273,7 @@ async function newTemp(dataDir: string, writer: LocalWriter): Promise<{ tempPath
   const fd = await open(tempPath, 'w+', 0o600);
   let direct: FileHandle | undefined;
   try {
-    direct = await openDirect(tempPath, constants.O_WRONLY);
+    direct = await openUncached(tempPath, constants.O_WRONLY);
     if (direct !== undefined && !(await writer.canWriteDirect(direct.fd))) {
       await direct.close();
       direct = undefined;

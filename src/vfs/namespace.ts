@@ -1,4 +1,5 @@
-import { FsError, GirderError } from '../errors.js';
+import { FsError } from '../errors.js';
+import { kindOf } from '../girder/girder-error.js';
 import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
@@ -301,7 +302,7 @@ export class Namespace {
 /** Girder refuses a folder name already taken by a sibling (400 validation on `name`). */
 function mapNameClash(path: string): (err: unknown) => never {
   return (err: unknown) => {
-    if (err instanceof GirderError && err.status === 400 && err.field === 'name') throw new FsError('EEXIST', path, { cause: err });
+    if (kindOf(err) === 'conflict') throw new FsError('EEXIST', path, { cause: err });
     throw err;
   };
 }

@@ -1,5 +1,6 @@
 import { unlink } from 'node:fs/promises';
-import { errorMessage, toFsError } from '../errors.js';
+import { errorMessage } from '../errors.js';
+import { toFsError } from './fs-error.js';
 import type { FileDoc, ItemDoc } from '../girder/types.js';
 import { versionKeyOf } from './cache/version-key.js';
 import type { VfsContext } from './context.js';

@@ -1,5 +1,6 @@
 import { LRUCache } from 'lru-cache';
-import { FsError, GirderError } from '../errors.js';
+import { FsError } from '../errors.js';
+import { isMissing, isTransient } from '../girder/girder-error.js';
 import type { GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
@@ -168,7 +169,7 @@ export class Tree {
     try {
       file = await this.store.getFile(node.file.id);
     } catch (err) {
-      if (err instanceof GirderError && err.isMissing) {
+      if (isMissing(err)) {
         this.itemFiles.forget(node.item.id);
         this.set(dir, name, undefined);
         throw new FsError('ENOENT', name, { cause: err });
@@ -356,7 +357,7 @@ export class Tree {
 
 /** A failure that says nothing of the entry asked for: the server is unreachable, silent, or answered 5xx. */
 function serverAway(err: unknown): boolean {
-  return err instanceof GirderError && err.isTransient;
+  return isTransient(err);
 }
 
 /** The Girder id an entry of a listing stands for: the folder, the item (a plain file), or the file of an item directory. */

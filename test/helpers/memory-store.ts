@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import type { FileParent, FileRef, FolderContents, GirderStore, RangeStream } from '../../src/girder/store.js';
 import { AccessLevel } from '../../src/girder/types.js';
 import type { FileDoc, FolderDoc, ItemDoc, Meta, UploadHooks, UploadSource, UserDoc } from '../../src/girder/types.js';

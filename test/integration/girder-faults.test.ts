@@ -5,7 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { GirderError } from '../../src/errors.js';
+import { GirderError, isTransient } from '../../src/girder/girder-error.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { RestStore } from '../../src/girder/rest-store.js';
 import type { FileRef } from '../../src/girder/store.js';
@@ -95,7 +95,7 @@ t.test('a 503 on a GET is retried', async (tt) => {
 t.test('a POST is not retried on 5xx', async (tt) => {
   onNext('POST', /\/item\?/, { kind: 'status', status: 502 });
   const err = await store.createItem(folder.id, 'never').catch((e: unknown) => e);
-  tt.ok(err instanceof GirderError && err.status === 502 && err.isTransient);
+  tt.ok(err instanceof GirderError && err.status === 502 && isTransient(err));
   tt.same((await store.findItems(folder.id, 'never')).length, 0);
 });
 
@@ -269,7 +269,7 @@ t.test('an upload gives up after its retries with a transient error', async (tt)
   onNext('POST', /\/file\/chunk/, { kind: 'status', status: 503 }, 100);
   const ids: string[] = [];
   const err = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { onUploadId: (id) => void ids.push(id) }).catch((e: unknown) => e);
-  tt.ok(err instanceof GirderError && err.isTransient, String(err));
+  tt.ok(err instanceof GirderError && isTransient(err), String(err));
   tt.equal(ids.length, 1);
   proxy.clear();
   const doc = await store.createFile({ itemId: item.id }, 'doomed.bin', local, { resumeUploadId: ids[0] });

@@ -9,8 +9,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { GirderError } from '../../src/errors.js';
-import { GirderClient, type ClientOptions, type Credentials } from '../../src/girder/client.js';
+import { GirderError, isMissing, isRefused } from '../../src/girder/girder-error.js';
+import type { Credentials } from '../../src/girder/auth.js';
+import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { RestStore } from '../../src/girder/rest-store.js';
 import type { RangeStream } from '../../src/girder/store.js';
 import type { FileDoc } from '../../src/girder/types.js';
@@ -147,7 +148,7 @@ t.test('login', async (tt) => {
   const badPassword = await girderError(client({ kind: 'password', username: 'admin', password: 'wrong' }).login());
   tt.equal(badPassword.type, 'auth');
   tt.equal(badPassword.message, 'the server refused the login of user "admin" (Login failed.)');
-  tt.ok(badPassword.isAccessDenied);
+  tt.ok(isRefused(badPassword));
   const badToken = await girderError(client({ kind: 'token', token: 'y'.repeat(64) }).login());
   tt.equal(badToken.type, 'auth');
   tt.match(badToken.message, /token was refused/);
@@ -419,18 +420,18 @@ t.test('renames, moves, deletes, metadata', async (tt) => {
   const file = await store.createFile({ itemId: fileItem.id }, 'x.txt', await localFile('x.txt', 10));
   tt.equal(file.mimeType, 'text/plain');
   await store.deleteFile(file.id);
-  tt.ok((await girderError(store.getFile(file.id))).isMissing, 'file gone');
+  tt.ok(isMissing(await girderError(store.getFile(file.id))), 'file gone');
   await store.deleteItem(dup.id);
-  tt.ok((await girderError(store.getItem(dup.id))).isMissing, 'item gone');
+  tt.ok(isMissing(await girderError(store.getItem(dup.id))), 'item gone');
 
   const file2 = await store.createFile({ itemId: fileItem.id }, 'y.bin', await localFile('y.bin', 100));
   await store.createFolder(sub.id, 'deeper');
   await store.deleteFolder(b);
-  tt.ok((await girderError(store.getFolder(b))).isMissing, 'folder gone');
-  tt.ok((await girderError(store.getFolder(sub.id))).isMissing, 'subfolder gone');
-  tt.ok((await girderError(store.getItem(fileItem.id))).isMissing, 'item inside gone');
-  tt.ok((await girderError(store.getFile(file2.id))).isMissing, 'file inside gone');
-  tt.ok((await girderError(store.deleteFolder(b))).isMissing, 'deleting it again: missing');
+  tt.ok(isMissing(await girderError(store.getFolder(b))), 'folder gone');
+  tt.ok(isMissing(await girderError(store.getFolder(sub.id))), 'subfolder gone');
+  tt.ok(isMissing(await girderError(store.getItem(fileItem.id))), 'item inside gone');
+  tt.ok(isMissing(await girderError(store.getFile(file2.id))), 'file inside gone');
+  tt.ok(isMissing(await girderError(store.deleteFolder(b))), 'deleting it again: missing');
   tt.same((await store.listFolders(root)).map((f) => f.name), ['a']);
 });
 

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
-import { openDirect } from '../../src/direct-io.js';
+import { openUncached } from '../../src/uncached-io.js';
 import { DirectBlocks } from '../../src/vfs/cache/direct-blocks.js';
 
 const TMPFS_MAGIC = 0x01021994;
@@ -29,7 +29,7 @@ t.test('blocks reach the file exactly, around the page cache', async (t) => {
   const files = ['a', 'b'].map((n) => path.join(dir, n));
   const handles = await Promise.all(files.map(async (f) => {
     const fh = await open(f, constants.O_WRONLY | constants.O_CREAT, 0o600);
-    const direct = await openDirect(f, constants.O_WRONLY);
+    const direct = await openUncached(f, constants.O_WRONLY);
     if (direct === undefined) throw new Error('no O_DIRECT descriptor');
     return { fh, direct };
   }));

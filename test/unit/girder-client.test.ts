@@ -3,7 +3,7 @@ import t from 'tap';
 import { readFile } from 'node:fs/promises';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { GirderClient } from '../../src/girder/client.js';
 import { decodeFile, decodeFolder, decodeItem, parseDate } from '../../src/girder/decode.js';
 import { silentLogger } from '../../src/log.js';

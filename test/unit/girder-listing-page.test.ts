@@ -1,7 +1,7 @@
 // Decoding the girder-mount-listing plugin's answer (the same decode is checked against a live
 // server's answers in test/integration/listing-plugin.test.ts).
 import t from 'tap';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { decodeListingPage, isListingAnswer, isNoListingRoute } from '../../src/girder/listing-page.js';
 
 // an answer of the plugin 1.0.0 on Girder 5.0.21 (ids shortened to stay readable)

@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { readRange } from '../../src/girder/download.js';
 import { HttpRangeStream, type RangeStreamOptions } from '../../src/girder/range-stream.js';

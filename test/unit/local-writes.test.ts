@@ -9,7 +9,7 @@ import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import t, { type Test } from 'tap';
 import { promisify } from 'node:util';
-import { openDirect } from '../../src/direct-io.js';
+import { openUncached } from '../../src/uncached-io.js';
 import type { FsError } from '../../src/errors.js';
 import { LocalWriter } from '../../src/vfs/local-writes/index.js';
 import { HEAD, SLOT_BYTES, SLOTS, TAIL } from '../../src/vfs/local-writes/ring.js';
@@ -66,7 +66,7 @@ t.test('direct writes: whole aligned runs go around the page cache, the rest thr
   const { writer, dir, file } = await rig(t);
   const name = path.join(dir, 'd');
   const fh = await file('d');
-  const direct = await openDirect(name, constants.O_WRONLY);
+  const direct = await openUncached(name, constants.O_WRONLY);
   if (direct === undefined) return t.plan(0, `${tmpdir()} has no O_DIRECT`);
   t.teardown(() => direct.close());
   t.equal(await writer.canWriteDirect(direct.fd), true, 'the ring has an offset the kernel takes direct writes from');
@@ -87,7 +87,7 @@ t.test('direct writes: whole aligned runs go around the page cache, the rest thr
 
   // a cached write, then a direct one over it, then a cached one inside that: the kernel keeps them coherent
   const mixed = await file('m');
-  const mixedDirect = await openDirect(path.join(dir, 'm'), constants.O_WRONLY);
+  const mixedDirect = await openUncached(path.join(dir, 'm'), constants.O_WRONLY);
   if (mixedDirect === undefined) return t.fail('no O_DIRECT');
   t.teardown(() => mixedDirect.close());
   const k2 = writer.register(() => t.fail('no write fails'));
@@ -103,7 +103,7 @@ t.test('direct writes: whole aligned runs go around the page cache, the rest thr
 
   // small writes, even aligned and front to back, stay in the page cache: a direct write waits for the device
   const small = await file('s');
-  const smallDirect = await openDirect(path.join(dir, 's'), constants.O_WRONLY);
+  const smallDirect = await openUncached(path.join(dir, 's'), constants.O_WRONLY);
   if (smallDirect === undefined) return t.fail('no O_DIRECT');
   t.teardown(() => smallDirect.close());
   const k3 = writer.register(() => t.fail('no write fails'));
@@ -122,7 +122,7 @@ t.test('finding the direct offset while the writes of another file fill the ring
   const pending: Array<Promise<number>> = [];
   for (let pos = 0; pos < content.length; pos += SLOT_BYTES) pending.push(writer.write(key, { fd: a.fd, direct: -1 }, pos, content.subarray(pos, pos + SLOT_BYTES), true));
   await file('b');
-  const direct = await openDirect(path.join(dir, 'b'), constants.O_WRONLY);
+  const direct = await openUncached(path.join(dir, 'b'), constants.O_WRONLY);
   if (direct === undefined) return t.plan(0, `${tmpdir()} has no O_DIRECT`);
   t.teardown(() => direct.close());
   const found = writer.canWriteDirect(direct.fd); // while the ring is full of a's writes

@@ -3,9 +3,10 @@
 import t from 'tap';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import type { Logger } from '../../src/log.js';
-import { ServerHealth, signalsServerAway } from '../../src/girder/server-health.js';
+import { signalsServerAway } from '../../src/girder/girder-error.js';
+import { ServerHealth } from '../../src/girder/server-health.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 interface LogLine {

@@ -3,13 +3,14 @@
 // Over the in-memory store (its failEvery hook stands for the server away); through a real mount
 // and a real Girder in test/integration/offline.test.ts.
 import t from 'tap';
-import { GirderError, toFsError } from '../../src/errors.js';
+import { toFsError } from '../../src/vfs/fs-error.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 import { sleep } from '../helpers/wait.js';
 
 const TTL = 30;
 
-/** The errno the kernel would see (the fuse layer maps errors with toFsError), or 'no error'. */
+/** The errno the kernel would see (the vfs boundary maps errors with toFsError), or 'no error'. */
 async function errnoOf(p: Promise<unknown>): Promise<string> {
   return p.then(() => 'no error', (err: unknown) => toFsError(err).errno);
 }

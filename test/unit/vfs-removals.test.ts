@@ -2,7 +2,7 @@
 // journaled; Girder's DELETE follows. rm -r is one recursive delete; a new file of a removed name
 // takes the old entry over; a removal survives a restart; one Girder refuses shows the entry again.
 import t from 'tap';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { O_WRONLY } from '../../src/vfs/api.js';
 import { errnoOf } from '../helpers/errno.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';

@@ -4,7 +4,8 @@
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { FsError, GirderError } from '../../src/errors.js';
+import { FsError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import { O_APPEND, O_RDWR, O_WRONLY } from '../../src/vfs/api.js';
 import { MemoryStore, type StoreMethod } from '../helpers/memory-store.js';
 import { vfsFixture, type VfsFixture } from '../helpers/vfs-fixture.js';

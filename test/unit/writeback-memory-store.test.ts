@@ -2,7 +2,7 @@ import t from 'tap';
 import { createHash } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { GirderError } from '../../src/errors.js';
+import { GirderError, isMissing } from '../../src/girder/girder-error.js';
 import { MemoryStore } from '../helpers/memory-store.js';
 
 const sha = (b: Buffer | string): string => createHash('sha512').update(b).digest('hex');
@@ -17,7 +17,7 @@ t.test('ids, missing ids and malformed ids', async (t) => {
   await t.rejects(s.getFolder(missing), { message: `Invalid folder id (${missing}).` });
   await t.rejects(s.getFile(missing), { message: `Invalid file id (${missing}).` });
   const err = await s.getFile(missing).catch((e: unknown) => e);
-  t.ok(err instanceof GirderError && err.isMissing);
+  t.ok(err instanceof GirderError && isMissing(err));
   await t.rejects(s.getItem('nope'), { message: 'Invalid ObjectId: nope', status: 400, type: 'validation', field: 'id' });
 });
 

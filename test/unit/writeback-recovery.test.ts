@@ -3,7 +3,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { GirderError } from '../../src/errors.js';
+import { GirderError } from '../../src/girder/girder-error.js';
 import type { GirderStore } from '../../src/girder/store.js';
 import type { Logger } from '../../src/log.js';
 import {

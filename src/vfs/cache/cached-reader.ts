@@ -1,4 +1,5 @@
-import { FsError, GirderError } from '../../errors.js';
+import { FsError } from '../../errors.js';
+import { kindOf } from '../../girder/girder-error.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { Logger } from '../../log.js';
 import type { DataReader, ReadSession, RemoteFile } from '../ports.js';
@@ -368,5 +369,5 @@ function noop(): void {}
 
 /** The server did not answer in time: a request's own timeout, or a stream that stalled. */
 function isNoAnswer(err: unknown): err is Error {
-  return (err instanceof GirderError && err.type === 'timeout') || err instanceof StreamStalledError;
+  return kindOf(err) === 'timeout' || err instanceof StreamStalledError;
 }

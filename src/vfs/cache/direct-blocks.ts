@@ -2,13 +2,13 @@ import { randomUUID } from 'node:crypto';
 import { constants } from 'node:fs';
 import { open, unlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { alignedLength, alignedOffset, DIRECT_ALIGN, openDirect } from '../../direct-io.js';
+import { alignedLength, alignedOffset, UNCACHED_ALIGN, openUncached } from '../../uncached-io.js';
 
 /** Bytes one direct write takes at most (the staging buffer's size). */
 const STAGE_BYTES = 4 * 1024 * 1024;
 
 /**
- * Writes cache blocks around the page cache (direct-io.ts). A block fetched for a reader is also in
+ * Writes cache blocks around the page cache (uncached-io.ts). A block fetched for a reader is also in
  * the kernel's page cache of the mounted file, which is what serves re-reads: caching the block
  * file too would hold every byte twice. The blocks come from pooled buffers at addresses direct
  * I/O may refuse, so their aligned part is copied into one aligned staging buffer first (a copy
@@ -26,9 +26,9 @@ export class DirectBlocks {
     await made.close();
     let fh: FileHandle | undefined;
     try {
-      fh = await openDirect(probe, constants.O_WRONLY);
+      fh = await openUncached(probe, constants.O_WRONLY);
       if (fh === undefined) return undefined;
-      const area = Buffer.allocUnsafeSlow(STAGE_BYTES + DIRECT_ALIGN);
+      const area = Buffer.allocUnsafeSlow(STAGE_BYTES + UNCACHED_ALIGN);
       const h = fh;
       const shift = await alignedOffset(area, (view) => h.write(view, 0, view.length, 0)).catch(() => undefined);
       return shift === undefined ? undefined : new DirectBlocks(area.subarray(shift, shift + STAGE_BYTES));
@@ -39,7 +39,7 @@ export class DirectBlocks {
   }
 
   /**
-   * Write `data` at `position` (a multiple of DIRECT_ALIGN): the whole 4 KiB blocks through
+   * Write `data` at `position` (a multiple of UNCACHED_ALIGN): the whole 4 KiB blocks through
    * `direct`, the rest (the end of a file's last block) through `buffered`.
    */
   write(direct: FileHandle, buffered: FileHandle, data: Buffer, position: number): Promise<void> {

@@ -1,7 +1,7 @@
 import { constants, promises as fsp } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
-import { openDirect } from '../../direct-io.js';
+import { openUncached } from '../../uncached-io.js';
 import { writeAll, type DirectBlocks } from './direct-blocks.js';
 import { punchHole } from './hole-punch.js';
 
@@ -264,7 +264,7 @@ export class VersionFile {
       this.writer = writer;
       writer.catch(noop);
       if (this.direct !== undefined) {
-        this.directWriter = writer.then(() => openDirect(this.path, constants.O_WRONLY | constants.O_NOFOLLOW), () => undefined);
+        this.directWriter = writer.then(() => openUncached(this.path, constants.O_WRONLY | constants.O_NOFOLLOW), () => undefined);
         this.directWriter.catch(noop);
       }
     }

@@ -2,13 +2,13 @@
  * The write thread: takes ops off the ring in order, writes their bytes into the files' temp files
  * and keeps each file's running SHA-512, so the main thread only copies bytes and answers FUSE.
  * Writes that continue each other are taken together; their aligned part is written with direct
- * I/O (direct-io.ts) by the thread pool while this thread hashes it.
+ * I/O (uncached-io.ts) by the thread pool while this thread hashes it.
  */
 import { createHash, type Hash } from 'node:crypto';
 import { write as writeCb, writeSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { parentPort, workerData } from 'node:worker_threads';
-import { alignedLength } from '../../direct-io.js';
+import { alignedLength } from '../../uncached-io.js';
 import { F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
 const writeAt = promisify(writeCb);

@@ -7,8 +7,9 @@
 import { ftruncate, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
-import { alignedOffset, DIRECT_ALIGN } from '../../direct-io.js';
-import { FsError, toFsError } from '../../errors.js';
+import { alignedOffset, UNCACHED_ALIGN } from '../../uncached-io.js';
+import { FsError } from '../../errors.js';
+import { toFsError } from '../fs-error.js';
 import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
 const writeAt = promisify(write);
@@ -108,7 +109,7 @@ export class LocalWriter {
     if (this.directRefused) return Promise.resolve(false);
     this.aligning ??= (async () => {
       try {
-        const shift = await alignedOffset(this.data.subarray(0, ALIGN_SPARE + DIRECT_ALIGN), (view) => writeAt(directFd, view, 0, view.length, 0));
+        const shift = await alignedOffset(this.data.subarray(0, ALIGN_SPARE + UNCACHED_ALIGN), (view) => writeAt(directFd, view, 0, view.length, 0));
         await truncateFd(directFd, 0);
         if (shift === undefined) this.directRefused = true;
         else this.directShift = shift;

@@ -8,7 +8,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GirderError, errorMessage } from '../../errors.js';
+import { errorMessage } from '../../errors.js';
+import { GirderError, isTransient } from '../../girder/girder-error.js';
 import type { Logger } from '../../log.js';
 import type { DeleteJob, Removals, TakenRemoval } from '../ports.js';
 import { unlinkDurably, writeFileDurably } from './durable-fs.js';
@@ -231,5 +232,5 @@ export class DeleteQueue implements Removals {
 /** A removal refused for a reason that can pass: the server away or failing, credentials refused. */
 function canGoAway(err: unknown): boolean {
   if (!(err instanceof GirderError)) return true;
-  return err.status === 0 || err.status >= 500 || err.status === 401;
+  return isTransient(err) || err.kind === 'auth';
 }

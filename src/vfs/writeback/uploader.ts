@@ -1,8 +1,8 @@
-import { GirderError } from '../../errors.js';
+import { isMissing, isRefused } from '../../girder/girder-error.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { FileDoc, ItemDoc, UploadHooks, UploadSource } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
-import { isMissing, sleep } from './retry-policy.js';
+import { sleep } from './retry-policy.js';
 import { NameInTheWayError, type ResumeState, type UploadJob, type UploadTarget } from './types.js';
 
 /** Server-side copies only pay off (and are only tried) from this size on. */
@@ -199,7 +199,7 @@ export class Uploader {
       try {
         copy = await this.store.copyFile(hit.id, itemId);
       } catch (err) {
-        if (isMissing(err, 'file') || (err instanceof GirderError && err.isAccessDenied)) continue; // gone or unreadable meanwhile: try the next
+        if (isMissing(err, 'file') || isRefused(err)) continue; // gone or unreadable meanwhile: try the next
         throw err;
       }
       await a.save({ copiedFileId: copy.id });
