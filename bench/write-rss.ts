@@ -71,14 +71,13 @@ async function main(): Promise<void> {
       ctx.log(`run ${run}: writing ${opts.sizeMiB} MiB of random bytes to ${local}`);
       const sha512 = await writeRandomFile(local, size);
       const m = await ctx.mount(server.server, folder._id, `write-rss-${run}`);
-      const M = m.mount.mountpoint;
-      await ctx.timed('ls "$M" > /dev/null', { M });
+      await m.timed('ls "$M" > /dev/null');
       let watch = await RssWatch.start(m.mount.pid);
       const started = performance.now();
       // each reader opens the file on its own, cold: they share what the daemon fetches
       const reading = readers === 0 ? Promise.resolve([]) : Promise.all(Array.from({ length: readers }, () =>
-        ctx.timed('sha512sum "$M/read.bin"', { M }).then((r) => ({ ...r, sha512: r.stdout.split(' ')[0] }))));
-      await ctx.timed(`cp "${local}" "$M/write-${run}.bin"`, { M });
+        m.timed('sha512sum "$M/read.bin"').then((r) => ({ ...r, sha512: r.stdout.split(' ')[0] }))));
+      await m.timed(`cp "${local}" "$M/write-${run}.bin"`);
       const read = await reading;
       writeRss.push(await watch.stop());
       for (const r of read) {

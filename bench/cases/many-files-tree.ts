@@ -1,5 +1,6 @@
 // What the many-files cases share: the tree, the mounts' TTL, and rows that fill up as runs end.
-import type { BenchContext, MountUnderTest } from '../lib/context.js';
+import type { BenchContext } from '../lib/context.js';
+import type { MountUnderTest } from '../lib/mount-under-test.js';
 import type { Watched } from '../lib/proxied-server.js';
 import type { Row, Target } from '../lib/report.js';
 import { RequestTally } from '../lib/requests.js';

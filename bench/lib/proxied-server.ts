@@ -2,7 +2,8 @@
 // adds its time to a row's samples, its requests to a tally, and a daemon's RSS and CPU.
 import { CountingProxy } from '../../test/helpers/counting-proxy.js';
 import { waitFor } from '../../test/helpers/wait.js';
-import type { BenchContext, MountUnderTest, StartedServer } from './context.js';
+import type { BenchContext, StartedServer } from './context.js';
+import type { MountUnderTest } from './mount-under-test.js';
 import type { CurlTarget } from './curl.js';
 import type { RequestTally } from './requests.js';
 import { RssWatch, type DaemonUsage } from './rss.js';
