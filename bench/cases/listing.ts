@@ -8,7 +8,7 @@ import { CountingProxy, type ProxiedRequest } from '../../test/helpers/counting-
 import { waitFor } from '../../test/helpers/wait.js';
 import type { BenchContext } from '../lib/context.js';
 import { curlReplay, type CurlTarget } from '../lib/curl.js';
-import { DaemonUsage, RssWatch } from '../lib/rss.js';
+import { Measured } from '../lib/measured.js';
 import { countListed, seedTree } from '../lib/seed.js';
 import type { Row } from '../lib/report.js';
 import { median } from '../lib/stats.js';
@@ -33,40 +33,35 @@ export async function listing(ctx: BenchContext): Promise<void> {
   const curl: CurlTarget = { apiUrl: proxy.apiUrl, token: started.token, work: ctx.work };
   const settle = (): Promise<boolean> => waitFor(() => proxy.inFlight() === 0, { timeoutMs: 120_000, what: 'the proxy to go idle' });
 
-  const ls: number[] = [];
-  const find: number[] = [];
+  const ls = new Measured();
+  const find = new Measured();
   const curlPages: number[] = [];
   const curlSame: number[] = [];
-  const lsRequests: number[] = [];
-  const findRequests: number[] = [];
   const pageRequests: number[] = [];
-  const lsUse = new DaemonUsage();
-  const findUse = new DaemonUsage();
   let breakdown = '';
   const what = `${items} items / ${folders} folders`;
+  const lsRow = (refName: string, ref: number[]): Row => ls.row({ name: `ls -lR, ${what}`, unit: 's', refName, ref, target: { kind: 'max', ratio: 1.5 } });
   // the rows go in first and fill up as runs finish, so an interrupted run still reports them
-  const lsVsPages: Row = { name: `ls -lR, ${what}`, unit: 's', ours: ls, refName: 'curl, listing pages once each, sequential', ref: curlPages, target: { kind: 'max', ratio: 1.5 } };
-  const lsVsSame: Row = { name: `ls -lR, ${what}`, unit: 's', ours: ls, refName: `curl, the mount's requests, ${CURL_PARALLEL} in flight`, ref: curlSame, target: { kind: 'max', ratio: 1.5 } };
-  const findVsPages: Row = { name: `find, ${what}`, unit: 's', ours: find, refName: 'curl, listing pages once each, sequential', ref: curlPages };
+  const lsVsPages = lsRow('curl, listing pages once each, sequential', curlPages);
+  const lsVsSame = lsRow(`curl, the mount's requests, ${CURL_PARALLEL} in flight`, curlSame);
+  const findRow = (): Row => find.row({ name: `find, ${what}`, unit: 's', refName: 'curl, listing pages once each, sequential', ref: curlPages });
+  const findVsPages = findRow();
   for (const row of [lsVsPages, lsVsSame, findVsPages]) ctx.addRow(row);
   const update = (): void => {
-    Object.assign(lsVsPages, lsUse.fields(), { requests: median(lsRequests), refName: `curl, ${median(pageRequests)} listing pages once each, sequential` });
-    Object.assign(lsVsSame, lsUse.fields(), { requests: median(lsRequests), refName: `curl, the mount's ${median(lsRequests)} requests, ${CURL_PARALLEL} in flight` });
-    if (find.length > 0) Object.assign(findVsPages, findUse.fields(), { requests: median(findRequests) });
+    Object.assign(lsVsPages, lsRow(`curl, ${median(pageRequests)} listing pages once each, sequential`, curlPages));
+    Object.assign(lsVsSame, lsRow(`curl, the mount's ${median(ls.requests)} requests, ${CURL_PARALLEL} in flight`, curlSame));
+    Object.assign(findVsPages, findRow());
   };
-  for (let run = 1; run <= ctx.opts.listingRuns; run++) {
+  for (const run of ctx.runs(ctx.opts.listingRuns)) {
     // ls -lR on a fresh mount
-    let m = await ctx.mount(started.server, tree.rootId, `listing-ls-${run}`, { apiUrl: proxy.apiUrl });
-    let M = m.mount.mountpoint;
+    let m = await ctx.mount(started.server, tree.rootId, `listing-ls-${run.run}`, { apiUrl: proxy.apiUrl });
     await settle();
     let mark = proxy.mark();
-    let watch = await RssWatch.start(m.mount.pid);
     const lsOut = path.join(ctx.work, 'ls-lR.txt');
-    ls.push((await ctx.timed(`ls -lR "$M" > "${lsOut}"`, { M })).seconds);
-    await lsUse.add(watch);
+    ls.samples.push(await ls.watch(m.mount.pid, async () => (await m.timed(`ls -lR "$M" > "${lsOut}"`)).seconds));
     await settle();
     const made = proxy.since(mark);
-    lsRequests.push(made.length);
+    ls.requests.push(made.length);
     breakdown = proxy.describe(mark).replace(/\n/g, ', ');
     const listed = await countListed(lsOut, 'ls');
     if (listed !== items) throw new Error(`ls -lR listed ${listed} files, expected ${items}`);
@@ -79,24 +74,21 @@ export async function listing(ctx: BenchContext): Promise<void> {
     curlPages.push(await curlReplay(curl, pages, 1, 'curl-pages.conf'));
     curlSame.push(await curlReplay(curl, made.filter((r) => r.method === 'GET'), CURL_PARALLEL, 'curl-same.conf'));
     update();
-    ctx.log(`listing run ${run}: ls -lR ${ls.at(-1)?.toFixed(1)} s (${made.length} requests: ${breakdown}), curl pages ${curlPages.at(-1)?.toFixed(1)} s, curl same requests ${curlSame.at(-1)?.toFixed(1)} s`);
+    ctx.log(`listing run ${run.run}: ls -lR ${ls.samples.at(-1)?.toFixed(1)} s (${made.length} requests: ${breakdown}), curl pages ${curlPages.at(-1)?.toFixed(1)} s, curl same requests ${curlSame.at(-1)?.toFixed(1)} s`);
 
     // find on another fresh mount
-    m = await ctx.mount(started.server, tree.rootId, `listing-find-${run}`, { apiUrl: proxy.apiUrl });
-    M = m.mount.mountpoint;
+    m = await ctx.mount(started.server, tree.rootId, `listing-find-${run.run}`, { apiUrl: proxy.apiUrl });
     await settle();
     mark = proxy.mark();
-    watch = await RssWatch.start(m.mount.pid);
     const findOut = path.join(ctx.work, 'find.txt');
-    find.push((await ctx.timed(`find "$M" > "${findOut}"`, { M })).seconds);
-    await findUse.add(watch);
+    find.samples.push(await find.watch(m.mount.pid, async () => (await m.timed(`find "$M" > "${findOut}"`)).seconds));
     await settle();
-    findRequests.push(proxy.mark() - mark);
+    find.requests.push(proxy.mark() - mark);
     const found = await countListed(findOut, 'find');
     if (found !== items) throw new Error(`find found ${found} files, expected ${items}`);
-    await m.release(run === ctx.opts.listingRuns);
+    await m.release(run.last);
     update();
-    ctx.log(`listing run ${run}: find ${find.at(-1)?.toFixed(1)} s (${findRequests.at(-1)} requests)`);
+    ctx.log(`listing run ${run.run}: find ${find.samples.at(-1)?.toFixed(1)} s (${find.requests.at(-1)} requests)`);
   }
   ctx.note(`listing case: ${items} items in ${folders} folders; requests of one ls -lR: ${breakdown}`);
 }
