@@ -92,13 +92,13 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
   for (let run = 1; run <= runs; run++) {
     const m = await server.mount(seeded.rootId, `many-ls${plugin ? '-plugin' : ''}-${run}`, MOUNT_ARGS);
     const M = m.mount.mountpoint;
-    await server.step(cold.ours, () => lsLR(ctx, M, tree), cold.tally, cold.watch(m));
+    await server.step(cold.samples, () => lsLR(ctx, M, tree), cold.tally, cold.watching(m));
     await sleep(TTL_S * 1000); // every listing the cold ls fetched is now older than the TTL
-    await server.step(relist.ours, () => lsLR(ctx, M, tree), relist.tally, relist.watch(m));
+    await server.step(relist.samples, () => lsLR(ctx, M, tree), relist.tally, relist.watching(m));
     if (bytes !== undefined) {
       // the listings are fresh: what is left to fetch is the bytes
       const cat = `find "$M" -type f -print0 | xargs -0 -P${PARALLEL} -n 32 cat > /dev/null`;
-      await server.step(bytes.read.ours, async () => (await ctx.timed(cat, { M })).seconds, bytes.read.tally, bytes.read.watch(m));
+      await server.step(bytes.read.samples, async () => (await ctx.timed(cat, { M })).seconds, bytes.read.tally, bytes.read.watching(m));
     }
     await m.release(plugin && run === runs);
     await server.step(curlPages, () => curlReplay(server.curl, listing, 1, 'many-pages.conf'));
@@ -111,7 +111,7 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
       const fresh = await server.mount(seeded.rootId, `many-out-${run}`, MOUNT_ARGS);
       const F = fresh.mount.mountpoint;
       const cp = async (): Promise<number> => (await ctx.timed('cp -r "$F" "$W/many-out"', { F })).seconds;
-      await server.step(bytes.out.ours, () => copyOut(ctx, tree, cp, 'many-out'), bytes.out.tally, bytes.out.watch(fresh));
+      await server.step(bytes.out.samples, () => copyOut(ctx, tree, cp, 'many-out'), bytes.out.tally, bytes.out.watching(fresh));
       await fresh.release(run === runs);
       const gc = ['download', '--parent-type', 'folder', seeded.rootId, path.join(ctx.work, 'many-gc')];
       await server.step(bytes.gcDownload, () => copyOut(ctx, tree, () => girderClient(ctx, server.apiUrl, server.apiKey, gc), 'many-gc'), bytes.gcTally);
@@ -120,7 +120,7 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
     }
     cold.update();
     relist.update();
-    ctx.log(`many-files${tag} run ${run}: ls -lR cold ${cold.ours.at(-1)?.toFixed(1)} s, after TTL ${relist.ours.at(-1)?.toFixed(1)} s, curl pages ${curlPages.at(-1)?.toFixed(1)} s`);
+    ctx.log(`many-files${tag} run ${run}: ls -lR cold ${cold.samples.at(-1)?.toFixed(1)} s, after TTL ${relist.samples.at(-1)?.toFixed(1)} s, curl pages ${curlPages.at(-1)?.toFixed(1)} s`);
   }
   ctx.note(`many-files${tag}: requests of a cold ls -lR: ${cold.tally.breakdown}`);
   ctx.note(`many-files${tag}: requests of ls -lR after the TTL: ${relist.tally.breakdown}`);

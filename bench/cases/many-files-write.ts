@@ -51,7 +51,7 @@ export async function manyFilesWrite(ctx: BenchContext, tree: ManyFilesTree): Pr
       await m.waitUploadsDone();
       return (performance.now() - started) / 1000;
     };
-    await mine.server.step(copyIn.ours, cpIn, copyIn.tally, copyIn.watch(m));
+    await mine.server.step(copyIn.samples, cpIn, copyIn.tally, copyIn.watching(m));
     const kept = ctx.opts.keep && run === runs;
     await m.release(kept);
     await checkUploaded(mine.server, mine.parentId, tree, 'cp -r');
@@ -70,7 +70,7 @@ export async function manyFilesWrite(ctx: BenchContext, tree: ManyFilesTree): Pr
     await forGc.server.stop();
 
     copyIn.update(`${curlName}, ${curlTally.summary()} requests`, `girder-client upload, ${gcTally.summary()} requests`);
-    ctx.log(`many-files run ${run}: cp -r in ${copyIn.ours.at(-1)?.toFixed(1)} s, curl ${curlUpload.at(-1)?.toFixed(1)} s, girder-client ${gcUpload.at(-1)?.toFixed(1)} s`);
+    ctx.log(`many-files run ${run}: cp -r in ${copyIn.samples.at(-1)?.toFixed(1)} s, curl ${curlUpload.at(-1)?.toFixed(1)} s, girder-client ${gcUpload.at(-1)?.toFixed(1)} s`);
   }
   ctx.note(`many-files: requests of cp -r in: ${copyIn.tally.breakdown}; of girder-client upload: ${gcTally.breakdown}`);
 }
