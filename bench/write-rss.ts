@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { writeRandomFile } from '../test/helpers/random-file.js';
 import { repoRoot } from '../test/helpers/girder-server.js';
 import { BenchContext } from './lib/context.js';
-import { parseOptions, USAGE } from './lib/options.js';
+import { count, parseOptions, USAGE } from './lib/options.js';
 import { hostInfo, RSS_TARGET_MIB, saveResults } from './lib/report.js';
 import { RssWatch } from './lib/rss.js';
 import { MiB, mibPerS } from './lib/stats.js';
@@ -17,8 +17,7 @@ import { MiB, mibPerS } from './lib/stats.js';
 function takeCount(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(`--${name}`);
   if (at < 0) return fallback;
-  const n = Number(argv[at + 1]);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} wants a whole number, got ${argv[at + 1]}`);
+  const n = count(name, argv[at + 1] ?? '(nothing)', fallback, 0);
   argv.splice(at, 2);
   return n;
 }
