@@ -36,12 +36,40 @@ async function main(): Promise<void> {
   const startedAt = new Date().toISOString();
   const loadAtStart = hostInfo().load1;
   const ctx = await BenchContext.create(opts);
+  // the table and the JSON of the rows so far: at the end, or when a signal stops a long run
+  const report = async (): Promise<void> => {
+    if (ctx.rows.length > 0) {
+      const header = [
+        `girder-mount benchmark, ${startedAt}, commit ${await gitCommit()}, ${hostInfo().cpus} CPUs, node ${process.version}`,
+        `load average (1 min) ${loadAtStart} at the start, ${hostInfo().load1} at the end: other work on the machine skews the figures`,
+        `medians of ${opts.runs} run(s); assetstore ${opts.assetstore}; big file ${opts.sizeMiB} MiB; listing and many-files: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
+      ];
+      const rssOk = ctx.rows.every((r) => summarize(r).rssMet !== false);
+      process.stdout.write(`\n${header.join('\n')}\n\n${formatTable(ctx.rows)}\n\n`);
+      process.stdout.write(`daemon peak RSS under ${RSS_TARGET_MIB} MiB in every case: ${rssOk ? 'yes' : 'NO'}\n`);
+      for (const note of ctx.notes) process.stdout.write(`- ${note}\n`);
+      const results: Results = {
+        startedAt,
+        finishedAt: new Date().toISOString(),
+        host: hostInfo(),
+        loadAtStart,
+        options: { ...opts, only: [...opts.only], commit: await gitCommit() },
+        notes: ctx.notes,
+        rows: ctx.rows.map((row) => ({ ...row, summary: summarize(row) })),
+      };
+      const file = await saveResults(opts.resultsDir, 'bench', results);
+      process.stdout.write(`\nJSON: ${file}\n`);
+    }
+  };
   let interrupted = false;
   const onSignal = (signal: NodeJS.Signals): void => {
     if (interrupted) process.exit(130);
     interrupted = true;
     ctx.log(`${signal}: cleaning up (again to quit at once)`);
-    void ctx.cleanup().then(() => process.exit(130));
+    void report()
+      .catch((err: unknown) => ctx.log(`report: ${err instanceof Error ? err.message : String(err)}`))
+      .then(() => ctx.cleanup())
+      .then(() => process.exit(130));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -81,28 +109,7 @@ async function main(): Promise<void> {
     ctx.log(`FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
   }
 
-  if (ctx.rows.length > 0) {
-    const header = [
-      `girder-mount benchmark, ${startedAt}, commit ${await gitCommit()}, ${hostInfo().cpus} CPUs, node ${process.version}`,
-      `load average (1 min) ${loadAtStart} at the start, ${hostInfo().load1} at the end: other work on the machine skews the figures`,
-      `medians of ${opts.runs} run(s); assetstore ${opts.assetstore}; big file ${opts.sizeMiB} MiB; listing and many-files: ${opts.items} items in ${opts.folders} folders, ${opts.listingRuns} run(s); small files: ${opts.smallFiles} x 4 KiB`,
-    ];
-    const rssOk = ctx.rows.every((r) => summarize(r).rssMet !== false);
-    process.stdout.write(`\n${header.join('\n')}\n\n${formatTable(ctx.rows)}\n\n`);
-    process.stdout.write(`daemon peak RSS under ${RSS_TARGET_MIB} MiB in every case: ${rssOk ? 'yes' : 'NO'}\n`);
-    for (const note of ctx.notes) process.stdout.write(`- ${note}\n`);
-    const results: Results = {
-      startedAt,
-      finishedAt: new Date().toISOString(),
-      host: hostInfo(),
-      loadAtStart,
-      options: { ...opts, only: [...opts.only], commit: await gitCommit() },
-      notes: ctx.notes,
-      rows: ctx.rows.map((row) => ({ ...row, summary: summarize(row) })),
-    };
-    const file = await saveResults(opts.resultsDir, 'bench', results);
-    process.stdout.write(`\nJSON: ${file}\n`);
-  }
+  await report();
   await ctx.holdKept(servers);
   await ctx.cleanup();
   process.exit(failed ? 1 : 0);

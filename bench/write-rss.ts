@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { writeRandomFile } from '../test/helpers/random-file.js';
 import { repoRoot } from '../test/helpers/girder-server.js';
 import { BenchContext } from './lib/context.js';
-import { parseOptions, USAGE } from './lib/options.js';
+import { count, parseOptions, USAGE } from './lib/options.js';
 import { hostInfo, RSS_TARGET_MIB, saveResults } from './lib/report.js';
 import { RssWatch } from './lib/rss.js';
 import { MiB, mibPerS } from './lib/stats.js';
@@ -17,8 +17,7 @@ import { MiB, mibPerS } from './lib/stats.js';
 function takeCount(argv: string[], name: string, fallback: number): number {
   const at = argv.indexOf(`--${name}`);
   if (at < 0) return fallback;
-  const n = Number(argv[at + 1]);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} wants a whole number, got ${argv[at + 1]}`);
+  const n = count(name, argv[at + 1] ?? '(nothing)', fallback, 0);
   argv.splice(at, 2);
   return n;
 }
@@ -71,14 +70,13 @@ async function main(): Promise<void> {
       ctx.log(`run ${run}: writing ${opts.sizeMiB} MiB of random bytes to ${local}`);
       const sha512 = await writeRandomFile(local, size);
       const m = await ctx.mount(server.server, folder._id, `write-rss-${run}`);
-      const M = m.mount.mountpoint;
-      await ctx.timed('ls "$M" > /dev/null', { M });
+      await m.timed('ls "$M" > /dev/null');
       let watch = await RssWatch.start(m.mount.pid);
       const started = performance.now();
       // each reader opens the file on its own, cold: they share what the daemon fetches
       const reading = readers === 0 ? Promise.resolve([]) : Promise.all(Array.from({ length: readers }, () =>
-        ctx.timed('sha512sum "$M/read.bin"', { M }).then((r) => ({ ...r, sha512: r.stdout.split(' ')[0] }))));
-      await ctx.timed(`cp "${local}" "$M/write-${run}.bin"`, { M });
+        m.timed('sha512sum "$M/read.bin"').then((r) => ({ ...r, sha512: r.stdout.split(' ')[0] }))));
+      await m.timed(`cp "${local}" "$M/write-${run}.bin"`);
       const read = await reading;
       writeRss.push(await watch.stop());
       for (const r of read) {

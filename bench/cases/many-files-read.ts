@@ -8,6 +8,7 @@ import { sleep } from '../../test/helpers/wait.js';
 import type { BenchContext } from '../lib/context.js';
 import { curlReplay, type CurlRequest } from '../lib/curl.js';
 import { girderClient } from '../lib/girder-client.js';
+import type { MountUnderTest } from '../lib/mount-under-test.js';
 import { ProxiedServer } from '../lib/proxied-server.js';
 import { RequestTally } from '../lib/requests.js';
 import { countListed, seedTree, type SeededTree } from '../lib/seed.js';
@@ -37,9 +38,9 @@ function listingPages(tree: ManyFilesTree, seeded: SeededTree): CurlRequest[] {
 }
 
 /** `ls -lR` of the mount into a file, checked to list every file; its seconds. */
-async function lsLR(ctx: BenchContext, M: string, tree: ManyFilesTree): Promise<number> {
+async function lsLR(ctx: BenchContext, m: MountUnderTest, tree: ManyFilesTree): Promise<number> {
   const out = path.join(ctx.work, 'many-ls-lR.txt');
-  const { seconds } = await ctx.timed(`ls -lR "$M" > "${out}"`, { M });
+  const { seconds } = await m.timed(`ls -lR "$M" > "${out}"`);
   const listed = await countListed(out, 'ls');
   if (listed !== tree.items) throw new Error(`ls -lR listed ${listed} files, expected ${tree.items}`);
   return seconds;
@@ -88,19 +89,17 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
   const relist = new MountRows(ctx, tree, `ls -lR again after the TTL (${TTL_S} s)${tag}`).against(pagesName, curlPages, { kind: 'max', ratio: plugin ? 2 : 1.5 });
   const bytes = plugin ? undefined : byteRows(ctx, tree, downloads.length);
 
-  const runs = ctx.opts.listingRuns;
-  for (let run = 1; run <= runs; run++) {
-    const m = await server.mount(seeded.rootId, `many-ls${plugin ? '-plugin' : ''}-${run}`, MOUNT_ARGS);
-    const M = m.mount.mountpoint;
-    await server.step(cold.ours, () => lsLR(ctx, M, tree), cold.tally, cold.watch(m));
+  for (const run of ctx.runs(ctx.opts.listingRuns)) {
+    const m = await server.mount(seeded.rootId, `many-ls${plugin ? '-plugin' : ''}-${run.run}`, MOUNT_ARGS);
+    await server.step(cold.samples, () => lsLR(ctx, m, tree), cold.tally, cold.watching(m));
     await sleep(TTL_S * 1000); // every listing the cold ls fetched is now older than the TTL
-    await server.step(relist.ours, () => lsLR(ctx, M, tree), relist.tally, relist.watch(m));
+    await server.step(relist.samples, () => lsLR(ctx, m, tree), relist.tally, relist.watching(m));
     if (bytes !== undefined) {
       // the listings are fresh: what is left to fetch is the bytes
       const cat = `find "$M" -type f -print0 | xargs -0 -P${PARALLEL} -n 32 cat > /dev/null`;
-      await server.step(bytes.read.ours, async () => (await ctx.timed(cat, { M })).seconds, bytes.read.tally, bytes.read.watch(m));
+      await server.step(bytes.read.samples, async () => (await m.timed(cat)).seconds, bytes.read.tally, bytes.read.watching(m));
     }
-    await m.release(plugin && run === runs);
+    await m.release(plugin && run.last);
     await server.step(curlPages, () => curlReplay(server.curl, listing, 1, 'many-pages.conf'));
 
     if (bytes !== undefined) {
@@ -108,11 +107,10 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
       curlPagesAndFiles.push((curlPages.at(-1) as number) + filesSeconds);
       await server.step(bytes.curlDownloads, () => curlReplay(server.curl, downloads, PARALLEL, 'many-downloads.conf'));
 
-      const fresh = await server.mount(seeded.rootId, `many-out-${run}`, MOUNT_ARGS);
-      const F = fresh.mount.mountpoint;
-      const cp = async (): Promise<number> => (await ctx.timed('cp -r "$F" "$W/many-out"', { F })).seconds;
-      await server.step(bytes.out.ours, () => copyOut(ctx, tree, cp, 'many-out'), bytes.out.tally, bytes.out.watch(fresh));
-      await fresh.release(run === runs);
+      const fresh = await server.mount(seeded.rootId, `many-out-${run.run}`, MOUNT_ARGS);
+      const cp = async (): Promise<number> => (await fresh.timed('cp -r "$M" "$W/many-out"')).seconds;
+      await server.step(bytes.out.samples, () => copyOut(ctx, tree, cp, 'many-out'), bytes.out.tally, bytes.out.watching(fresh));
+      await fresh.release(run.last);
       const gc = ['download', '--parent-type', 'folder', seeded.rootId, path.join(ctx.work, 'many-gc')];
       await server.step(bytes.gcDownload, () => copyOut(ctx, tree, () => girderClient(ctx, server.apiUrl, server.apiKey, gc), 'many-gc'), bytes.gcTally);
       bytes.read.update();
@@ -120,7 +118,7 @@ export async function manyFilesRead(ctx: BenchContext, tree: ManyFilesTree, plug
     }
     cold.update();
     relist.update();
-    ctx.log(`many-files${tag} run ${run}: ls -lR cold ${cold.ours.at(-1)?.toFixed(1)} s, after TTL ${relist.ours.at(-1)?.toFixed(1)} s, curl pages ${curlPages.at(-1)?.toFixed(1)} s`);
+    ctx.log(`many-files${tag} run ${run.run}: ls -lR cold ${cold.samples.at(-1)?.toFixed(1)} s, after TTL ${relist.samples.at(-1)?.toFixed(1)} s, curl pages ${curlPages.at(-1)?.toFixed(1)} s`);
   }
   ctx.note(`many-files${tag}: requests of a cold ls -lR: ${cold.tally.breakdown}`);
   ctx.note(`many-files${tag}: requests of ls -lR after the TTL: ${relist.tally.breakdown}`);

@@ -1,9 +1,10 @@
 // What the many-files cases share: the tree, the mounts' TTL, and rows that fill up as runs end.
-import type { BenchContext, MountUnderTest } from '../lib/context.js';
+import type { BenchContext } from '../lib/context.js';
+import type { MountUnderTest } from '../lib/mount-under-test.js';
+import { Measured } from '../lib/measured.js';
 import type { Watched } from '../lib/proxied-server.js';
 import type { Row, Target } from '../lib/report.js';
 import { RequestTally } from '../lib/requests.js';
-import { DaemonUsage } from '../lib/rss.js';
 import type { TreeLayout } from '../lib/seed.js';
 
 export const FILE_SIZE = 4096;
@@ -25,39 +26,40 @@ export interface ManyFilesTree {
 }
 
 /**
- * Rows of one step of ours against one or more references: our samples, the daemon's RSS and CPU
- * and the requests the mount made are the same in each. The rows go into the table at once and
+ * One step of ours (Measured: its seconds, the daemon's RSS and CPU) against one or more references,
+ * with the requests the mount made per folder and per file. The rows go into the table at once and
  * fill up as runs end, so an interrupted bench still reports them.
  */
-export class MountRows {
-  readonly ours: number[] = [];
+export class MountRows extends Measured {
   readonly tally: RequestTally;
-  readonly usage = new DaemonUsage();
-  private readonly rows: Row[] = [];
+  private readonly rows: Array<{ row: Row; target?: Target }> = [];
 
   constructor(
     private readonly ctx: BenchContext,
     tree: ManyFilesTree,
     private readonly name: string,
   ) {
+    super();
     this.tally = new RequestTally(tree.folders, tree.items);
   }
 
   /** Adds a row of this step against `ref` (samples the caller fills). */
   against(refName: string, ref: number[], target?: Target): this {
-    const row: Row = { name: this.name, unit: 's', ours: this.ours, refName, ref, ...(target === undefined ? {} : { target }) };
-    this.rows.push(row);
+    const row = this.row({ name: this.name, unit: 's', refName, ref, target });
+    this.rows.push({ row, target });
     this.ctx.addRow(row);
     return this;
   }
 
   /** What to watch in ProxiedServer.step(). */
-  watch(mount: MountUnderTest): Watched {
-    return { usage: this.usage, mount };
+  watching(mount: MountUnderTest): Watched {
+    return { measured: this, mount };
   }
 
   /** Copies the daemon's usage and the requests into the rows; `refNames` (in order) replace theirs. */
   update(...refNames: string[]): void {
-    this.rows.forEach((row, i) => Object.assign(row, this.usage.fields(), this.tally.fields(), refNames[i] === undefined ? {} : { refName: refNames[i] }));
+    this.rows.forEach(({ row, target }, i) => {
+      Object.assign(row, this.row({ name: this.name, unit: 's', refName: refNames[i] ?? row.refName, ref: row.ref, target }), this.tally.fields());
+    });
   }
 }

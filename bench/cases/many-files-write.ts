@@ -2,7 +2,6 @@
 // no upload pending, against curl making one POST /file per file (16 in parallel) and against
 // `girder-client upload`. Each upload starts on a new, empty server: on mongomock every query
 // scans every document, so a server already holding an earlier copy would slow the later ones.
-import { performance } from 'node:perf_hooks';
 import type { BenchContext } from '../lib/context.js';
 import { curlUploadTree } from '../lib/curl.js';
 import { girderClient } from '../lib/girder-client.js';
@@ -39,21 +38,14 @@ export async function manyFilesWrite(ctx: BenchContext, tree: ManyFilesTree): Pr
   const copyIn = new MountRows(ctx, tree, 'cp -r in, until uploaded')
     .against(curlName, curlUpload, { kind: 'max', ratio: 1.5 })
     .against('girder-client upload', gcUpload, { kind: 'max', ratio: 1 / 3 });
-  const runs = ctx.opts.listingRuns;
-  for (let run = 1; run <= runs; run++) {
+  for (const run of ctx.runs(ctx.opts.listingRuns)) {
     const mine = await emptyServer(ctx);
-    const m = await mine.server.mount(mine.parentId, `many-in-${run}`, MOUNT_ARGS);
-    const M = m.mount.mountpoint;
-    await ctx.timed('ls "$M" > /dev/null', { M });
-    const cpIn = async (): Promise<number> => {
-      const started = performance.now();
-      await ctx.timed('cp -r "$L" "$M/many"', { M, L: tree.local });
-      await m.waitUploadsDone();
-      return (performance.now() - started) / 1000;
-    };
-    await mine.server.step(copyIn.ours, cpIn, copyIn.tally, copyIn.watch(m));
-    const kept = ctx.opts.keep && run === runs;
-    await m.release(kept);
+    const m = await mine.server.mount(mine.parentId, `many-in-${run.run}`, MOUNT_ARGS);
+    await m.timed('ls "$M" > /dev/null');
+    const cpIn = async (): Promise<number> => (await m.untilUploaded(`cp -r "${tree.local}" "$M/many"`)).uploaded;
+    await mine.server.step(copyIn.samples, cpIn, copyIn.tally, copyIn.watching(m));
+    const kept = ctx.keeps(run);
+    await m.release(run.last);
     await checkUploaded(mine.server, mine.parentId, tree, 'cp -r');
     if (!kept) await mine.server.stop();
 
@@ -70,7 +62,7 @@ export async function manyFilesWrite(ctx: BenchContext, tree: ManyFilesTree): Pr
     await forGc.server.stop();
 
     copyIn.update(`${curlName}, ${curlTally.summary()} requests`, `girder-client upload, ${gcTally.summary()} requests`);
-    ctx.log(`many-files run ${run}: cp -r in ${copyIn.ours.at(-1)?.toFixed(1)} s, curl ${curlUpload.at(-1)?.toFixed(1)} s, girder-client ${gcUpload.at(-1)?.toFixed(1)} s`);
+    ctx.log(`many-files run ${run.run}: cp -r in ${copyIn.samples.at(-1)?.toFixed(1)} s, curl ${curlUpload.at(-1)?.toFixed(1)} s, girder-client ${gcUpload.at(-1)?.toFixed(1)} s`);
   }
   ctx.note(`many-files: requests of cp -r in: ${copyIn.tally.breakdown}; of girder-client upload: ${gcTally.breakdown}`);
 }

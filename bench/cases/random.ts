@@ -6,8 +6,8 @@ import { writeFile } from 'node:fs/promises';
 import type { BenchContext } from '../lib/context.js';
 import { curlRangedLatencies } from '../lib/curl.js';
 import type { DataSet } from '../lib/dataset.js';
-import { DaemonUsage, RssWatch } from '../lib/rss.js';
-import { median } from '../lib/stats.js';
+import { Measured } from '../lib/measured.js';
+import type { Shell } from '../lib/mount-under-test.js';
 import { repoRoot } from '../../test/helpers/girder-server.js';
 
 const BLOCK = 4096;
@@ -19,44 +19,38 @@ function randomOffsets(count: number, size: number): number[] {
 
 export async function randomRead(ctx: BenchContext, data: DataSet): Promise<void> {
   const child = path.join(repoRoot(), 'dist', 'bench', 'random-read-child.js');
-  const reader = (file: string, offsets: string): string => `"${process.execPath}" "${child}" ${file} "${offsets}" ${BLOCK}`;
-  const cold: number[] = [];
-  const warm: number[] = [];
+  /** The child's latency of each read, ms (run `on` a mount, for $M). */
+  const reads = async (file: string, offsets: string, on: Shell = ctx): Promise<number[]> =>
+    JSON.parse((await on.timed(`"${process.execPath}" "${child}" ${file} "${offsets}" ${BLOCK}`)).stdout) as number[];
+  const cold = new Measured();
+  const warm = new Measured();
   const curl: number[] = [];
   const local: number[] = [];
-  const requests: number[] = [];
-  const coldUse = new DaemonUsage();
-  const warmUse = new DaemonUsage();
-  for (let run = 1; run <= ctx.opts.runs; run++) {
+  for (const run of ctx.runs()) {
     const offsets = randomOffsets(ctx.opts.randomReads, data.bigSize);
-    const offsetsFile = path.join(ctx.work, `offsets-${run}.json`);
+    const offsetsFile = path.join(ctx.work, `offsets-${run.run}.json`);
     await writeFile(offsetsFile, JSON.stringify(offsets));
-    const m = await ctx.mount(data.server.server, data.folderId, `random-read-${run}`);
-    const M = m.mount.mountpoint;
-    await ctx.timed(`stat "$M/${data.bigName}" > /dev/null`, { M });
-    const before = (await m.status()).requests.requests;
-
-    let watch = await RssWatch.start(m.mount.pid);
-    cold.push(...(JSON.parse((await ctx.timed(reader(`"$M/${data.bigName}"`, offsetsFile), { M })).stdout) as number[]));
-    await coldUse.add(watch);
-    requests.push((await m.status()).requests.requests - before);
-    watch = await RssWatch.start(m.mount.pid);
-    warm.push(...(JSON.parse((await ctx.timed(reader(`"$M/${data.bigName}"`, offsetsFile), { M })).stdout) as number[]));
-    await warmUse.add(watch);
-    await m.release(run === ctx.opts.runs);
+    const m = await data.mount(`random-read-${run.run}`);
+    const big = `"$M/${data.bigName}"`;
+    await m.timed(`stat ${big} > /dev/null`);
+    const made = await m.countRequests();
+    cold.samples.push(...(await cold.watch(m.mount.pid, () => reads(big, offsetsFile, m))));
+    cold.requests.push((await made()).requests);
+    warm.samples.push(...(await warm.watch(m.mount.pid, () => reads(big, offsetsFile, m))));
+    await m.release(run.last);
 
     curl.push(...(await curlRangedLatencies(data.curl, data.bigFileId, offsets, BLOCK)));
-    await ctx.timed(reader(`"$W/${data.bigName}"`, offsetsFile)); // into the page cache
-    local.push(...(JSON.parse((await ctx.timed(reader(`"$W/${data.bigName}"`, offsetsFile))).stdout) as number[]));
-    ctx.log(`random-read run ${run}: ${offsets.length} reads, ${requests.at(-1)} requests`);
+    await reads(`"$W/${data.bigName}"`, offsetsFile); // into the page cache
+    local.push(...(await reads(`"$W/${data.bigName}"`, offsetsFile)));
+    ctx.log(`random-read run ${run.run}: ${offsets.length} reads, ${cold.requests.at(-1)} requests`);
   }
   const n = ctx.opts.randomReads;
   for (const stat of ['median', 'p99'] as const) {
     const label = stat === 'median' ? 'p50' : 'p99';
-    ctx.addRow({ name: `random 4 KiB read, cold, ${label} (${n} reads/run)`, unit: 'ms', stat, ours: cold, refName: 'curl ranged GET', ref: curl, ...coldUse.fields(), ...(stat === 'median' ? { requests: median(requests) } : {}) });
+    ctx.addRow(cold.row({ name: `random 4 KiB read, cold, ${label} (${n} reads/run)`, unit: 'ms', stat, refName: 'curl ranged GET', ref: curl }, stat === 'median'));
   }
   for (const stat of ['median', 'p99'] as const) {
     const label = stat === 'median' ? 'p50' : 'p99';
-    ctx.addRow({ name: `random 4 KiB read, warm, ${label}`, unit: 'ms', stat, ours: warm, refName: 'local file, page cache', ref: local, ...warmUse.fields() });
+    ctx.addRow(warm.row({ name: `random 4 KiB read, warm, ${label}`, unit: 'ms', stat, refName: 'local file, page cache', ref: local }));
   }
 }

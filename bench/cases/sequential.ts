@@ -6,69 +6,45 @@
 import { ddBytes, type BenchContext } from '../lib/context.js';
 import type { DataSet } from '../lib/dataset.js';
 import { curlDownload } from '../lib/curl.js';
-import { DaemonUsage, RssWatch } from '../lib/rss.js';
-import { median, mibPerS } from '../lib/stats.js';
+import { Measured } from '../lib/measured.js';
+import type { Shell } from '../lib/mount-under-test.js';
+import { mibPerS } from '../lib/stats.js';
 
 const WARM_READS = 3;
 
 export async function sequentialRead(ctx: BenchContext, data: DataSet): Promise<void> {
-  const cold: number[] = [];
-  const warm: number[] = [];
+  const cold = new Measured();
+  const warm = new Measured();
   const curl: number[] = [];
   const local: number[] = [];
-  const requests: number[] = [];
-  const coldUse = new DaemonUsage();
-  const warmUse = new DaemonUsage();
-  const dd = (file: string): string => `dd if=${file} of=/dev/null bs=1M`;
-  for (let run = 1; run <= ctx.opts.runs; run++) {
-    const m = await ctx.mount(data.server.server, data.folderId, `seq-read-${run}`);
-    const M = m.mount.mountpoint;
-    await ctx.timed(`stat "$M/${data.bigName}" > /dev/null`, { M }); // lookup outside the timing
-    const before = (await m.status()).requests.requests;
-    await ctx.quiesce(data.server.server.info.pid);
+  /** MiB/s of a whole read of `file` (run `on` a mount, for $M). */
+  const dd = async (file: string, on: Shell = ctx): Promise<number> => {
+    const r = await on.timed(`dd if=${file} of=/dev/null bs=1M`);
+    if (ddBytes(r.stderr) !== data.bigSize) throw new Error(`dd of ${file} read ${ddBytes(r.stderr)} bytes`);
+    return mibPerS(data.bigSize, r.seconds);
+  };
+  for (const run of ctx.runs()) {
+    const m = await data.mount(`seq-read-${run.run}`);
+    const big = `"$M/${data.bigName}"`;
+    await m.timed(`stat ${big} > /dev/null`); // lookup outside the timing
+    const made = await m.countRequests();
+    await data.settle();
+    cold.samples.push(await cold.watch(m.mount.pid, () => dd(big, m)));
+    cold.requests.push((await made()).requests);
+    await warm.watch(m.mount.pid, async () => {
+      for (let i = 0; i < WARM_READS; i++) warm.samples.push(await dd(big, m));
+    });
+    await m.release(run.last);
 
-    let watch = await RssWatch.start(m.mount.pid);
-    const c = await ctx.timed(dd(`"$M/${data.bigName}"`), { M });
-    await coldUse.add(watch);
-    if (ddBytes(c.stderr) !== data.bigSize) throw new Error(`cold dd read ${ddBytes(c.stderr)} bytes`);
-    cold.push(mibPerS(data.bigSize, c.seconds));
-    requests.push((await m.status()).requests.requests - before);
-
-    watch = await RssWatch.start(m.mount.pid);
-    for (let i = 0; i < WARM_READS; i++) {
-      const w = await ctx.timed(dd(`"$M/${data.bigName}"`), { M });
-      if (ddBytes(w.stderr) !== data.bigSize) throw new Error(`warm dd read ${ddBytes(w.stderr)} bytes`);
-      warm.push(mibPerS(data.bigSize, w.seconds));
-    }
-    await warmUse.add(watch);
-    await m.release(run === ctx.opts.runs);
-
-    await ctx.quiesce(data.server.server.info.pid);
+    await data.settle();
     curl.push(mibPerS(data.bigSize, await curlDownload(data.curl, data.bigFileId, data.bigSize)));
-    await ctx.timed(dd(`"$W/${data.bigName}"`));
-    for (let i = 0; i < WARM_READS; i++) local.push(mibPerS(data.bigSize, (await ctx.timed(dd(`"$W/${data.bigName}"`))).seconds));
+    await dd(`"$W/${data.bigName}"`);
+    for (let i = 0; i < WARM_READS; i++) local.push(await dd(`"$W/${data.bigName}"`));
     ctx.log(
-      `seq-read run ${run}: cold ${cold.at(-1)?.toFixed(0)} MiB/s (curl ${curl.at(-1)?.toFixed(0)}), warm ${warm.at(-1)?.toFixed(0)} MiB/s (local ${local.at(-1)?.toFixed(0)})`,
+      `seq-read run ${run.run}: cold ${cold.samples.at(-1)?.toFixed(0)} MiB/s (curl ${curl.at(-1)?.toFixed(0)}), warm ${warm.samples.at(-1)?.toFixed(0)} MiB/s (local ${local.at(-1)?.toFixed(0)})`,
     );
   }
   const size = `${ctx.opts.sizeMiB} MiB`;
-  ctx.addRow({
-    name: `cold sequential read ${size} (dd bs=1M)`,
-    unit: 'MiB/s',
-    ours: cold,
-    refName: 'curl download',
-    ref: curl,
-    target: { kind: 'min', ratio: 0.8 },
-    ...coldUse.fields(),
-    requests: median(requests),
-  });
-  ctx.addRow({
-    name: `warm re-read ${size} (same mount, ${WARM_READS} per run)`,
-    unit: 'MiB/s',
-    ours: warm,
-    refName: 'local dd, page cache',
-    ref: local,
-    target: { kind: 'min', ratio: 0.5 },
-    ...warmUse.fields(),
-  });
+  ctx.addRow(cold.row({ name: `cold sequential read ${size} (dd bs=1M)`, unit: 'MiB/s', refName: 'curl download', ref: curl, target: { kind: 'min', ratio: 0.8 } }));
+  ctx.addRow(warm.row({ name: `warm re-read ${size} (same mount, ${WARM_READS} per run)`, unit: 'MiB/s', refName: 'local dd, page cache', ref: local, target: { kind: 'min', ratio: 0.5 } }));
 }

@@ -5,12 +5,10 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { CountingProxy } from '../../test/helpers/counting-proxy.js';
 import type { BenchContext } from '../lib/context.js';
 import type { DataSet } from '../lib/dataset.js';
-import { DaemonUsage, RssWatch } from '../lib/rss.js';
-import { median } from '../lib/stats.js';
+import { Measured } from '../lib/measured.js';
 
 const FILE_SIZE = 4096;
 
@@ -20,59 +18,46 @@ export async function smallFiles(ctx: BenchContext, data: DataSet): Promise<void
   await mkdir(tree, { recursive: true });
   for (let i = 0; i < n; i++) await writeFile(path.join(tree, `f-${String(i).padStart(5, '0')}.bin`), randomBytes(FILE_SIZE));
 
-  const copyIn: number[] = [];
-  const copyOut: number[] = [];
+  const copyIn = new Measured();
+  const copyOut = new Measured();
   const local: number[] = [];
-  const reqIn: number[] = [];
-  const reqOut: number[] = [];
-  const inUse = new DaemonUsage();
-  const outUse = new DaemonUsage();
   // a counting proxy in front of the server, for the breakdown of the requests by kind
   const proxy = await CountingProxy.start({ target: data.server.server.info.apiUrl });
   ctx.onCleanup(() => proxy.close());
   const via = { apiUrl: proxy.apiUrl };
   let inBreakdown = '';
   let outBreakdown = '';
-  for (let run = 1; run <= ctx.opts.runs; run++) {
-    const dir = `small-${run}`;
-    const m = await ctx.mount(data.server.server, data.folderId, `small-in-${run}`, via);
-    let M = m.mount.mountpoint;
-    await ctx.timed('ls "$M" > /dev/null', { M });
-    let before = (await m.status()).requests.requests;
+  for (const run of ctx.runs()) {
+    const dir = `small-${run.run}`;
+    const m = await data.mount(`small-in-${run.run}`, via);
+    await m.timed('ls "$M" > /dev/null');
+    let made = await m.countRequests();
     let mark = proxy.mark();
-    let watch = await RssWatch.start(m.mount.pid);
-    const started = performance.now();
-    await ctx.timed(`cp -r "$W/small" "$M/${dir}"`, { M });
-    await m.waitUploadsDone();
-    copyIn.push((performance.now() - started) / 1000);
-    await inUse.add(watch);
-    reqIn.push((await m.status()).requests.requests - before);
+    copyIn.samples.push((await copyIn.watch(m.mount.pid, () => m.untilUploaded(`cp -r "$W/small" "$M/${dir}"`))).uploaded);
+    copyIn.requests.push((await made()).requests);
     inBreakdown = proxy.describe(mark).replace(/\n/g, ', ');
     await m.release();
 
-    const out = await ctx.mount(data.server.server, data.folderId, `small-out-${run}`, via);
-    M = out.mount.mountpoint;
-    before = (await out.status()).requests.requests;
+    const out = await data.mount(`small-out-${run.run}`, via);
+    made = await out.countRequests();
     mark = proxy.mark();
-    watch = await RssWatch.start(out.mount.pid);
-    copyOut.push((await ctx.timed(`cp -r "$M/${dir}" "$W/out-${run}"`, { M })).seconds);
-    await outUse.add(watch);
-    reqOut.push((await out.status()).requests.requests - before);
+    copyOut.samples.push(await copyOut.watch(out.mount.pid, async () => (await out.timed(`cp -r "$M/${dir}" "$W/out-${run.run}"`)).seconds));
+    copyOut.requests.push((await made()).requests);
     outBreakdown = proxy.describe(mark).replace(/\n/g, ', ');
-    await out.release(run === ctx.opts.runs);
-    await ctx.timed(`diff -r "$W/small" "$W/out-${run}" && rm -r "$W/out-${run}"`);
+    await out.release(run.last);
+    await ctx.timed(`diff -r "$W/small" "$W/out-${run.run}" && rm -r "$W/out-${run.run}"`);
     // every run starts from the same server state (on mongomock each request scans every file)
-    if (!(ctx.opts.keep && run === ctx.opts.runs)) {
+    if (!ctx.keeps(run)) {
       const folder = (await data.server.admin.listFolders(data.folderId)).find((f) => f.name === dir);
       if (folder !== undefined) await data.server.admin.delete(`/folder/${folder._id}`);
     }
 
-    local.push((await ctx.timed(`cp -r "$W/small" "$W/local-${run}"`)).seconds);
-    await ctx.timed(`rm -r "$W/local-${run}"`);
-    ctx.log(`small-files run ${run}: in ${copyIn.at(-1)?.toFixed(1)} s, out ${copyOut.at(-1)?.toFixed(1)} s, local ${local.at(-1)?.toFixed(2)} s`);
+    local.push((await ctx.timed(`cp -r "$W/small" "$W/local-${run.run}"`)).seconds);
+    await ctx.timed(`rm -r "$W/local-${run.run}"`);
+    ctx.log(`small-files run ${run.run}: in ${copyIn.samples.at(-1)?.toFixed(1)} s, out ${copyOut.samples.at(-1)?.toFixed(1)} s, local ${local.at(-1)?.toFixed(2)} s`);
   }
   ctx.note(`small files: requests of one cp -r in: ${inBreakdown}`);
   ctx.note(`small files: requests of one cp -r out: ${outBreakdown}`);
-  ctx.addRow({ name: `cp -r of ${n} x 4 KiB in, until uploaded`, unit: 's', ours: copyIn, refName: 'local cp -r', ref: local, ...inUse.fields(), requests: median(reqIn) });
-  ctx.addRow({ name: `cp -r of ${n} x 4 KiB out (fresh mount)`, unit: 's', ours: copyOut, refName: 'local cp -r', ref: local, ...outUse.fields(), requests: median(reqOut) });
+  ctx.addRow(copyIn.row({ name: `cp -r of ${n} x 4 KiB in, until uploaded`, unit: 's', refName: 'local cp -r', ref: local }));
+  ctx.addRow(copyOut.row({ name: `cp -r of ${n} x 4 KiB out (fresh mount)`, unit: 's', refName: 'local cp -r', ref: local }));
 }

@@ -5,26 +5,19 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { controlRequest } from '../../src/control/client.js';
-import { controlSocketPath } from '../../src/control/socket-path.js';
-import type { MountStatus } from '../../src/control/status.js';
 import { rest, type Rest } from '../../test/helpers/girder-rest.js';
 import { startGirder, type GirderServer } from '../../test/helpers/girder-server.js';
 import { startMount, type Mount } from '../../test/helpers/mount.js';
-import { sleep } from '../../test/helpers/wait.js';
 import { killRunningCommands, runCommand } from './command.js';
+import { MountUnderTest, type MountHost, type Timed } from './mount-under-test.js';
 import type { BenchOptions } from './options.js';
 import type { Row } from './report.js';
 import { waitIdle } from './rss.js';
 
-export interface MountUnderTest {
-  mount: Mount;
-  /** The daemon's answer on its control socket (what `girder-mount status --json` prints). */
-  status(): Promise<MountStatus>;
-  /** Polls the status every 100 ms until no upload is pending. */
-  waitUploadsDone(timeoutMs?: number): Promise<MountStatus>;
-  /** SIGTERM and unmount, unless --keep and `keepIfAsked`; then it stays up until the bench ends. */
-  release(keepIfAsked?: boolean): Promise<void>;
+/** One run of a case: its number (from 1), and whether it is the last (whose mounts --keep leaves up). */
+export interface Run {
+  run: number;
+  last: boolean;
 }
 
 export interface StartedServer {
@@ -33,11 +26,12 @@ export interface StartedServer {
   token: string;
 }
 
-export class BenchContext {
+export class BenchContext implements MountHost {
   readonly rows: Row[] = [];
   readonly notes: string[] = [];
+  /** Mounts --keep left up. */
+  readonly kept: Mount[] = [];
   private readonly cleanups: Array<() => Promise<unknown>> = [];
-  private readonly kept: Mount[] = [];
   private readonly t0 = performance.now();
 
   private constructor(
@@ -67,6 +61,20 @@ export class BenchContext {
     this.rows.push(this.opts.assetstore === 's3' ? { ...row, name: `${row.name} [S3]` } : row);
   }
 
+  /** The runs of a case: --runs of them, or `count`. */
+  *runs(count = this.opts.runs): Generator<Run> {
+    for (let run = 1; run <= count; run++) yield { run, last: run === count };
+  }
+
+  get keep(): boolean {
+    return this.opts.keep;
+  }
+
+  /** Whether what `run` left on the server stays there for a look (--keep, last run). */
+  keeps({ last }: Run): boolean {
+    return this.opts.keep && last;
+  }
+
   onCleanup(fn: () => Promise<unknown>): void {
     this.cleanups.push(fn);
   }
@@ -92,50 +100,16 @@ export class BenchContext {
     }
     const info = extra.apiUrl === undefined ? server.info : { ...server.info, apiUrl: extra.apiUrl };
     const mount = await startMount({ server: info, folderId, args: extra.args ?? [], env, timeoutMs: 120_000 });
-    let released = false;
-    const release = async (): Promise<void> => {
-      if (released) return;
-      released = true;
-      await mount.cleanup();
-    };
-    this.onCleanup(release);
-    const socket = controlSocketPath(mount.mountpoint);
-    const status = async (): Promise<MountStatus> => {
-      const answer = await controlRequest(socket, 'GET', '/status', 30_000);
-      if (answer.status !== 200) throw new Error(`status of ${mount.mountpoint}: HTTP ${answer.status}`);
-      return answer.body as MountStatus;
-    };
-    const keep = (): boolean => this.opts.keep;
-    const kept = this.kept;
-    return {
-      mount,
-      status,
-      async waitUploadsDone(timeoutMs = 3_600_000) {
-        const deadline = Date.now() + timeoutMs;
-        for (;;) {
-          const s = await status();
-          const failed = s.failedUploads[0];
-          if (failed !== undefined) throw new Error(`upload of ${failed.path} failed: ${failed.reason}, kept at ${failed.keptAt}`);
-          if (s.uploads.length === 0) return s;
-          if (Date.now() > deadline) throw new Error(`uploads of ${mount.mountpoint} still pending after ${timeoutMs} ms`);
-          await sleep(100);
-        }
-      },
-      async release(keepIfAsked = false) {
-        if (keepIfAsked && keep()) {
-          kept.push(mount);
-          return;
-        }
-        await release();
-      },
-    };
+    const m = new MountUnderTest(mount, this);
+    this.onCleanup(() => m.stop());
+    return m;
   }
 
   /**
    * Runs `cmd` with bash in a child process (with $M, $W and `vars` in its environment), throws
    * unless it exits 0, and resolves with its wall time in seconds and its output.
    */
-  async timed(cmd: string, vars: Record<string, string> = {}, timeoutMs = 3_600_000): Promise<{ seconds: number; stdout: string; stderr: string }> {
+  async timed(cmd: string, vars: Record<string, string> = {}, timeoutMs = 3_600_000): Promise<Timed> {
     const started = performance.now();
     const r = await runCommand(`set -o pipefail; ${cmd}`, { W: this.work, ...vars }, timeoutMs);
     const seconds = (performance.now() - started) / 1000;

@@ -1,8 +1,9 @@
-// The data the read and write cases share: one Girder server, a folder, and a big random file
-// both on the server and as a local copy in the work dir.
+// The data the read and write cases share: one Girder server, a folder (and fresh mounts of it),
+// and a big random file both on the server and as a local copy in the work dir.
 import path from 'node:path';
 import { writeRandomFile } from '../../test/helpers/random-file.js';
 import type { BenchContext, StartedServer } from './context.js';
+import type { MountUnderTest } from './mount-under-test.js';
 import type { CurlTarget } from './curl.js';
 import { MiB } from './stats.js';
 
@@ -15,6 +16,10 @@ export interface DataSet {
   bigFileId: string;
   bigSize: number;
   curl: CurlTarget;
+  /** A fresh mount of the folder (through `apiUrl` when given, e.g. a proxy). */
+  mount(label: string, extra?: { apiUrl?: string }): Promise<MountUnderTest>;
+  /** Before a timed step: dirty pages written back, the server idle (BenchContext.quiesce). */
+  settle(): Promise<void>;
 }
 
 export async function makeDataSet(ctx: BenchContext): Promise<DataSet> {
@@ -36,5 +41,7 @@ export async function makeDataSet(ctx: BenchContext): Promise<DataSet> {
     bigFileId: doc._id,
     bigSize,
     curl: { apiUrl: server.server.info.apiUrl, token: server.token, work: ctx.work },
+    mount: (label, extra) => ctx.mount(server.server, folder._id, label, extra),
+    settle: () => ctx.quiesce(server.server.info.pid),
   };
 }

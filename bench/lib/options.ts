@@ -45,7 +45,8 @@ export const USAGE = `usage: npm run bench -- [options]
   --cpu-prof DIR    write a V8 CPU profile of each daemon into DIR (slows the daemon a little)
   --results DIR     where the JSON goes (default bench/results)`;
 
-function count(name: string, text: string | undefined, fallback: number, min = 1): number {
+/** The whole number `text` of option --`name` (at least `min`), or `fallback` when it is not given. */
+export function count(name: string, text: string | undefined, fallback: number, min = 1): number {
   if (text === undefined) return fallback;
   const n = Number(text);
   if (!Number.isInteger(n) || n < min) throw new Error(`--${name} wants an integer >= ${min}, got ${text}`);

@@ -1,15 +1,17 @@
 // A Girder server with a counting proxy in front of it, and timed steps through that proxy: each
-// adds its time to a row's samples, its requests to a tally, and a daemon's RSS and CPU.
+// adds its time to a row's samples, its requests to a tally, and a daemon's RSS and CPU to its
+// Measured.
 import { CountingProxy } from '../../test/helpers/counting-proxy.js';
 import { waitFor } from '../../test/helpers/wait.js';
-import type { BenchContext, MountUnderTest, StartedServer } from './context.js';
+import type { BenchContext, StartedServer } from './context.js';
+import type { MountUnderTest } from './mount-under-test.js';
 import type { CurlTarget } from './curl.js';
+import type { Measured } from './measured.js';
 import type { RequestTally } from './requests.js';
-import { RssWatch, type DaemonUsage } from './rss.js';
 
-/** A daemon to watch over a step: its peak RSS and CPU go to `usage`. */
+/** A daemon to watch over a step: its peak RSS and CPU go to `measured`. */
 export interface Watched {
-  usage: DaemonUsage;
+  measured: Measured;
   mount: MountUnderTest;
 }
 
@@ -53,10 +55,8 @@ export class ProxiedServer {
     await this.ctx.quiesce(this.started.server.info.pid);
     await this.settle();
     const mark = this.proxy.mark();
-    const watch = daemon === undefined ? undefined : await RssWatch.start(daemon.mount.mount.pid);
-    const seconds = await work();
+    const seconds = daemon === undefined ? await work() : await daemon.measured.watch(daemon.mount.mount.pid, work);
     samples.push(seconds);
-    if (watch !== undefined) await daemon?.usage.add(watch);
     await this.settle();
     tally?.add(this.proxy, mark);
     return seconds;

@@ -48,7 +48,8 @@ export function summarize(row: Row): RowSummary {
   const ours = percentile(row.ours, p);
   const ref = percentile(row.ref, p);
   const ratio = ours / ref;
-  const met = row.target === undefined ? undefined : row.target.kind === 'min' ? ratio >= row.target.ratio : ratio <= row.target.ratio;
+  // a row not measured yet (a run stopped early) has no ratio: nothing met or missed
+  const met = row.target === undefined || !Number.isFinite(ratio) ? undefined : row.target.kind === 'min' ? ratio >= row.target.ratio : ratio <= row.target.ratio;
   const rssMet = row.rssMiB === undefined ? undefined : row.rssMiB < RSS_TARGET_MIB;
   return { ours, ref, ratio, met, rssMet };
 }

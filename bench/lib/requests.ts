@@ -17,6 +17,8 @@ export class RequestTally {
   private readonly perFile: number[] = [];
   /** `pattern: n` of the last run, comma-separated. */
   breakdown = '';
+  /** The requests of the last run. */
+  last: readonly ProxiedRequest[] = [];
 
   constructor(
     private readonly folders: number,
@@ -31,6 +33,7 @@ export class RequestTally {
     this.perFolder.push(folderRequests / this.folders);
     this.perFile.push((requests.length - folderRequests) / this.files);
     this.breakdown = proxy.describe(mark).replace(/\n/g, ', ');
+    this.last = requests;
   }
 
   /** The Row fields. */
