@@ -377,7 +377,12 @@ t.test('kill -9 during uploads of 4 files: after a restart with the same cache d
 
   const second = await mountOn(tt, folder._id, PATIENT, { mountpoint, cacheDir });
   for (const f of files) {
-    const file = await waitForServerFile(admin, folder._id, f.name, f.sum, 180_000);
+    const file = await waitForServerFile(admin, folder._id, f.name, f.sum, 180_000).catch(async (err: unknown) => {
+      const items = await admin.listItems(folder._id);
+      const described = await Promise.all(items.map(async (i) => `${i.name}: ${(await admin.listFiles(i._id)).map((x) => `${x.name} ${x.size}`).join(', ')}`));
+      tt.comment(`on the server:\n${described.join('\n')}\nthe daemon's log:\n${second.logs()}`);
+      throw err;
+    });
     tt.equal(file.size, f.size, `${f.name}: on the server, sha512 exact`);
   }
   await waitUploadsDone(second.mountpoint, 60_000);
@@ -386,6 +391,10 @@ t.test('kill -9 during uploads of 4 files: after a restart with the same cache d
   for (const f of files) {
     const read = await sha512sumOf(path.join(mountpoint, f.name));
     tt.equal(read.sha512, f.sum, `${f.name}: the mount shows it, bytes exact`);
+    if (read.sha512 !== f.sum) {
+      const ls = await sh(`ls -la ${q(mountpoint)} ${q(path.join(mountpoint, f.name))}`);
+      tt.comment(`sha512sum: ${read.stderr}\nls -la: ${ls.stdout}${ls.stderr}\nthe daemon's log:\n${second.logs()}`);
+    }
   }
 });
 
