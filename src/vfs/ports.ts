@@ -81,7 +81,8 @@ export interface Uploads {
 export interface DeleteJob {
   /** The entry's mount path when it was removed. */
   readonly path: string;
-  readonly kind: 'item' | 'file';
+  /** A folder's removal is recursive: it takes the removals still queued under it. */
+  readonly kind: 'item' | 'file' | 'folder';
   readonly id: string;
   /** The listing the entry was removed from (Tree's key), to keep it out of later fetches. */
   readonly dirKey: string;
