@@ -27,6 +27,12 @@ export interface UploadJob {
    * closed: a first try may create it in one request without looking first.
    */
   readonly nameFree?: boolean;
+  /**
+   * The version (versionKeyOf) of the Girder file the local copy started from, when no earlier
+   * upload of it was in flight: finding another when it replaces the file, the upload logs that a
+   * change made elsewhere meanwhile is replaced (the local close wins).
+   */
+  readonly openedVersion?: string;
 }
 
 export interface UploadResult {
