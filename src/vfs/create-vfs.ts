@@ -15,6 +15,7 @@ import { FileSystemBoundary } from './filesystem-boundary.js';
 import { Vfs } from './filesystem.js';
 import type { LocalFile } from './local-file.js';
 import type { Owner } from './nodes.js';
+import type { DeleteJob } from './ports.js';
 import { placeFinishedUpload } from './resumed-uploads.js';
 import { Tree } from './tree.js';
 import { DeleteQueue } from './writeback/delete-queue.js';
@@ -84,10 +85,11 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   return { vfs, fs: new FileSystemBoundary(vfs), ctx, tree, uploads, removals, journaledTemps: new Set(resumed.map((j) => j.tempPath)) };
 }
 
-/** DELETE of an item or a file; one already gone is removed as well. */
-async function removeOnGirder(store: GirderStore, kind: 'item' | 'file', id: string): Promise<void> {
+/** DELETE of an item, a file or a folder (recursive); one already gone is removed as well. */
+async function removeOnGirder(store: GirderStore, kind: DeleteJob['kind'], id: string): Promise<void> {
   try {
     if (kind === 'item') await store.deleteItem(id);
+    else if (kind === 'folder') await store.deleteFolder(id);
     else await store.deleteFile(id);
   } catch (err) {
     if (isMissing(err)) return;

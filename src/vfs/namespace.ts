@@ -49,11 +49,18 @@ export class Namespace {
     if (!isDir(node)) throw new FsError('ENOTDIR', path);
     checkWritable(this.ctx, dir, path);
     if ((await this.ctx.tree.list(node)).size > 0 || this.localsUnder(path).length > 0) throw new FsError('ENOTEMPTY', path);
-    // Removals still queued under it are done by its recursive delete: one request for `rm -r`.
+    if (node.kind === 'folder') {
+      // Empty by a listing fresh this moment: gone from the mount now, and Girder's recursive
+      // DELETE follows in the background (journaled), taking the removals still queued under it:
+      // `rm -r` and git gc's prune do not wait on one round trip per folder.
+      await this.removals.enqueue({ path, kind: 'folder', id: node.folder.id, dirKey: dirKey(dir) });
+      this.ctx.tree.removed(dir, name, node.folder.id);
+      return;
+    }
+    // An item directory: removals still queued under it are done by its delete.
     const taken = await this.removals.takeUnder(path);
     try {
-      if (node.kind === 'folder') await this.ctx.store.deleteFolder(node.folder.id);
-      else await this.ctx.store.deleteItem(node.item.id);
+      await this.ctx.store.deleteItem(node.item.id);
     } catch (err) {
       for (const removal of taken) removal.restore();
       throw err;

@@ -27,6 +27,12 @@ export interface UploadJob {
    * closed: a first try may create it in one request without looking first.
    */
   readonly nameFree?: boolean;
+  /**
+   * The version (versionKeyOf) of the Girder file the local copy started from, when no earlier
+   * upload of it was in flight: finding another when it replaces the file, the upload logs that a
+   * change made elsewhere meanwhile is replaced (the local close wins).
+   */
+  readonly openedVersion?: string;
 }
 
 export interface UploadResult {
@@ -81,7 +87,8 @@ export interface Uploads {
 export interface DeleteJob {
   /** The entry's mount path when it was removed. */
   readonly path: string;
-  readonly kind: 'item' | 'file';
+  /** A folder's removal is recursive: it takes the removals still queued under it. */
+  readonly kind: 'item' | 'file' | 'folder';
   readonly id: string;
   /** The listing the entry was removed from (Tree's key), to keep it out of later fetches. */
   readonly dirKey: string;

@@ -41,6 +41,8 @@ export class Sealer {
       path: local.path, key: local.key, target: local.target, tempPath, size: local.size,
       ...(sha512 !== undefined ? { sha512 } : {}),
       ...(local.isNew && this.ctx.tree.nameFree(local.path) ? { nameFree: true } : {}),
+      // An earlier upload of this file still in flight changes the server's version itself.
+      ...(local.target.kind === 'file' && local.remoteVersion !== undefined && local.pendingUploads === 0 ? { openedVersion: local.remoteVersion } : {}),
     };
     let done: Promise<UploadResult>;
     try {
@@ -51,7 +53,6 @@ export class Sealer {
       await unlink(tempPath).catch(() => undefined);
       throw toFsError(err);
     }
-    this.warnIfChangedRemotely(local);
     this.track(local, done);
   }
 
@@ -175,21 +176,6 @@ export class Sealer {
     return { doc: { ...node.item, size: file.size }, exact: true };
   }
 
-  /** DESIGN: the local close wins over a change made elsewhere meanwhile; say so in the log. */
-  private warnIfChangedRemotely(local: LocalFile): void {
-    const target = local.target;
-    const opened = local.remoteVersion;
-    // An earlier upload of this file still in flight changes the server's version itself.
-    if (target.kind !== 'file' || opened === undefined || local.pendingUploads > 0) return;
-    void this.followed(this.ctx.store.getFile(target.fileId).then(
-      (now) => {
-        if (versionKeyOf(now) !== opened) {
-          this.ctx.logger.warn({ path: local.path }, 'file changed on the server while open here; the local version replaces it');
-        }
-      },
-      () => undefined,
-    ));
-  }
 }
 
 

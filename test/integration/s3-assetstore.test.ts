@@ -349,6 +349,7 @@ t.test('through the mount', async (t) => {
   t.test('rm -r deletes the folder and its objects in S3', async (t) => {
     const before = (await s3Objects(store3.service ?? '', bucket)).keys.length;
     await sh.ok('rm -r "$M/sizes"');
+    await settle(); // the emptied folder's delete follows its rmdir
     t.equal(await remoteLookup(admin, mfolder._id, 'sizes'), undefined, 'the folder is gone on the server');
     const after = (await s3Objects(store3.service ?? '', bucket)).keys.length;
     // f-67108864.bin's object is shared with by-hash.bin (a server-side copy), and stays

@@ -216,6 +216,8 @@ t.test('writing through the mount, checked through REST', async (t) => {
     t.not(r.code, 0, 'rmdir of a non-empty directory fails');
     t.match(r.stderr, /Directory not empty/, 'with ENOTEMPTY');
     await sh.ok('rmdir "$M/mk/a/b/c"');
+    t.equal(await sh.ok('ls -A "$M/mk/a/b"'), '', 'gone from the mount at once');
+    await settle(); // Girder's delete follows the rmdir
     t.same(await remoteTree(admin, mk._id), { a: 'dir', 'a/b': 'dir' }, 'rmdir of an empty one removes it on the server');
   });
 

@@ -40,10 +40,81 @@ t.test('rm -r: the rmdir\'s recursive delete takes the removals still queued und
   t.equal(fx.removals.pending, 20, 'every removal queued');
   await fx.vfs.rmdir('/tree');
   refusal.lift();
+  await fx.removals.drain(5_000);
   t.equal(fx.removals.pending, 0, 'the rmdir took them all');
   t.equal(fx.store.count('deleteFolder'), 1, 'one recursive delete');
   t.notOk(fx.store.hasFolder(dir.id), 'the tree is gone from Girder');
   t.equal(fx.store.itemsIn(dir.id).length, 0, 'with its items');
+});
+
+t.test('an rmdir of an emptied folder answers before Girder removes it; a mkdir of its name waits for that', async (t) => {
+  const fx = await vfsFixture({ ttlMs: TTL });
+  t.teardown(() => fx.close());
+  const dir = fx.store.seedFolder(fx.store.rootId, 'ab');
+  fx.store.seedFile(dir.id, 'obj1', '1');
+  fx.store.seedFile(dir.id, 'obj2', '2');
+  fx.store.seedFile(fx.store.rootId, 'kept.txt', 'stay');
+  for (const name of await fx.vfs.readdir('/ab')) await fx.vfs.unlink(`/ab/${name}`);
+  const gate = fx.store.gate('deleteFolder');
+  const answered = await Promise.race([fx.vfs.rmdir('/ab').then(() => true), sleep(2_000).then(() => false)]);
+  t.ok(answered, 'the rmdir answered while Girder has not removed the folder yet');
+  t.ok(fx.store.hasFolder(dir.id), 'Girder still has it');
+  t.equal(await errnoOf(fx.vfs.getattr('/ab')), 'ENOENT', 'gone from the mount at once');
+  await sleep(TTL + 5);
+  t.same(await fx.vfs.readdir('/'), ['kept.txt'], 'a listing fetched while Girder still has it leaves it out');
+  const made = fx.vfs.mkdir('/ab', 0o755);
+  await sleep(50);
+  t.equal(fx.store.count('createFolder'), 0, 'the mkdir of its name waits for the removal');
+  await gate.reached;
+  gate.release();
+  await made;
+  await fx.removals.drain(5_000);
+  t.notOk(fx.store.hasFolder(dir.id), 'Girder removed the folder');
+  t.equal(fx.store.count('deleteFolder'), 1, 'with one recursive delete');
+  t.equal(fx.store.count('deleteItem'), 0, 'which took the removals of its files');
+  t.same((await fx.vfs.readdir('/')).sort(), ['ab', 'kept.txt'], 'the new folder of the name is there');
+  t.same(await fx.vfs.readdir('/ab'), [], 'and empty');
+});
+
+t.test('rm -r of a tree of folders: one recursive delete, and a mkdir of its name right after does not wait forever', async (t) => {
+  const fx = await vfsFixture({ ttlMs: TTL });
+  t.teardown(() => fx.close());
+  const top = fx.store.seedFolder(fx.store.rootId, 'd00');
+  fx.store.seedFile(top.id, 'a.txt', 'a');
+  const sub = fx.store.seedFolder(top.id, 'sub');
+  fx.store.seedFile(sub.id, 'b.txt', 'b');
+  const deeper = fx.store.seedFolder(sub.id, 'deeper');
+  fx.store.seedFile(deeper.id, 'c.txt', 'c');
+  // as rm -r does it: the files of a folder, then the folder, from the bottom up
+  await fx.vfs.unlink('/d00/sub/deeper/c.txt');
+  await fx.vfs.rmdir('/d00/sub/deeper');
+  await fx.vfs.unlink('/d00/sub/b.txt');
+  await fx.vfs.rmdir('/d00/sub');
+  await fx.vfs.unlink('/d00/a.txt');
+  await fx.vfs.rmdir('/d00');
+  const made = await Promise.race([fx.vfs.mkdir('/d00', 0o755).then(() => true), sleep(3_000).then(() => false)]);
+  t.ok(made, 'the mkdir of its name is done once the removal is');
+  t.ok(await fx.removals.drain(3_000), 'no removal left waiting');
+  t.equal(fx.store.count('deleteFolder'), 1, 'one recursive delete');
+  t.equal(fx.store.count('deleteItem'), 0, 'which did the removals of the files');
+  t.notOk(fx.store.hasFolder(top.id), 'the old tree is gone from Girder');
+  t.same(await fx.vfs.readdir('/d00'), [], 'the new folder is empty');
+});
+
+t.test('an rmdir Girder refuses: the folder shows again, with its files', async (t) => {
+  const fx = await vfsFixture({ ttlMs: TTL });
+  t.teardown(() => fx.close());
+  const dir = fx.store.seedFolder(fx.store.rootId, 'locked');
+  fx.store.seedFile(dir.id, 'f.txt', 'x');
+  await fx.vfs.unlink('/locked/f.txt');
+  fx.store.failNext('deleteFolder', new GirderError('Write access denied for folder', 403, 'access'));
+  const refused = fx.store.refuse(new GirderError('Write access denied for folder', 403, 'access'), ['deleteItem']);
+  await fx.vfs.rmdir('/locked');
+  await fx.removals.drain(5_000);
+  refused.lift();
+  await sleep(TTL + 5);
+  t.same(await fx.vfs.readdir('/'), ['locked'], 'Girder refused: it shows again');
+  t.same(await fx.vfs.readdir('/locked'), ['f.txt'], 'its file too (refused as well)');
 });
 
 t.test('rm f, then a new f: the old one is removed first, the new one is not made beside it as "f (1)"', async (t) => {

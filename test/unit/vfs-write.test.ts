@@ -173,6 +173,7 @@ t.test('mkdir, rmdir and ENOTEMPTY', async (t) => {
   await fx.vfs.unlink('/d/f');
   await fx.vfs.rmdir('/d');
   t.same(await fx.vfs.readdir('/'), []);
+  await fx.removals.drain(5_000); // Girder's delete follows the rmdir
   t.equal(fx.store.itemsIn(fx.store.rootId).length, 0);
   t.equal((await fx.store.listFolders(fx.store.rootId)).length, 0);
 });
@@ -443,4 +444,20 @@ t.test('a file keeps the mtime it was written with after its upload, across list
   fx.store.replaceContents(fileId, 'changed elsewhere');
   await new Promise((r) => setTimeout(r, 5));
   t.equal((await fx.vfs.getattr('/kept.txt')).mtime, (await fx.store.getFile(fileId)).created, 'new contents from elsewhere: Girder\'s time');
+});
+
+t.test('an fsync of an edited small file asks Girder for the file once (the upload\'s own look), not twice', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'db', 'page one');
+  await fx.vfs.readdir('/');
+  const before = fx.store.calls.length;
+  const fh = await fx.vfs.open('/db', O_RDWR);
+  await fx.vfs.write(fh, Buffer.from('PAGE'), 4, 0);
+  await fx.vfs.fsync(fh);
+  await fx.vfs.release(fh);
+  await fx.uploads.drain(5_000);
+  const calls = fx.store.calls.slice(before);
+  t.equal(calls.filter((c) => c === 'getFile').length, 1, `one GET /file/{id}: ${calls.join(', ')}`);
+  t.equal(onlyFile(fx, fx.store.rootId, 'db').data, 'PAGE one');
 });

@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { Logger } from '../../src/log.js';
+import { versionKeyOf } from '../../src/vfs/cache/version-key.js';
 import { UploadQueue, type UploadJob, type UploadQueueOptions, type UploadResult } from '../../src/vfs/writeback/index.js';
 import { MemoryStore } from '../helpers/memory-store.js';
 
@@ -94,6 +95,21 @@ t.test('replacing keeps the file id; same bytes send nothing', async (t) => {
   t.equal(same.file.id, file.id);
   t.equal(store.bytesUploaded, before, 'no bytes uploaded');
   t.equal(store.count('replaceFile'), 1, 'no second replace');
+});
+
+t.test('replacing a file changed elsewhere since it was opened here logs that the local version replaces it', async (t) => {
+  const { store, queue, temp, log } = setup(t);
+  await queue.start();
+  const { file } = store.seedFile(store.rootId, 'c.txt', 'as opened');
+  const opened = versionKeyOf(await store.getFile(file.id));
+  const warned = (): number => log.lines.filter((l) => /changed on the server while open here/.test(l.msg)).length;
+  await done(queue.submit({ path: '/c.txt', target: { kind: 'file', fileId: file.id }, openedVersion: opened, ...(await temp('edited here')) }));
+  t.equal(warned(), 0, 'not while Girder has the version it was opened from');
+  const now = versionKeyOf(await store.getFile(file.id));
+  store.replaceContents(file.id, 'changed elsewhere');
+  await done(queue.submit({ path: '/c.txt', target: { kind: 'file', fileId: file.id }, openedVersion: now, ...(await temp('edited again')) }));
+  t.equal(warned(), 1, 'once Girder has another version');
+  t.equal(store.contentOf(file.id).toString(), 'edited again', 'and the local close wins');
 });
 
 t.test('a file deleted meanwhile is created anew at its fallback place', async (t) => {

@@ -1,9 +1,10 @@
 /**
- * Write-back of removals. An unlink is answered once the entry is gone from the mount's view and the
- * removal is journaled; Girder's DELETE follows in the background, a few at a time. `rm -r` then
- * costs one request (the rmdir's recursive delete drops the removals still queued under it), and
- * programs that remove many files (git gc, rsync --delete) stop waiting on one round trip each. The
- * queue knows only the function that removes (rclone's write-back queue knows only a put).
+ * Write-back of removals. An unlink or the rmdir of an emptied folder is answered once the entry is
+ * gone from the mount's view and the removal is journaled; Girder's DELETE follows in the
+ * background, a few at a time. `rm -r` then costs one request (a folder's recursive delete covers
+ * the removals still queued under it), and programs that remove many files (git gc, rsync --delete)
+ * stop waiting on one round trip each. The queue knows only the function that removes (rclone's
+ * write-back queue knows only a put).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises';
@@ -26,6 +27,8 @@ interface Entry {
   running: boolean;
   tries: number;
   retryAt: number;
+  /** The removal of a folder above it, which removes it too: it does not run on its own. */
+  coveredBy?: Entry | undefined;
   readonly done: Promise<void>;
   finish: () => void;
 }
@@ -41,8 +44,8 @@ export interface DeleteQueueOptions {
   readonly concurrency?: number;
   /**
    * How long a removal waits before it starts (default 500 ms): `rm -r` and git gc remove a
-   * directory right after its files, and the directory's recursive delete takes the removals
-   * still waiting (takeUnder) instead of one DELETE each.
+   * directory right after its files, and the directory's recursive delete covers the removals
+   * still waiting instead of one DELETE each.
    */
   readonly holdMs?: number;
   readonly retryDelayMs?: { min: number; max: number };
@@ -121,7 +124,10 @@ export class DeleteQueue implements Removals {
   /** Resolves once no removal of `path` (or under it) is queued: something new is about to take its name. */
   async settled(path: string): Promise<void> {
     const pending = this.entries.filter((e) => e.rec.job.path === path || e.rec.job.path.startsWith(`${path}/`));
-    for (const e of pending) e.retryAt = 0;
+    for (const e of pending) {
+      e.retryAt = 0;
+      coveringRoot(e).retryAt = 0;
+    }
     if (pending.length > 0) this.schedule();
     await Promise.all(pending.map((e) => e.done));
   }
@@ -163,7 +169,13 @@ export class DeleteQueue implements Removals {
   private add(rec: Record, retryAt = 0): void {
     let finish!: () => void;
     const done = new Promise<void>((resolve) => { finish = resolve; });
-    this.entries.push({ rec, running: false, tries: 0, retryAt, done, finish });
+    const entry: Entry = { rec, running: false, tries: 0, retryAt, done, finish };
+    if (rec.job.kind === 'folder') {
+      // A folder's removal is recursive: the removals still waiting under it end with it.
+      const under = `${rec.job.path}/`;
+      for (const c of this.entries) if (!c.running && c.coveredBy === undefined && c.rec.job.path.startsWith(under)) c.coveredBy = entry;
+    }
+    this.entries.push(entry);
   }
 
   private schedule(): void {
@@ -172,7 +184,7 @@ export class DeleteQueue implements Removals {
     let wake = Infinity;
     for (const e of this.entries) {
       if (this.running.size >= this.concurrency) break;
-      if (e.running) continue;
+      if (e.running || e.coveredBy !== undefined) continue;
       if (e.retryAt > now) {
         wake = Math.min(wake, e.retryAt);
         continue;
@@ -191,10 +203,14 @@ export class DeleteQueue implements Removals {
     e.running = true;
     e.tries++;
     const { job } = e.rec;
+    // What it covers, also through the folders under it (`rm -r` of a tree)
+    const covered = this.entries.filter((c) => coveringRoot(c) === e && c !== e);
     try {
       await this.opts.remove(job);
+      for (const c of covered) await this.end(c, true);
       await this.end(e, true);
     } catch (err) {
+      for (const c of covered) if (c.coveredBy === e) c.coveredBy = undefined; // on their own again
       if (this.closed) return;
       if (!canGoAway(err)) {
         this.opts.logger.warn({ path: job.path, err: errorMessage(err) }, 'Girder refused the removal; the entry shows again');
@@ -227,6 +243,13 @@ export class DeleteQueue implements Removals {
   private fileOf(rec: Record): string {
     return join(this.opts.journalDir, `${rec.rid}.json`);
   }
+}
+
+/** The removal that will do this one: the outermost folder removal covering it, or itself. */
+function coveringRoot(e: Entry): Entry {
+  let root = e;
+  while (root.coveredBy !== undefined) root = root.coveredBy;
+  return root;
 }
 
 /** A removal refused for a reason that can pass: the server away or failing, credentials refused. */

@@ -771,6 +771,7 @@ function plainJob(job: UploadJob): UploadJob {
     ...(job.nameFree === true ? { nameFree: true } : {}),
     ...(job.sha512 === undefined ? {} : { sha512: job.sha512 }),
     ...(job.meta === undefined ? {} : { meta: job.meta }),
+    ...(job.openedVersion === undefined ? {} : { openedVersion: job.openedVersion }),
   };
 }
 

@@ -2,6 +2,7 @@ import { isMissing, isRefused } from '../../girder/girder-error.js';
 import type { GirderStore } from '../../girder/store.js';
 import type { FileDoc, ItemDoc, UploadHooks, UploadSource } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
+import { versionKeyOf } from '../cache/version-key.js';
 import { sleep } from './retry-policy.js';
 import { NameInTheWayError, type ResumeState, type UploadJob, type UploadTarget } from './types.js';
 
@@ -95,7 +96,9 @@ export class Uploader {
 
   private async toFile(a: Attempt, fileId: string, fallback: Fallback | undefined): Promise<Placed> {
     try {
-      return await this.overwrite(a, await this.store.getFile(fileId));
+      const remote = await this.store.getFile(fileId);
+      this.warnIfChangedElsewhere(a, remote);
+      return await this.overwrite(a, remote);
     } catch (err) {
       if (!isMissing(err, 'file') || fallback === undefined) throw err;
       this.log.info({ path: a.job.path, fileId }, 'file deleted in Girder meanwhile: creating it anew');
@@ -173,6 +176,14 @@ export class Uploader {
     if (copied !== undefined) return copied;
     const file = await this.store.createFile({ itemId }, name, this.source(a), this.hooks(a, `new:${itemId}:${name}`));
     return { file, how: 'uploaded', bytesSent: a.size };
+  }
+
+  /** DESIGN: the local close wins over a change made elsewhere meanwhile; say so in the log. */
+  private warnIfChangedElsewhere(a: Attempt, remote: FileDoc): void {
+    const opened = a.job.openedVersion;
+    if (opened === undefined || versionKeyOf(remote) === opened) return;
+    if (remote.sha512 === a.sha512 && remote.size === a.size) return; // this job's own bytes (an earlier try's answer lost)
+    this.log.warn({ path: a.job.path }, 'file changed on the server while open here; the local version replaces it');
   }
 
   private async overwrite(a: Attempt, remote: FileDoc): Promise<Placed> {
