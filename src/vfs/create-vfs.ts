@@ -11,8 +11,8 @@ import type { Logger } from '../log.js';
 import type { CachedReader } from './cache/index.js';
 import type { VfsContext } from './context.js';
 import { Vfs } from './filesystem.js';
-import type { LocalFile } from './local-file.js';
 import type { Owner } from './nodes.js';
+import { OpenFiles } from './open-files.js';
 import { placeFinishedUpload } from './resumed-uploads.js';
 import { Tree } from './tree.js';
 import { DeleteQueue } from './writeback/delete-queue.js';
@@ -53,8 +53,8 @@ export interface WiredVfs {
 export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   const { store, logger } = parts;
   const tree = new Tree(store, parts.root, { ttlMs: parts.ttlMs, logger });
-  const locals = new Map<string, LocalFile>();
-  const ctx: VfsContext = { store, tree, owner: parts.owner, logger, locals };
+  const openFiles = new OpenFiles(logger);
+  const ctx: VfsContext = { store, tree, owner: parts.owner, logger, openFiles };
   const backoff = parts.retryDelayMs === undefined ? {} : { retryDelayMs: parts.retryDelayMs };
   const uploads = new UploadQueue({
     store,
@@ -63,7 +63,7 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
     logger,
     ...backoff,
     onFinished: (job) => {
-      if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
+      if (!openFiles.has(job.path)) placeFinishedUpload(ctx, job.path);
     },
   });
   const removals = new DeleteQueue({

@@ -25,9 +25,6 @@ export interface VfsOptions {
   readonly syncUploads: boolean;
 }
 
-/** Filling a write buffer from Girder goes in steps of this many bytes. */
-const FILL_CHUNK = 4 << 20;
-
 /** The filesystem model: the FileSystem the fuse layer calls. */
 export class Vfs implements FileSystem {
   private readonly handles = new Map<number, Handle>();
@@ -58,7 +55,7 @@ export class Vfs implements FileSystem {
   async adoptResumedUploads(): Promise<void> {
     const newestFirst = [...this.uploads.resumed()].reverse();
     for (const { job, done } of newestFirst) {
-      if (this.ctx.locals.has(job.path)) continue;
+      if (this.ctx.openFiles.has(job.path)) continue;
       let local: LocalFile;
       try {
         local = await LocalFile.adopt(this.opts.dataDir, job.path, job.target, job.tempPath, job.key ?? job.path);
@@ -69,14 +66,14 @@ export class Vfs implements FileSystem {
         }
         continue;
       }
-      this.ctx.locals.set(job.path, local);
+      this.ctx.openFiles.add(local);
       this.sealer.track(local, done);
     }
   }
 
   async getattr(path: string): Promise<Attr> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     if (local !== undefined) return this.localAttr(local);
     const hidden = this.namespace.hiddenAt(path);
     if (hidden !== undefined) return fileAttr(hidden, this.ctx.owner);
@@ -94,12 +91,7 @@ export class Vfs implements FileSystem {
     path = cleanPath(path);
     const dir = await this.ctx.tree.resolveDir(path);
     const names = new Set((await this.ctx.tree.list(dir)).keys());
-    for (const local of this.ctx.locals.values()) {
-      if (local.unlinked) continue; // unlinked while open: libfuse's hidden name, never listed
-      const slash = local.path.lastIndexOf('/');
-      const parent = slash === 0 ? '/' : local.path.slice(0, slash);
-      if (parent === path) names.add(local.path.slice(slash + 1));
-    }
+    for (const name of this.ctx.openFiles.namesIn(path)) names.add(name);
     return [...names];
   }
 
@@ -112,7 +104,7 @@ export class Vfs implements FileSystem {
     path = cleanPath(path);
     const writable = (flags & O_ACCMODE) !== 0;
     const truncate = (flags & O_TRUNC) !== 0;
-    let local = this.ctx.locals.get(path);
+    let local = this.ctx.openFiles.get(path);
     if (local === undefined) {
       const found = await this.ctx.tree.resolve(path);
       if (isDir(found)) throw new FsError('EISDIR', path);
@@ -124,16 +116,16 @@ export class Vfs implements FileSystem {
       }
       checkWritable(this.ctx, node, path);
       // A new copy is already empty when truncating: the truncate below then does nothing.
-      local = this.adopt(path, await this.startWriting(path, node, truncate));
+      local = this.ctx.openFiles.addUnlessTaken(await this.startWriting(path, node, truncate));
     }
     // Counted before any wait: an upload that finishes meanwhile must not dispose of the copy.
-    local.openCount++;
+    this.ctx.openFiles.acquire(local);
     if (writable && truncate && local.size > 0) {
       try {
         await local.truncate(0);
       } catch (err) {
-        local.openCount--;
-        await this.sealer.disposeIfIdle(local);
+        this.ctx.openFiles.release(local);
+        await this.ctx.openFiles.disposeIfIdle(local);
         throw err;
       }
     }
@@ -145,15 +137,15 @@ export class Vfs implements FileSystem {
     const { dir, name } = await parentOf(this.ctx, path);
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
-    if (this.ctx.locals.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
+    if (this.ctx.openFiles.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
     const target: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
     // `rm f; echo x > f`: Girder may still have the old f; it goes first, or the new one would be
     // made beside it as `f (1)` (and sqlite's next journal found the old one: a hot journal).
     await this.removals.settled(path);
     const local = await LocalFile.create(this.opts.dataDir, path, target);
-    local.dirty = true;
-    this.ctx.locals.set(path, local);
-    local.openCount++;
+    local.markDirty();
+    this.ctx.openFiles.add(local);
+    this.ctx.openFiles.acquire(local);
     return this.addHandle({ kind: 'local', local, writable: true });
   }
 
@@ -197,39 +189,40 @@ export class Vfs implements FileSystem {
       return;
     }
     const local = handle.local;
-    local.openCount--;
+    this.ctx.openFiles.release(local);
     try {
       if (handle.writable) {
         await this.sealIfDirty(local);
         if (this.opts.syncUploads) await this.waitUploaded(local);
       }
     } finally {
-      await this.sealer.disposeIfIdle(local);
+      await this.ctx.openFiles.disposeIfIdle(local);
     }
   }
 
   async truncate(path: string, size: number): Promise<void> {
     path = cleanPath(path);
-    let local = this.ctx.locals.get(path);
+    const openFiles = this.ctx.openFiles;
+    let local = openFiles.get(path);
     if (local === undefined) {
       const found = await this.ctx.tree.resolve(path);
       if (isDir(found)) throw new FsError('EISDIR', path);
       const node = await this.current(path, found);
       if (node.file.size === size) return;
       checkWritable(this.ctx, node, path);
-      local = this.adopt(path, await this.startWriting(path, node, size === 0));
+      local = openFiles.addUnlessTaken(await this.startWriting(path, node, size === 0));
     }
     // Held while truncating, as an open would: an upload that finishes meanwhile must not dispose of it.
-    local.openCount++;
+    openFiles.acquire(local);
     try {
       await local.truncate(size);
     } finally {
-      local.openCount--;
+      openFiles.release(local);
     }
     try {
-      if (local.openCount === 0) await this.sealIfDirty(local);
+      if (!openFiles.inUse(local)) await this.sealIfDirty(local);
     } finally {
-      if (local.openCount === 0) await this.sealer.disposeIfIdle(local);
+      if (!openFiles.inUse(local)) await openFiles.disposeIfIdle(local);
     }
   }
 
@@ -239,10 +232,9 @@ export class Vfs implements FileSystem {
 
   async utimens(path: string, _atime: number, mtime: number): Promise<void> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     if (local !== undefined) {
-      local.mtime = mtime;
-      local.explicitMtime = mtime;
+      local.setMtime(mtime);
       return;
     }
     const node = await this.ctx.tree.resolve(path);
@@ -313,7 +305,7 @@ export class Vfs implements FileSystem {
 
   progressOf(path: string): number {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     const uploads = this.uploads.status().filter((u) => u.path === path);
     if (local === undefined && uploads.length === 0) return -1;
     return (local?.filled ?? 0) + uploads.reduce((sum, u) => sum + u.sent, 0);
@@ -321,17 +313,17 @@ export class Vfs implements FileSystem {
 
   waitsOf(path: string): Record<string, unknown> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     const uploads = this.uploads.status().filter((u) => u.path === path);
     return {
-      ...(local === undefined ? {} : { localCopy: local.describe() }),
+      ...(local === undefined ? {} : { localCopy: this.ctx.openFiles.describe(local) }),
       ...(uploads.length === 0 ? {} : { uploads }),
     };
   }
 
   /** Files with uploads not yet finished or still open for writing. */
   get openOrPending(): number {
-    return this.ctx.locals.size;
+    return this.ctx.openFiles.count;
   }
 
   /**
@@ -352,47 +344,20 @@ export class Vfs implements FileSystem {
     const target: UploadTarget = { kind: 'file', fileId: node.file.id, fallback, ...(node.file.sha512 ? { remoteSha512: node.file.sha512 } : {}) };
     const local = await LocalFile.create(this.opts.dataDir, path, target);
     try {
-      if (!empty) await this.fill(local, node);
+      if (!empty) {
+        const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
+        try {
+          await local.copyIn(session, node.file.size);
+        } finally {
+          session.close();
+        }
+      }
     } catch (err) {
       await local.dispose();
       throw err;
     }
-    local.dirty = empty && node.file.size > 0;
-    local.mtime = fileAttr(node, this.ctx.owner).mtime;
-    local.remoteVersion = versionKeyOf(node.file);
+    local.startedFrom({ mtime: fileAttr(node, this.ctx.owner).mtime, version: versionKeyOf(node.file) }, empty && node.file.size > 0);
     return local;
-  }
-
-  /**
-   * The path's local copy: `started`, unless another open of the path made one while this one was
-   * being made (both found none); then that one, and `started` is dropped. Call it with no wait
-   * between it and counting the new user, or an upload finishing could dispose of the copy.
-   */
-  private adopt(path: string, started: LocalFile): LocalFile {
-    const first = this.ctx.locals.get(path);
-    if (first !== undefined && first !== started) {
-      void started.dispose();
-      return first;
-    }
-    this.ctx.locals.set(path, started);
-    return started;
-  }
-
-  /** Copy the remote bytes into the write buffer, a bounded chunk at a time. */
-  private async fill(local: LocalFile, node: FileNode): Promise<void> {
-    const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
-    try {
-      const chunk = Buffer.allocUnsafe(Math.min(FILL_CHUNK, Math.max(node.file.size, 1)));
-      for (let pos = 0; pos < node.file.size; ) {
-        const n = await session.read(chunk, chunk.length, pos);
-        if (n === 0) throw new FsError('EIO', `short read of ${local.path} at ${pos}`);
-        await local.write(chunk, n, pos);
-        pos += n;
-        local.filled = pos;
-      }
-    } finally {
-      session.close();
-    }
   }
 
   private async sealIfDirty(local: LocalFile): Promise<void> {
@@ -406,7 +371,7 @@ export class Vfs implements FileSystem {
    */
   private async waitUploaded(local: LocalFile): Promise<void> {
     this.uploads.hurry(local.key);
-    const why = await uploadedOrWaiting(this.uploads, local);
+    const why = await uploadedOrWaiting(this.uploads, local.key, () => this.ctx.openFiles.uploadsSettled(local));
     if (why !== undefined) {
       this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
       throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);

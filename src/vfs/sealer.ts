@@ -30,7 +30,7 @@ export class Sealer {
   /** Journal the file's current bytes for upload; resolves once the job is durable. */
   async seal(local: LocalFile): Promise<void> {
     if (await this.sameAsServer(local)) {
-      local.dirty = false; // rewritten with the bytes Girder has: nothing to sync, journal or send
+      local.markSameAsServer(); // rewritten with the bytes Girder has: nothing to sync, journal or send
       return;
     }
     const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
@@ -46,7 +46,7 @@ export class Sealer {
       ({ done } = await this.uploads.submit(job));
     } catch (err) {
       // Not journaled (e.g. the cache disk is full): the bytes are still only here.
-      local.dirty = true;
+      local.markDirty();
       await unlink(tempPath).catch(() => undefined);
       throw toFsError(err);
     }
@@ -60,17 +60,13 @@ export class Sealer {
    * journaled when the daemon stops (not a failure, and not logged per file).
    */
   track(local: LocalFile, done: Promise<UploadResult>): void {
-    local.pendingUploads++;
-    local.lastUpload = this.followed(done.then(
+    void this.followed(this.ctx.openFiles.trackUpload(local, done.then(
       (result) => this.finished(local, result),
       (err: unknown) => {
-        if (!(err instanceof UploadCancelledError)) local.lastError = err;
+        if (!(err instanceof UploadCancelledError)) local.uploadFailed(err);
         return undefined;
       },
-    ).finally(() => {
-      local.pendingUploads--;
-      void this.disposeIfIdle(local);
-    }));
+    )));
   }
 
   /** Resolves once the work that follows uploads is done (no request of it is left in flight). */
@@ -92,7 +88,7 @@ export class Sealer {
   private async sameAsServer(local: LocalFile): Promise<boolean> {
     const target = local.target;
     if (target.kind !== 'file' || target.remoteSha512 === undefined) return false;
-    if (local.pendingUploads > 0 || local.explicitMtime !== undefined) return false;
+    if (this.ctx.openFiles.uploading(local) || local.explicitMtime !== undefined) return false;
     const sha512 = await local.digest().catch((err: unknown) => {
       throw toFsError(err);
     });
@@ -102,27 +98,14 @@ export class Sealer {
     return now?.sha512 === sha512 && now.size === local.size;
   }
 
-  async disposeIfIdle(local: LocalFile): Promise<void> {
-    if (local.openCount > 0 || local.pendingUploads > 0) return;
-    if (local.dirty && !local.unlinked && local.failure === undefined) return;
-    if (local.failure !== undefined && !local.unlinked) {
-      this.ctx.logger.warn({ path: local.path, err: errorMessage(local.failure) }, 'writing the local copy failed: its changes are dropped, nothing of them is uploaded');
-    }
-    if (this.ctx.locals.get(local.path) === local) this.ctx.locals.delete(local.path);
-    await local.dispose();
-  }
-
   private async finished(local: LocalFile, result: UploadResult): Promise<UploadResult> {
-    local.lastError = undefined;
-    const fallback = local.target.kind === 'file' ? local.target.fallback : local.target;
-    local.target = { kind: 'file', fileId: result.file.id, remoteSha512: result.file.sha512, ...(fallback ? { fallback } : {}) };
-    local.remoteVersion = versionKeyOf(result.file);
+    local.uploaded(result.file, versionKeyOf(result.file));
     this.reader.invalidate(result.file.id);
     if (local.unlinked) return result;
     if (!local.dirty) this.ctx.tree.rememberMtime(result.file, local.mtime);
     if (!local.dirty && local.size === result.file.size) {
       // Read back soon, often (git): from the cache, as the version Girder has now.
-      await this.reader.seed({ id: result.file.id, size: result.file.size, versionKey: local.remoteVersion }, (into, length, position) => local.read(into, length, position));
+      await this.reader.seed({ id: result.file.id, size: result.file.size, versionKey: versionKeyOf(result.file) }, (into, length, position) => local.read(into, length, position));
     }
     try {
       await this.placeInTree(local, result.file, result.itemId, result.item);
@@ -179,7 +162,7 @@ export class Sealer {
     const target = local.target;
     const opened = local.remoteVersion;
     // An earlier upload of this file still in flight changes the server's version itself.
-    if (target.kind !== 'file' || opened === undefined || local.pendingUploads > 0) return;
+    if (target.kind !== 'file' || opened === undefined || this.ctx.openFiles.uploading(local)) return;
     void this.followed(this.ctx.store.getFile(target.fileId).then(
       (now) => {
         if (versionKeyOf(now) !== opened) {
