@@ -13,8 +13,9 @@ import type { VfsContext } from './context.js';
 import { Vfs } from './filesystem.js';
 import type { Owner } from './nodes.js';
 import { OpenFiles } from './open-files.js';
-import { placeFinishedUpload } from './resumed-uploads.js';
+import { resumedUploadFinished, showResumedUploads } from './resumed-uploads.js';
 import { Tree } from './tree.js';
+import { UploadHandoff } from './upload-handoff.js';
 import { DeleteQueue } from './writeback/delete-queue.js';
 import { UploadQueue } from './writeback/index.js';
 
@@ -63,7 +64,7 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
     logger,
     ...backoff,
     onFinished: (job) => {
-      if (!openFiles.has(job.path)) placeFinishedUpload(ctx, job.path);
+      if (!openFiles.has(job.path)) resumedUploadFinished(ctx, job.path);
     },
   });
   const removals = new DeleteQueue({
@@ -75,8 +76,9 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   });
   const resumed = await uploads.start();
   for (const job of await removals.start()) tree.removalQueued(job.dirKey, job.id);
-  const vfs = new Vfs(ctx, parts.reader, uploads, removals, { dataDir: parts.dirs.data, syncUploads: parts.syncUploads });
-  await vfs.adoptResumedUploads();
+  const handoff = new UploadHandoff(ctx, uploads, parts.reader);
+  await showResumedUploads(ctx, uploads, handoff, parts.dirs.data);
+  const vfs = new Vfs(ctx, parts.reader, uploads, removals, handoff, { dataDir: parts.dirs.data, syncUploads: parts.syncUploads });
   return { vfs, ctx, tree, uploads, removals, journaledTemps: new Set(resumed.map((j) => j.tempPath)) };
 }
 

@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import { FsError, errorMessage, toFsError } from '../errors.js';
+import { FsError, toFsError } from '../errors.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
@@ -10,7 +10,7 @@ import { versionKeyOf } from './cache/version-key.js';
 import { fileAttr, isDir, nodeAttr, type FileNode } from './nodes.js';
 import { mtimeMeta } from './mtime-meta.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
-import { Sealer } from './sealer.js';
+import type { UploadHandoff } from './upload-handoff.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 import { Xattrs } from './xattrs.js';
 
@@ -31,7 +31,6 @@ export class Vfs implements FileSystem {
   /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
   private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
   private nextHandle = 1;
-  private readonly sealer: Sealer;
   private readonly namespace: Namespace;
   private readonly xattrs: Xattrs;
 
@@ -40,35 +39,11 @@ export class Vfs implements FileSystem {
     private readonly reader: DataReader,
     private readonly uploads: Uploads,
     private readonly removals: Removals,
+    private readonly handoff: UploadHandoff,
     private readonly opts: VfsOptions,
   ) {
-    this.sealer = new Sealer(ctx, uploads, reader);
     this.namespace = new Namespace(ctx, uploads, removals);
     this.xattrs = new Xattrs(ctx);
-  }
-
-  /**
-   * After a restart, each upload resumed from the journal shows at its path (size, mtime, its
-   * bytes) until Girder has it, instead of the server's old version or nothing; it can be
-   * opened, read and written like any file being written. Call before mounting.
-   */
-  async adoptResumedUploads(): Promise<void> {
-    const newestFirst = [...this.uploads.resumed()].reverse();
-    for (const { job, done } of newestFirst) {
-      if (this.ctx.openFiles.has(job.path)) continue;
-      let local: LocalFile;
-      try {
-        local = await LocalFile.adopt(this.opts.dataDir, job.path, job.target, job.tempPath, job.key ?? job.path);
-      } catch (err) {
-        // ENOENT: it finished meanwhile, and Girder serves the path.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.ctx.logger.warn({ path: job.path, err: errorMessage(err) }, 'a resumed upload is not shown in the mount until it is done');
-        }
-        continue;
-      }
-      this.ctx.openFiles.add(local);
-      this.sealer.track(local, done);
-    }
   }
 
   async getattr(path: string): Promise<Attr> {
@@ -297,7 +272,7 @@ export class Vfs implements FileSystem {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
     try {
-      return await Promise.race([Promise.all([this.sealer.idle(), this.ctx.tree.idle()]).then(() => true), late]);
+      return await Promise.race([Promise.all([this.handoff.idle(), this.ctx.tree.idle()]).then(() => true), late]);
     } finally {
       clearTimeout(timer);
     }
@@ -362,7 +337,7 @@ export class Vfs implements FileSystem {
 
   private async sealIfDirty(local: LocalFile): Promise<void> {
     if (local.failure !== undefined && !local.unlinked) throw toFsError(local.failure);
-    if (local.dirty && !local.unlinked) await this.sealer.seal(local);
+    if (local.dirty && !local.unlinked) await this.handoff.handOff(local);
   }
 
   /**

@@ -1,12 +1,9 @@
 import { unlink } from 'node:fs/promises';
-import { errorMessage, toFsError } from '../errors.js';
-import type { FileDoc, ItemDoc } from '../girder/types.js';
+import { toFsError } from '../errors.js';
+import { afterUpload } from './after-upload.js';
 import { versionKeyOf } from './cache/version-key.js';
 import type { VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
-import { mtimeMeta } from './mtime-meta.js';
-import { isDir, type DirNode, type FileNode } from './nodes.js';
-import { parentAndName } from './names.js';
 import type { DataReader, UploadResult, Uploads } from './ports.js';
 import { UploadCancelledError } from './writeback/types.js';
 
@@ -14,10 +11,11 @@ import { UploadCancelledError } from './writeback/types.js';
 const SAME_CHECK_MS = 3000;
 
 /**
- * Hands written files to the upload queue and, when Girder has them, puts the new file into the
- * tree, applies a program's mtime, and lets the local copy go.
+ * Hands a closed file's bytes to the upload queue (unless Girder has them already) and follows
+ * the upload: when Girder has it, after-upload.ts records the new file, and OpenFiles lets the
+ * local copy go once nothing else holds it.
  */
-export class Sealer {
+export class UploadHandoff {
   /** Work that follows an upload (placing the file in the tree, a remote-change check), still running. */
   private readonly followUps = new Set<Promise<unknown>>();
 
@@ -28,7 +26,7 @@ export class Sealer {
   ) {}
 
   /** Journal the file's current bytes for upload; resolves once the job is durable. */
-  async seal(local: LocalFile): Promise<void> {
+  async handOff(local: LocalFile): Promise<void> {
     if (await this.sameAsServer(local)) {
       local.markSameAsServer(); // rewritten with the bytes Girder has: nothing to sync, journal or send
       return;
@@ -51,7 +49,7 @@ export class Sealer {
       throw toFsError(err);
     }
     this.warnIfChangedRemotely(local);
-    this.track(local, done);
+    this.follow(local, done);
   }
 
   /**
@@ -59,9 +57,12 @@ export class Sealer {
    * queue logs where the bytes are when it does not reach Girder: kept in lost+found, or still
    * journaled when the daemon stops (not a failure, and not logged per file).
    */
-  track(local: LocalFile, done: Promise<UploadResult>): void {
+  follow(local: LocalFile, done: Promise<UploadResult>): void {
     void this.followed(this.ctx.openFiles.trackUpload(local, done.then(
-      (result) => this.finished(local, result),
+      async (result) => {
+        await afterUpload(this.ctx, this.reader, local, result);
+        return result;
+      },
       (err: unknown) => {
         if (!(err instanceof UploadCancelledError)) local.uploadFailed(err);
         return undefined;
@@ -96,65 +97,6 @@ export class Sealer {
     // A close must not wait on a slow server for a shortcut: no quick answer, no shortcut.
     const now = await this.ctx.store.getFile(target.fileId, { signal: AbortSignal.timeout(SAME_CHECK_MS) }).catch(() => undefined);
     return now?.sha512 === sha512 && now.size === local.size;
-  }
-
-  private async finished(local: LocalFile, result: UploadResult): Promise<UploadResult> {
-    local.uploaded(result.file, versionKeyOf(result.file));
-    this.reader.invalidate(result.file.id);
-    if (local.unlinked) return result;
-    if (!local.dirty) this.ctx.tree.rememberMtime(result.file, local.mtime);
-    if (!local.dirty && local.size === result.file.size) {
-      // Read back soon, often (git): from the cache, as the version Girder has now.
-      await this.reader.seed({ id: result.file.id, size: result.file.size, versionKey: versionKeyOf(result.file) }, (into, length, position) => local.read(into, length, position));
-    }
-    try {
-      await this.placeInTree(local, result.file, result.itemId, result.item);
-    } catch (err) {
-      this.ctx.logger.warn({ path: local.path, err: errorMessage(err) }, 'uploaded, but could not refresh the listing');
-    }
-    return result;
-  }
-
-  /**
-   * Apply a program's mtime to the uploaded file, and record the file in its directory's cached
-   * listing, if there is one (no listing is fetched for it).
-   */
-  private async placeInTree(local: LocalFile, file: FileDoc, itemId: string, knownItem: UploadResult['item']): Promise<void> {
-    let item = local.explicitMtime !== undefined && !local.dirty
-      ? await this.ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file))
-      : undefined;
-    const { parent, name } = parentAndName(local.path);
-    const dir = this.ctx.tree.resolveCached(parent);
-    if (dir === undefined || !isDir(dir)) {
-      // Its directory's listing may still be cached while a parent's is not: drop it by id.
-      this.ctx.tree.forgetById(local.target);
-      return;
-    }
-    let exact = true;
-    if (item === undefined) {
-      const known = knownItem ?? this.itemFromListing(dir, name, itemId, file);
-      item = known?.doc ?? (await this.ctx.store.getItem(itemId));
-      exact = known?.exact ?? true;
-    }
-    const inItemDir = dir.kind === 'itemdir';
-    const access = dir.kind === 'folder' ? dir.folder.accessLevel : dir.access;
-    const node: FileNode = { kind: 'file', item, file, inItemDir, access };
-    if (!inItemDir && item.name !== file.name) {
-      this.ctx.tree.forgetDir(dir);
-      return;
-    }
-    this.ctx.tree.set(dir, name, node, exact);
-  }
-
-  /**
-   * The uploaded file's item as the cached listing has it, without asking: the item directory it is
-   * in, or the item a replaced file already had (Girder moved only its size).
-   */
-  private itemFromListing(dir: DirNode, name: string, itemId: string, file: FileDoc): { doc: ItemDoc; exact: boolean } | undefined {
-    if (dir.kind === 'itemdir') return dir.item.id === itemId ? { doc: dir.item, exact: false } : undefined;
-    const node = this.ctx.tree.cached(dir)?.get(name);
-    if (node?.kind !== 'file' || node.item.id !== itemId) return undefined;
-    return { doc: { ...node.item, size: file.size }, exact: true };
   }
 
   /** DESIGN: the local close wins over a change made elsewhere meanwhile; say so in the log. */
