@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openDirect } from '../direct-io.js';
 import { FsError, toFsError } from '../errors.js';
 import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { FileDoc } from '../girder/types.js';
 import type { ReadSession, UploadTarget } from './ports.js';
+import { newTemp, newTempWith } from './temp-file.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
@@ -20,20 +19,14 @@ const FILL_CHUNK = 4 << 20;
  * and when it goes are OpenFiles' (open-files.ts); its bytes and what they are, this class's.
  */
 export class LocalFile {
-  /** Written since the last hand-off to the upload queue. */
+  // Read by others through the getters below, changed only here (and through its verbs).
   private changed = false;
-  /** An mtime a program set (utimens), kept in Girder metadata once uploaded. */
   private programMtime: number | undefined;
   private modified = Date.now();
-  /** Unlinked while open: nothing more is uploaded. */
   private removed = false;
-  /** Why the newest upload failed, until one succeeds. */
   private uploadError: unknown;
-  /** Version of the remote file this copy started from, to tell a change made elsewhere. */
   private startVersion: string | undefined;
-  /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
   private writeFailure: unknown;
-  /** Bytes copied in from Girder so far, when it was opened for writing without O_TRUNC. */
   private copiedIn = 0;
 
   /**
@@ -141,12 +134,12 @@ export class LocalFile {
     return this.startVersion;
   }
 
-  /** Why a write or truncate of the temp file failed: its bytes are never uploaded. */
+  /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
   get failure(): unknown {
     return this.writeFailure;
   }
 
-  /** Bytes copied in from Girder so far (copyIn). */
+  /** Bytes copied in from Girder so far, when it was opened for writing without O_TRUNC (copyIn). */
   get filled(): number {
     return this.copiedIn;
   }
@@ -308,21 +301,7 @@ export class LocalFile {
     if (!this.shared) return;
     this.unsharing = (async () => {
       await this.writer.barrier(this.writeKey, false);
-      const next = await newTemp(this.dataDir, this.writer);
-      try {
-        const chunk = Buffer.allocUnsafe(1 << 20);
-        for (let pos = 0; pos < keep; ) {
-          const { bytesRead } = await this.fd.read(chunk, 0, Math.min(chunk.length, keep - pos), pos);
-          if (bytesRead === 0) break;
-          await next.fd.write(chunk, 0, bytesRead, pos);
-          pos += bytesRead;
-        }
-      } catch (err) {
-        await next.fd.close().catch(() => undefined);
-        await next.direct?.close().catch(() => undefined);
-        await unlink(next.tempPath).catch(() => undefined);
-        throw err;
-      }
+      const next = await newTempWith(this.dataDir, this.writer, this.fd, keep);
       await this.fd.close();
       await this.direct?.close();
       await unlink(this.tempPath).catch(() => undefined);
@@ -380,24 +359,4 @@ export class LocalFile {
     this.modified = Date.now();
     this.programMtime = undefined;
   }
-}
-
-/** A new empty temp file, and a direct descriptor of it when its file system and the write thread allow. */
-async function newTemp(dataDir: string, writer: LocalWriter): Promise<{ tempPath: string; fd: FileHandle; direct: FileHandle | undefined }> {
-  const tempPath = join(dataDir, `${randomUUID()}.data`);
-  const fd = await open(tempPath, 'w+', 0o600);
-  let direct: FileHandle | undefined;
-  try {
-    direct = await openDirect(tempPath, constants.O_WRONLY);
-    if (direct !== undefined && !(await writer.canWriteDirect(direct.fd))) {
-      await direct.close();
-      direct = undefined;
-    }
-  } catch (err) {
-    await direct?.close().catch(() => undefined);
-    await fd.close().catch(() => undefined);
-    await unlink(tempPath).catch(() => undefined);
-    throw err;
-  }
-  return { tempPath, fd, direct };
 }
