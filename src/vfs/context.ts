@@ -2,9 +2,9 @@ import { FsError } from '../errors.js';
 import type { GirderStore } from '../girder/store.js';
 import { AccessLevel } from '../girder/types.js';
 import type { Logger } from '../log.js';
-import type { LocalFile } from './local-file.js';
 import { parentAndName } from './names.js';
 import type { DirNode, Node, Owner } from './nodes.js';
+import type { OpenFiles } from './open-files.js';
 import type { Tree } from './tree.js';
 
 /** What the parts of the filesystem model share. */
@@ -14,7 +14,7 @@ export interface VfsContext {
   readonly owner: Owner;
   readonly logger: Logger;
   /** Files being written or uploaded, by mount path. */
-  readonly locals: Map<string, LocalFile>;
+  readonly openFiles: OpenFiles;
 }
 
 /** Mount paths from FUSE are absolute and clean; normalise the root only. */

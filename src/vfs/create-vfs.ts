@@ -13,11 +13,12 @@ import type { FileSystem } from './api.js';
 import type { VfsContext } from './context.js';
 import { FileSystemBoundary } from './filesystem-boundary.js';
 import { Vfs } from './filesystem.js';
-import type { LocalFile } from './local-file.js';
 import type { Owner } from './nodes.js';
+import { OpenFiles } from './open-files.js';
 import type { DeleteJob } from './ports.js';
-import { placeFinishedUpload } from './resumed-uploads.js';
+import { resumedUploadFinished, showResumedUploads } from './resumed-uploads.js';
 import { Tree } from './tree.js';
+import { UploadHandoff } from './upload-handoff.js';
 import { DeleteQueue } from './writeback/delete-queue.js';
 import { UploadQueue } from './writeback/index.js';
 
@@ -58,8 +59,8 @@ export interface WiredVfs {
 export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   const { store, logger } = parts;
   const tree = new Tree(store, parts.root, { ttlMs: parts.ttlMs, logger });
-  const locals = new Map<string, LocalFile>();
-  const ctx: VfsContext = { store, tree, owner: parts.owner, logger, locals };
+  const openFiles = new OpenFiles(logger);
+  const ctx: VfsContext = { store, tree, owner: parts.owner, logger, openFiles };
   const backoff = parts.retryDelayMs === undefined ? {} : { retryDelayMs: parts.retryDelayMs };
   const uploads = new UploadQueue({
     store,
@@ -68,7 +69,7 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
     logger,
     ...backoff,
     onFinished: (job) => {
-      if (!locals.has(job.path)) placeFinishedUpload(ctx, job.path);
+      if (!openFiles.has(job.path)) resumedUploadFinished(ctx, job.path);
     },
   });
   const removals = new DeleteQueue({
@@ -80,8 +81,9 @@ export async function createVfs(parts: VfsParts): Promise<WiredVfs> {
   });
   const resumed = await uploads.start();
   for (const job of await removals.start()) tree.removalQueued(job.dirKey, job.id);
-  const vfs = new Vfs(ctx, parts.reader, uploads, removals, { dataDir: parts.dirs.data, syncUploads: parts.syncUploads });
-  await vfs.adoptResumedUploads();
+  const handoff = new UploadHandoff(ctx, uploads, parts.reader);
+  await showResumedUploads(ctx, uploads, handoff, parts.dirs.data);
+  const vfs = new Vfs(ctx, parts.reader, uploads, removals, handoff, { dataDir: parts.dirs.data, syncUploads: parts.syncUploads });
   return { vfs, fs: new FileSystemBoundary(vfs), ctx, tree, uploads, removals, journaledTemps: new Set(resumed.map((j) => j.tempPath)) };
 }
 

@@ -1,106 +1,53 @@
-import { LRUCache } from 'lru-cache';
-import { FsError, errorMessage } from '../errors.js';
-import { toFsError } from './fs-error.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
-import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
-import { LocalFile } from './local-file.js';
-import { checkStorableName } from './names.js';
+import { FileHandles, localAttr, type VfsOptions } from './file-handles.js';
 import { Namespace } from './namespace.js';
-import { versionKeyOf } from './cache/version-key.js';
-import { fileAttr, isDir, nodeAttr, type FileNode } from './nodes.js';
+import { fileAttr, nodeAttr } from './nodes.js';
 import { mtimeMeta } from './mtime-meta.js';
-import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
-import { Sealer } from './sealer.js';
-import { uploadedOrWaiting } from './upload-settled.js';
+import type { DataReader, Removals, Uploads } from './ports.js';
+import type { UploadHandoff } from './upload-handoff.js';
 import { Xattrs } from './xattrs.js';
 
-type Handle =
-  | { readonly kind: 'remote'; readonly path: string; readonly node: FileNode; readonly session: ReadSession }
-  | { readonly kind: 'local'; readonly local: LocalFile; readonly writable: boolean };
-
-export interface VfsOptions {
-  /** Private directory for write buffers (0700). */
-  readonly dataDir: string;
-  /** `release` waits until Girder has the file. */
-  readonly syncUploads: boolean;
-}
-
-/** Filling a write buffer from Girder goes in steps of this many bytes. */
-const FILL_CHUNK = 4 << 20;
-
-/** The filesystem model: the FileSystem the fuse layer calls. */
+/**
+ * The filesystem model: the FileSystem the fuse layer calls. Calls on open files go to
+ * FileHandles, on names to Namespace, on metadata to Xattrs.
+ */
 export class Vfs implements FileSystem {
-  private readonly handles = new Map<number, Handle>();
-  /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
-  private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
-  private nextHandle = 1;
-  private readonly sealer: Sealer;
+  private readonly files: FileHandles;
   private readonly namespace: Namespace;
   private readonly xattrs: Xattrs;
 
   constructor(
     private readonly ctx: VfsContext,
-    private readonly reader: DataReader,
+    reader: DataReader,
     private readonly uploads: Uploads,
-    private readonly removals: Removals,
-    private readonly opts: VfsOptions,
+    removals: Removals,
+    private readonly handoff: UploadHandoff,
+    opts: VfsOptions,
   ) {
-    this.sealer = new Sealer(ctx, uploads, reader);
+    this.files = new FileHandles(ctx, reader, uploads, removals, handoff, opts);
     this.namespace = new Namespace(ctx, uploads, removals);
     this.xattrs = new Xattrs(ctx);
   }
 
-  /**
-   * After a restart, each upload resumed from the journal shows at its path (size, mtime, its
-   * bytes) until Girder has it, instead of the server's old version or nothing; it can be
-   * opened, read and written like any file being written. Call before mounting.
-   */
-  async adoptResumedUploads(): Promise<void> {
-    const newestFirst = [...this.uploads.resumed()].reverse();
-    for (const { job, done } of newestFirst) {
-      if (this.ctx.locals.has(job.path)) continue;
-      let local: LocalFile;
-      try {
-        local = await LocalFile.adopt(this.opts.dataDir, job.path, job.target, job.tempPath, job.key ?? job.path);
-      } catch (err) {
-        // ENOENT: it finished meanwhile, and Girder serves the path.
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.ctx.logger.warn({ path: job.path, err: errorMessage(err) }, 'a resumed upload is not shown in the mount until it is done');
-        }
-        continue;
-      }
-      this.ctx.locals.set(job.path, local);
-      this.sealer.track(local, done);
-    }
-  }
-
   async getattr(path: string): Promise<Attr> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
-    if (local !== undefined) return this.localAttr(local);
+    const local = this.ctx.openFiles.get(path);
+    if (local !== undefined) return localAttr(local, this.ctx.owner);
     const hidden = this.namespace.hiddenAt(path);
     if (hidden !== undefined) return fileAttr(hidden, this.ctx.owner);
     return nodeAttr(await this.ctx.tree.resolve(path), this.ctx.owner);
   }
 
   async fgetattr(path: string, fh: number): Promise<Attr> {
-    const handle = this.handles.get(fh);
-    if (handle === undefined) return this.getattr(path);
-    if (handle.kind === 'local') return this.localAttr(handle.local);
-    return fileAttr(handle.node, this.ctx.owner);
+    return this.files.attrOf(fh) ?? this.getattr(path);
   }
 
   async readdir(path: string): Promise<string[]> {
     path = cleanPath(path);
     const dir = await this.ctx.tree.resolveDir(path);
     const names = new Set((await this.ctx.tree.list(dir)).keys());
-    for (const local of this.ctx.locals.values()) {
-      if (local.unlinked) continue; // unlinked while open: libfuse's hidden name, never listed
-      const slash = local.path.lastIndexOf('/');
-      const parent = slash === 0 ? '/' : local.path.slice(0, slash);
-      if (parent === path) names.add(local.path.slice(slash + 1));
-    }
+    for (const name of this.ctx.openFiles.namesIn(path)) names.add(name);
     return [...names];
   }
 
@@ -109,141 +56,47 @@ export class Vfs implements FileSystem {
     return { bsize: 4096, blocks, bfree: blocks, bavail: blocks, files: 1e9, ffree: 1e9, namemax: 255 };
   }
 
-  async open(path: string, flags: number): Promise<number> {
-    path = cleanPath(path);
-    const writable = (flags & O_ACCMODE) !== 0;
-    const truncate = (flags & O_TRUNC) !== 0;
-    let local = this.ctx.locals.get(path);
-    if (local === undefined) {
-      const found = await this.ctx.tree.resolve(path);
-      if (isDir(found)) throw new FsError('EISDIR', path);
-      const node = await this.current(path, found);
-      if (!writable) {
-        this.readBefore.set(node.file.id, true);
-        const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
-        return this.addHandle({ kind: 'remote', path, node, session });
-      }
-      checkWritable(this.ctx, node, path);
-      // A new copy is already empty when truncating: the truncate below then does nothing.
-      local = this.adopt(path, await this.startWriting(path, node, truncate));
-    }
-    // Counted before any wait: an upload that finishes meanwhile must not dispose of the copy.
-    local.openCount++;
-    if (writable && truncate && local.size > 0) {
-      try {
-        await local.truncate(0);
-      } catch (err) {
-        local.openCount--;
-        await this.sealer.disposeIfIdle(local);
-        throw err;
-      }
-    }
-    return this.addHandle({ kind: 'local', local, writable });
+  open(path: string, flags: number): Promise<number> {
+    return this.files.open(cleanPath(path), flags);
   }
 
-  async create(path: string, _mode: number, _flags: number): Promise<number> {
-    path = cleanPath(path);
-    const { dir, name } = await parentOf(this.ctx, path);
-    checkWritable(this.ctx, dir, path);
-    checkStorableName(name);
-    if (this.ctx.locals.has(path) || (await this.ctx.tree.list(dir)).has(name)) throw new FsError('EEXIST', path);
-    const target: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
-    // `rm f; echo x > f`: Girder may still have the old f; it goes first, or the new one would be
-    // made beside it as `f (1)` (and sqlite's next journal found the old one: a hot journal).
-    await this.removals.settled(path);
-    const local = await LocalFile.create(this.opts.dataDir, path, target);
-    local.dirty = true;
-    this.ctx.locals.set(path, local);
-    local.openCount++;
-    return this.addHandle({ kind: 'local', local, writable: true });
+  create(path: string, _mode: number, _flags: number): Promise<number> {
+    return this.files.create(cleanPath(path));
   }
 
-  async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
-    const handle = this.handle(fh);
-    if (handle.kind === 'local') return handle.local.read(into, length, position);
-    try {
-      return await handle.session.read(into, length, position);
-    } catch (err) {
-      const fsErr = toFsError(err);
-      // The file was deleted or replaced on the server while open here.
-      if (fsErr.errno === 'ENOENT') throw new FsError('ESTALE', handle.path, { cause: err });
-      throw fsErr;
-    }
+  read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
+    return this.files.read(fh, into, length, position);
   }
 
-  async write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
-    return this.writableHandle(fh).local.write(data, length, position);
+  write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
+    return this.files.write(fh, data, length, position);
   }
 
-  async flush(fh: number): Promise<void> {
-    const handle = this.handles.get(fh);
-    if (handle?.kind !== 'local' || !handle.writable) return;
-    await this.sealIfDirty(handle.local);
-    if (this.opts.syncUploads) await this.waitUploaded(handle.local);
+  flush(fh: number): Promise<void> {
+    return this.files.flush(fh);
   }
 
-  async fsync(fh: number): Promise<void> {
-    const handle = this.handles.get(fh);
-    if (handle?.kind !== 'local') return;
-    await this.sealIfDirty(handle.local);
-    await this.waitUploaded(handle.local);
+  fsync(fh: number): Promise<void> {
+    return this.files.fsync(fh);
   }
 
-  async release(fh: number): Promise<void> {
-    const handle = this.handles.get(fh);
-    if (handle === undefined) return;
-    this.handles.delete(fh);
-    if (handle.kind === 'remote') {
-      handle.session.close();
-      return;
-    }
-    const local = handle.local;
-    local.openCount--;
-    try {
-      if (handle.writable) {
-        await this.sealIfDirty(local);
-        if (this.opts.syncUploads) await this.waitUploaded(local);
-      }
-    } finally {
-      await this.sealer.disposeIfIdle(local);
-    }
+  release(fh: number): Promise<void> {
+    return this.files.release(fh);
   }
 
-  async truncate(path: string, size: number): Promise<void> {
-    path = cleanPath(path);
-    let local = this.ctx.locals.get(path);
-    if (local === undefined) {
-      const found = await this.ctx.tree.resolve(path);
-      if (isDir(found)) throw new FsError('EISDIR', path);
-      const node = await this.current(path, found);
-      if (node.file.size === size) return;
-      checkWritable(this.ctx, node, path);
-      local = this.adopt(path, await this.startWriting(path, node, size === 0));
-    }
-    // Held while truncating, as an open would: an upload that finishes meanwhile must not dispose of it.
-    local.openCount++;
-    try {
-      await local.truncate(size);
-    } finally {
-      local.openCount--;
-    }
-    try {
-      if (local.openCount === 0) await this.sealIfDirty(local);
-    } finally {
-      if (local.openCount === 0) await this.sealer.disposeIfIdle(local);
-    }
+  truncate(path: string, size: number): Promise<void> {
+    return this.files.truncate(cleanPath(path), size);
   }
 
-  async ftruncate(fh: number, size: number): Promise<void> {
-    await this.writableHandle(fh).local.truncate(size);
+  ftruncate(fh: number, size: number): Promise<void> {
+    return this.files.ftruncate(fh, size);
   }
 
   async utimens(path: string, _atime: number, mtime: number): Promise<void> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     if (local !== undefined) {
-      local.mtime = mtime;
-      local.explicitMtime = mtime;
+      local.setMtime(mtime);
       return;
     }
     const node = await this.ctx.tree.resolve(path);
@@ -306,7 +159,7 @@ export class Vfs implements FileSystem {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
     try {
-      return await Promise.race([Promise.all([this.sealer.idle(), this.ctx.tree.idle()]).then(() => true), late]);
+      return await Promise.race([Promise.all([this.handoff.idle(), this.ctx.tree.idle()]).then(() => true), late]);
     } finally {
       clearTimeout(timer);
     }
@@ -314,7 +167,7 @@ export class Vfs implements FileSystem {
 
   progressOf(path: string): number {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     const uploads = this.uploads.status().filter((u) => u.path === path);
     if (local === undefined && uploads.length === 0) return -1;
     return (local?.filled ?? 0) + uploads.reduce((sum, u) => sum + u.sent, 0);
@@ -322,130 +175,19 @@ export class Vfs implements FileSystem {
 
   waitsOf(path: string): Record<string, unknown> {
     path = cleanPath(path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     const uploads = this.uploads.status().filter((u) => u.path === path);
     return {
-      ...(local === undefined ? {} : { localCopy: local.describe() }),
+      ...(local === undefined ? {} : { localCopy: this.ctx.openFiles.describe(local) }),
       ...(uploads.length === 0 ? {} : { uploads }),
     };
   }
 
   /** Files with uploads not yet finished or still open for writing. */
   get openOrPending(): number {
-    return this.ctx.locals.size;
+    return this.ctx.openFiles.count;
   }
 
-  /**
-   * The file as Girder has it now, when its document is older than the TTL (Tree.current). Only
-   * asked for a file read before through this mount: the kernel's page cache or the block cache may
-   * hold its bytes, which a same-size replacement would leave looking current. A file never read
-   * here is read fresh anyway (the download serves what Girder has).
-   */
-  private async current(path: string, node: FileNode): Promise<FileNode> {
-    if (!this.readBefore.has(node.file.id) && !this.reader.holds(node.file.id)) return node;
-    const { dir, name } = await parentOf(this.ctx, path);
-    return this.ctx.tree.current(dir, name, node);
-  }
-
-  private async startWriting(path: string, node: FileNode, empty: boolean): Promise<LocalFile> {
-    const { dir, name } = await parentOf(this.ctx, path);
-    const fallback = dir.kind === 'folder' ? { folderId: dir.folder.id, name } : { itemId: dir.item.id, name };
-    const target: UploadTarget = { kind: 'file', fileId: node.file.id, fallback, ...(node.file.sha512 ? { remoteSha512: node.file.sha512 } : {}) };
-    const local = await LocalFile.create(this.opts.dataDir, path, target);
-    try {
-      if (!empty) await this.fill(local, node);
-    } catch (err) {
-      await local.dispose();
-      throw err;
-    }
-    local.dirty = empty && node.file.size > 0;
-    local.mtime = fileAttr(node, this.ctx.owner).mtime;
-    local.remoteVersion = versionKeyOf(node.file);
-    return local;
-  }
-
-  /**
-   * The path's local copy: `started`, unless another open of the path made one while this one was
-   * being made (both found none); then that one, and `started` is dropped. Call it with no wait
-   * between it and counting the new user, or an upload finishing could dispose of the copy.
-   */
-  private adopt(path: string, started: LocalFile): LocalFile {
-    const first = this.ctx.locals.get(path);
-    if (first !== undefined && first !== started) {
-      void started.dispose();
-      return first;
-    }
-    this.ctx.locals.set(path, started);
-    return started;
-  }
-
-  /** Copy the remote bytes into the write buffer, a bounded chunk at a time. */
-  private async fill(local: LocalFile, node: FileNode): Promise<void> {
-    const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
-    try {
-      const chunk = Buffer.allocUnsafe(Math.min(FILL_CHUNK, Math.max(node.file.size, 1)));
-      for (let pos = 0; pos < node.file.size; ) {
-        const n = await session.read(chunk, chunk.length, pos);
-        if (n === 0) throw new FsError('EIO', `short read of ${local.path} at ${pos}`);
-        await local.write(chunk, n, pos);
-        pos += n;
-        local.filled = pos;
-      }
-    } finally {
-      session.close();
-    }
-  }
-
-  private async sealIfDirty(local: LocalFile): Promise<void> {
-    if (local.failure !== undefined && !local.unlinked) throw toFsError(local.failure);
-    if (local.dirty && !local.unlinked) await this.sealer.seal(local);
-  }
-
-  /**
-   * Until Girder has the file (fsync, --sync-uploads). An upload that waits (credentials refused,
-   * server away...) may wait for hours: fail at once then; it stays queued and journaled.
-   */
-  private async waitUploaded(local: LocalFile): Promise<void> {
-    this.uploads.hurry(local.key);
-    const why = await uploadedOrWaiting(this.uploads, local);
-    if (why !== undefined) {
-      this.ctx.logger.warn({ path: local.path, reason: why }, 'fsync: not on the server yet (EIO); the upload stays queued and journaled');
-      throw new FsError('EIO', `${local.path} is not on the server yet: its upload waits (${why})`);
-    }
-    if (local.lastError !== undefined) throw toFsError(local.lastError);
-  }
-
-  private localAttr(local: LocalFile): Attr {
-    const perm = 0o644 & ~this.ctx.owner.umask;
-    return {
-      mode: S_IFREG | perm,
-      size: local.size,
-      mtime: local.mtime,
-      atime: local.mtime,
-      ctime: local.mtime,
-      nlink: 1,
-      uid: this.ctx.owner.uid,
-      gid: this.ctx.owner.gid,
-    };
-  }
-
-  private addHandle(handle: Handle): number {
-    const fh = this.nextHandle++;
-    this.handles.set(fh, handle);
-    return fh;
-  }
-
-  private handle(fh: number): Handle {
-    const handle = this.handles.get(fh);
-    if (handle === undefined) throw new FsError('EBADF', `no handle ${fh}`);
-    return handle;
-  }
-
-  private writableHandle(fh: number): Handle & { kind: 'local' } {
-    const handle = this.handle(fh);
-    if (handle.kind !== 'local' || !handle.writable) throw new FsError('EBADF', `handle ${fh} is not open for writing`);
-    return handle;
-  }
 }
 
 

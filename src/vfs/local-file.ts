@@ -1,43 +1,34 @@
 import { randomUUID } from 'node:crypto';
-import { constants } from 'node:fs';
 import { open, link, statfs, unlink, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
-import { openUncached } from '../uncached-io.js';
 import { FsError } from '../errors.js';
 import { toFsError } from './fs-error.js';
 import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
-import type { UploadResult, UploadTarget } from './ports.js';
+import type { FileDoc } from '../girder/types.js';
+import type { ReadSession, UploadTarget } from './ports.js';
+import { newTemp, newTempWith } from './temp-file.js';
 
 /** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
 const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
+/** Copying a remote file in goes in steps of this many bytes. */
+const FILL_CHUNK = 4 << 20;
 
 /**
  * The local copy of a file being written: a private temp file (0600, in the cache directory) that
  * every handle of the path shares, as they would share an inode. It lives while a handle has it
- * open or an upload of it is pending, and serves reads of the path meanwhile.
+ * open or an upload of it is pending, and serves reads of the path meanwhile. Its path, who uses it
+ * and when it goes are OpenFiles' (open-files.ts); its bytes and what they are, this class's.
  */
 export class LocalFile {
-  /** Handles open on it (readers and writers). */
-  openCount = 0;
-  /** Written since the last hand-off to the upload queue. */
-  dirty = false;
-  /** Uploads handed off and not yet finished. */
-  pendingUploads = 0;
-  /** Settles when the newest hand-off has reached Girder (and its follow-ups are done). */
-  lastUpload: Promise<UploadResult | undefined> = Promise.resolve(undefined);
-  /** An mtime a program set (utimens), kept in Girder metadata once uploaded. */
-  explicitMtime: number | undefined;
-  mtime = Date.now();
-  /** Unlinked while open: nothing more is uploaded. */
-  unlinked = false;
-  /** Why the newest upload failed, until one succeeds. */
-  lastError: unknown;
-  /** Version of the remote file this copy started from, to tell a change made elsewhere. */
-  remoteVersion: string | undefined;
-  /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
-  failure: unknown;
-  /** Bytes copied in from Girder so far, when it was opened for writing without O_TRUNC. */
-  filled = 0;
+  // Read by others through the getters below, changed only here (and through its verbs).
+  private changed = false;
+  private programMtime: number | undefined;
+  private modified = Date.now();
+  private removed = false;
+  private uploadError: unknown;
+  private startVersion: string | undefined;
+  private writeFailure: unknown;
+  private copiedIn = 0;
 
   /**
    * The write thread keeps the SHA-512 of bytes [0, hashedUpTo) while the file is written front to
@@ -56,19 +47,20 @@ export class LocalFile {
 
   private constructor(
     private readonly dataDir: string,
-    public path: string,
-    public target: UploadTarget,
+    /** Its mount path (OpenFiles moves it). */
+    private where: string,
+    private uploadTarget: UploadTarget,
     private tempPath: string,
     private fd: FileHandle,
     /** The temp file opened again with O_DIRECT, for the aligned part of front-to-back writes. */
     private direct: FileHandle | undefined,
-    public size: number,
+    private length: number,
     private readonly writer: LocalWriter,
     /** Names this file's uploads across renames (see UploadJob.key). */
     readonly key: string = randomUUID(),
   ) {
     this.writeKey = writer.register((err) => {
-      this.failure ??= err;
+      this.writeFailure ??= err;
     });
   }
 
@@ -92,7 +84,7 @@ export class LocalFile {
       const local = new LocalFile(dataDir, path, target, tempPath, fd, undefined, st.size, writer, key);
       local.shared = true;
       local.hashing = false;
-      local.mtime = Math.round(st.mtimeMs);
+      local.modified = Math.round(st.mtimeMs);
       return local;
     } catch (err) {
       await fd?.close().catch(() => undefined);
@@ -101,15 +93,132 @@ export class LocalFile {
     }
   }
 
+  get path(): string {
+    return this.where;
+  }
+
+  /** Where its upload goes: a new file of a folder or item, or a new version of a Girder file. */
+  get target(): UploadTarget {
+    return this.uploadTarget;
+  }
+
+  get size(): number {
+    return this.length;
+  }
+
+  /** Changed since the last hand-off to the upload queue. */
+  get dirty(): boolean {
+    return this.changed;
+  }
+
+  get mtime(): number {
+    return this.modified;
+  }
+
+  /** An mtime a program set (utimens) since the last write, kept in Girder metadata once uploaded. */
+  get explicitMtime(): number | undefined {
+    return this.programMtime;
+  }
+
+  /** Unlinked while open: nothing more is uploaded. */
+  get unlinked(): boolean {
+    return this.removed;
+  }
+
+  /** Why the newest upload failed, until one succeeds. */
+  get lastError(): unknown {
+    return this.uploadError;
+  }
+
+  /** Version of the remote file this copy started from (or last uploaded), to tell a change made elsewhere. */
+  get remoteVersion(): string | undefined {
+    return this.startVersion;
+  }
+
+  /** Why a write or truncate of the temp file failed (e.g. ENOSPC): its bytes are not what the program wrote, so they are never uploaded. */
+  get failure(): unknown {
+    return this.writeFailure;
+  }
+
+  /** Bytes copied in from Girder so far, when it was opened for writing without O_TRUNC (copyIn). */
+  get filled(): number {
+    return this.copiedIn;
+  }
+
   get isNew(): boolean {
-    return this.target.kind !== 'file';
+    return this.uploadTarget.kind !== 'file';
+  }
+
+  /**
+   * Copy a remote file's bytes in, a bounded chunk at a time, when it is opened for writing
+   * without O_TRUNC.
+   */
+  async copyIn(from: ReadSession, size: number): Promise<void> {
+    const chunk = Buffer.allocUnsafe(Math.min(FILL_CHUNK, Math.max(size, 1)));
+    for (let pos = 0; pos < size; ) {
+      const n = await from.read(chunk, chunk.length, pos);
+      if (n === 0) throw new FsError('EIO', `short read of ${this.where} at ${pos}`);
+      await this.write(chunk, n, pos);
+      pos += n;
+      this.copiedIn = pos;
+    }
+  }
+
+  /**
+   * The copy of a remote file is ready: it shows the remote file's mtime, and is uploaded at its
+   * close only when `changed` (emptied by an O_TRUNC open) or written to.
+   */
+  startedFrom(remote: { readonly mtime: number; readonly version: string }, changed: boolean): void {
+    this.changed = changed;
+    this.modified = remote.mtime;
+    this.startVersion = remote.version;
+  }
+
+  /** Uploaded at its next close even if nothing is written (a new, empty file). */
+  markDirty(): void {
+    this.changed = true;
+  }
+
+  /** Girder already has exactly these bytes: nothing to upload. */
+  markSameAsServer(): void {
+    this.changed = false;
+  }
+
+  /** A program set its mtime (utimens). */
+  setMtime(mtime: number): void {
+    this.modified = mtime;
+    this.programMtime = mtime;
+  }
+
+  /** Girder has an upload of it: later uploads replace that file. */
+  uploaded(file: FileDoc, version: string): void {
+    this.uploadError = undefined;
+    const target = this.uploadTarget;
+    const fallback = target.kind === 'file' ? target.fallback : target;
+    this.uploadTarget = { kind: 'file', fileId: file.id, remoteSha512: file.sha512, ...(fallback ? { fallback } : {}) };
+    this.startVersion = version;
+  }
+
+  uploadFailed(err: unknown): void {
+    this.uploadError = err;
+  }
+
+  /** Its path (and, for a file not on Girder yet, its target) changed: only OpenFiles calls this. */
+  moveTo(path: string, target?: UploadTarget): void {
+    this.where = path;
+    if (target !== undefined) this.uploadTarget = target;
+  }
+
+  /** Unlinked while open: only OpenFiles calls this. */
+  markUnlinked(): void {
+    this.removed = true;
   }
 
   async read(into: Buffer, length: number, position: number): Promise<number> {
-    if (position >= this.size) return 0;
+    if (position >= this.length) return 0;
     while (this.unsharing !== undefined) await this.unsharing;
     await this.writer.reached(this.lastWrite);
-    const { bytesRead } = await this.fd.read(into, 0, Math.min(length, this.size - position), position);
+    const { bytesRead } = await this.fd.read(into, 0, Math.min(length, this.length - position), position);
     return bytesRead;
   }
 
@@ -119,10 +228,10 @@ export class LocalFile {
    */
   async write(data: Buffer, length: number, position: number): Promise<number> {
     if (position + length > MAX_OFFSET) throw new FsError('EFBIG', `write past ${MAX_OFFSET}`);
-    if (this.failure !== undefined) throw toFsError(this.failure);
+    if (this.writeFailure !== undefined) throw toFsError(this.writeFailure);
     if (length <= 0) return 0;
     try {
-      await this.unshare(this.size);
+      await this.unshare(this.length);
       if (data.length < length) throw abandoned(); // answered (EIO) while it waited: the kernel took its buffer back
       const hashed = this.hashing && position === this.hashedUpTo;
       if (hashed) this.hashedUpTo += length;
@@ -131,21 +240,21 @@ export class LocalFile {
     } catch (err) {
       throw this.failed(err);
     }
-    this.size = Math.max(this.size, position + length);
+    this.length = Math.max(this.length, position + length);
     this.touch();
     return length;
   }
 
   /** SHA-512 of the file once its writes are done, when they went front to back; throws the first write that failed. */
   async digest(): Promise<string | undefined> {
-    return this.settled(this.hashing && this.hashedUpTo === this.size);
+    return this.settled(this.hashing && this.hashedUpTo === this.length);
   }
 
   async truncate(size: number): Promise<void> {
     if (size > MAX_OFFSET) throw new FsError('EFBIG', `size past ${MAX_OFFSET}`);
-    if (size > this.size) await this.checkRoom(size - this.size);
+    if (size > this.length) await this.checkRoom(size - this.length);
     try {
-      await this.unshare(Math.min(size, this.size));
+      await this.unshare(Math.min(size, this.length));
       await this.writer.barrier(this.writeKey, false);
       await this.fd.truncate(size);
       if (size === 0) {
@@ -159,8 +268,8 @@ export class LocalFile {
     } catch (err) {
       throw this.failed(err);
     }
-    if (size === 0) this.failure = undefined; // nothing is left of what failed
-    this.size = size;
+    if (size === 0) this.writeFailure = undefined; // nothing is left of what failed
+    this.length = size;
     this.touch();
   }
 
@@ -174,7 +283,7 @@ export class LocalFile {
     const path = join(this.dataDir, `${randomUUID()}.upload`);
     await link(this.tempPath, path);
     this.shared = true;
-    this.dirty = false;
+    this.changed = false;
     return { path, sha512 };
   }
 
@@ -182,8 +291,8 @@ export class LocalFile {
   private async settled(wantDigest: boolean): Promise<string | undefined> {
     while (this.unsharing !== undefined) await this.unsharing;
     const { digest, error } = await this.writer.barrier(this.writeKey, wantDigest);
-    if (error !== undefined) this.failure ??= error;
-    if (this.failure !== undefined) throw toFsError(this.failure);
+    if (error !== undefined) this.writeFailure ??= error;
+    if (this.writeFailure !== undefined) throw toFsError(this.writeFailure);
     return digest;
   }
 
@@ -193,21 +302,7 @@ export class LocalFile {
     if (!this.shared) return;
     this.unsharing = (async () => {
       await this.writer.barrier(this.writeKey, false);
-      const next = await newTemp(this.dataDir, this.writer);
-      try {
-        const chunk = Buffer.allocUnsafe(1 << 20);
-        for (let pos = 0; pos < keep; ) {
-          const { bytesRead } = await this.fd.read(chunk, 0, Math.min(chunk.length, keep - pos), pos);
-          if (bytesRead === 0) break;
-          await next.fd.write(chunk, 0, bytesRead, pos);
-          pos += bytesRead;
-        }
-      } catch (err) {
-        await next.fd.close().catch(() => undefined);
-        await next.direct?.close().catch(() => undefined);
-        await unlink(next.tempPath).catch(() => undefined);
-        throw err;
-      }
+      const next = await newTempWith(this.dataDir, this.writer, this.fd, keep);
       await this.fd.close();
       await this.direct?.close();
       await unlink(this.tempPath).catch(() => undefined);
@@ -231,12 +326,12 @@ export class LocalFile {
     await unlink(this.tempPath).catch(() => undefined);
   }
 
-  /** Its state, for the log line of an operation given up on. */
+  /** Its state, for the log line of an operation given up on (OpenFiles adds who uses it). */
   describe(): Record<string, unknown> {
     return {
-      size: this.size, openCount: this.openCount, dirty: this.dirty, pendingUploads: this.pendingUploads,
-      filled: this.filled, unsharing: this.unsharing !== undefined, lastWrite: this.lastWrite, writeThread: this.writer.state(),
-      ...(this.failure === undefined ? {} : { failure: String(this.failure) }),
+      size: this.length, dirty: this.changed,
+      filled: this.copiedIn, unsharing: this.unsharing !== undefined, lastWrite: this.lastWrite, writeThread: this.writer.state(),
+      ...(this.writeFailure === undefined ? {} : { failure: String(this.writeFailure) }),
     };
   }
 
@@ -251,38 +346,18 @@ export class LocalFile {
   private async checkRoom(bytes: number): Promise<void> {
     const fs = await statfs(this.dataDir);
     if (bytes > fs.bavail * fs.bsize) {
-      throw new FsError('ENOSPC', `growing ${this.path} by ${bytes} bytes needs more than the cache disk's free space`);
+      throw new FsError('ENOSPC', `growing ${this.where} by ${bytes} bytes needs more than the cache disk's free space`);
     }
   }
 
   private failed(err: unknown): FsError {
-    this.failure ??= err;
+    this.writeFailure ??= err;
     return toFsError(err);
   }
 
   private touch(): void {
-    this.dirty = true;
-    this.mtime = Date.now();
-    this.explicitMtime = undefined;
+    this.changed = true;
+    this.modified = Date.now();
+    this.programMtime = undefined;
   }
-}
-
-/** A new empty temp file, and a direct descriptor of it when its file system and the write thread allow. */
-async function newTemp(dataDir: string, writer: LocalWriter): Promise<{ tempPath: string; fd: FileHandle; direct: FileHandle | undefined }> {
-  const tempPath = join(dataDir, `${randomUUID()}.data`);
-  const fd = await open(tempPath, 'w+', 0o600);
-  let direct: FileHandle | undefined;
-  try {
-    direct = await openUncached(tempPath, constants.O_WRONLY);
-    if (direct !== undefined && !(await writer.canWriteDirect(direct.fd))) {
-      await direct.close();
-      direct = undefined;
-    }
-  } catch (err) {
-    await direct?.close().catch(() => undefined);
-    await fd.close().catch(() => undefined);
-    await unlink(tempPath).catch(() => undefined);
-    throw err;
-  }
-  return { tempPath, fd, direct };
 }

@@ -38,7 +38,7 @@ export class Namespace {
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
     if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
-    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.locals.has(path)) throw new FsError('EEXIST', path);
+    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
     const folder = await this.ctx.store.createFolder(dir.folder.id, name).catch(mapNameClash(path));
     this.ctx.tree.created(dir, name, { kind: 'folder', folder });
   }
@@ -48,7 +48,7 @@ export class Namespace {
     const node = await this.existing(dir, name, path);
     if (!isDir(node)) throw new FsError('ENOTDIR', path);
     checkWritable(this.ctx, dir, path);
-    if ((await this.ctx.tree.list(node)).size > 0 || this.localsUnder(path).length > 0) throw new FsError('ENOTEMPTY', path);
+    if ((await this.ctx.tree.list(node)).size > 0 || this.ctx.openFiles.under(path).length > 0) throw new FsError('ENOTEMPTY', path);
     if (node.kind === 'folder') {
       // Empty by a listing fresh this moment: gone from the mount now, and Girder's recursive
       // DELETE follows in the background (journaled), taking the removals still queued under it:
@@ -76,11 +76,10 @@ export class Namespace {
     }
     const { dir, name } = await parentOf(this.ctx, path);
     checkWritable(this.ctx, dir, path);
-    const local = this.ctx.locals.get(path);
+    const local = this.ctx.openFiles.get(path);
     if (local !== undefined) {
       await this.dropUploads(local);
-      local.unlinked = true;
-      this.ctx.locals.delete(path);
+      this.ctx.openFiles.unlink(local);
       if (local.target.kind !== 'file') return;
     }
     const node = await this.existing(dir, name, path).catch((err: unknown) => {
@@ -114,12 +113,13 @@ export class Namespace {
     checkWritable(this.ctx, dst.dir, to);
     checkStorableName(dst.name);
 
-    const local = this.ctx.locals.get(from);
+    const local = this.ctx.openFiles.get(from);
     if (local !== undefined && local.isNew) {
       // Not on Girder yet: it is uploaded under the new name instead (a temp file renamed into
       // place costs one upload, not an upload, then a rename on the server).
-      const claim = local.pendingUploads > 0 ? this.uploads.claim(local.key) : undefined;
-      if (local.pendingUploads === 0 || claim !== undefined) {
+      const uploading = this.ctx.openFiles.uploading(local);
+      const claim = uploading ? this.uploads.claim(local.key) : undefined;
+      if (!uploading || claim !== undefined) {
         try {
           await this.retargetNew(local, to, dst.dir, dst.name, claim);
         } finally {
@@ -129,23 +129,20 @@ export class Namespace {
       }
     }
     if (local !== undefined) await this.settle(local, from);
-    if (local !== undefined && local.isNew && local.pendingUploads === 0) {
+    if (local !== undefined && local.isNew && !this.ctx.openFiles.uploading(local)) {
       await this.retargetNew(local, to, dst.dir, dst.name, undefined);
       return;
     }
     const node = await this.existing(src.dir, src.name, from);
-    const target = this.ctx.locals.get(to) ?? (await lookup(this.ctx, dst.dir, dst.name));
+    const target = this.ctx.openFiles.get(to) ?? (await lookup(this.ctx, dst.dir, dst.name));
     if (target !== undefined) await this.removeTarget(target, node, to, dst.dir, dst.name);
 
     const moved = await this.move(node, dst.dir, dst.name, to);
     this.ctx.tree.set(src.dir, src.name, undefined);
     this.ctx.tree.set(dst.dir, dst.name, moved);
-    if (isDir(node)) this.rekeyLocals(from, to);
-    else if (local !== undefined && this.ctx.locals.get(from) === local) {
-      this.ctx.locals.delete(from);
-      local.path = to;
-      this.ctx.locals.set(to, local);
-    }
+    // Files being written under a moved directory keep writing to the same Girder ids.
+    if (isDir(node)) this.ctx.openFiles.moveUnder(from, to);
+    else if (local !== undefined && this.ctx.openFiles.get(from) === local) this.ctx.openFiles.move(local, to);
   }
 
   /**
@@ -156,13 +153,10 @@ export class Namespace {
   private async hide(from: string, to: string): Promise<void> {
     const { dir, name } = await parentOf(this.ctx, from);
     checkWritable(this.ctx, dir, from);
-    const local = this.ctx.locals.get(from);
+    const local = this.ctx.openFiles.get(from);
     if (local !== undefined) {
       await this.dropUploads(local);
-      local.unlinked = true;
-      this.ctx.locals.delete(from);
-      local.path = to;
-      this.ctx.locals.set(to, local);
+      this.ctx.openFiles.hide(local, to);
       if (local.target.kind !== 'file') return; // never uploaded: nothing on the server
     }
     const node = await lookup(this.ctx, dir, name);
@@ -180,28 +174,23 @@ export class Namespace {
   /** The last close of a file unlinked while open: forget it (Girder has nothing of it). */
   private unhide(path: string): void {
     this.hidden.delete(path);
-    const local = this.ctx.locals.get(path);
-    if (local?.unlinked === true) this.ctx.locals.delete(path);
+    this.ctx.openFiles.forgetHidden(path);
   }
 
   /** A file written here and not yet uploaded: it will simply be uploaded under the new name. */
   private async retargetNew(local: LocalFile, to: string, dir: DirNode, name: string, claim: UploadClaim | undefined): Promise<void> {
-    const target = this.ctx.locals.get(to) ?? (await lookup(this.ctx, dir, name));
+    const target = this.ctx.openFiles.get(to) ?? (await lookup(this.ctx, dir, name));
     if (target !== undefined) await this.removeTarget(target, undefined, to, dir, name);
     const uploadTarget: UploadTarget = dir.kind === 'folder' ? { kind: 'folder', folderId: dir.folder.id, name } : { kind: 'item', itemId: dir.item.id, name };
     await claim?.retarget(to, uploadTarget, this.ctx.tree.nameFree(to));
-    this.ctx.locals.delete(local.path);
-    local.path = to;
-    local.target = uploadTarget;
-    this.ctx.locals.set(to, local);
+    this.ctx.openFiles.move(local, to, uploadTarget);
   }
 
   /** rename over an existing entry replaces it, as POSIX says (an empty directory only). */
   private async removeTarget(target: Node | LocalFile, node: Node | undefined, to: string, dir: DirNode, name: string): Promise<void> {
     if (!('kind' in target)) {
       await this.dropUploads(target);
-      target.unlinked = true;
-      this.ctx.locals.delete(to);
+      this.ctx.openFiles.unlink(target);
       if (target.target.kind !== 'file') return;
       const remote = await lookup(this.ctx, dir, name);
       if (remote === undefined) return;
@@ -273,7 +262,7 @@ export class Namespace {
    * waits (credentials refused, server away...) that may take hours: refuse at once instead.
    */
   private async settle(local: LocalFile, path: string): Promise<void> {
-    const why = await uploadedOrWaiting(this.uploads, local);
+    const why = await uploadedOrWaiting(this.uploads, local.key, () => this.ctx.openFiles.uploadsSettled(local));
     if (why === undefined) return;
     this.ctx.logger.warn({ path, reason: why }, 'cannot rename a file whose upload waits; it can be renamed once Girder has it');
     throw new FsError('EIO', `${path}: its upload waits (${why})`);
@@ -282,20 +271,7 @@ export class Namespace {
   /** The file is removed or replaced: drop its uploads not yet running, and let a running one end. */
   private async dropUploads(local: LocalFile): Promise<void> {
     await this.uploads.cancel(local.key);
-    await local.lastUpload;
-  }
-
-  private localsUnder(path: string): LocalFile[] {
-    return [...this.ctx.locals.values()].filter((l) => l.path.startsWith(path + '/'));
-  }
-
-  /** Files being written under a moved directory keep writing to the same Girder ids. */
-  private rekeyLocals(from: string, to: string): void {
-    for (const local of this.localsUnder(from)) {
-      this.ctx.locals.delete(local.path);
-      local.path = to + local.path.slice(from.length);
-      this.ctx.locals.set(local.path, local);
-    }
+    await this.ctx.openFiles.uploadsSettled(local);
   }
 
   /** Removing a file of an item can turn the item into a plain file: list its folder again. */

@@ -94,7 +94,7 @@ export class Xattrs {
     try {
       return await this.ctx.tree.resolve(path);
     } catch (err) {
-      if (err instanceof FsError && err.errno === 'ENOENT' && this.ctx.locals.has(path)) return undefined;
+      if (err instanceof FsError && err.errno === 'ENOENT' && this.ctx.openFiles.has(path)) return undefined;
       throw err;
     }
   }
