@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import './heap-at-start.js'; // first: see the file
 import { createRequire } from 'node:module';
 import { createInterface } from 'node:readline';
 import { Writable } from 'node:stream';

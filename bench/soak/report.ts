@@ -12,6 +12,8 @@ export interface Flatness {
   rssFirstMiB: number;
   rssMedianMiB: number;
   rssMaxMiB: number;
+  /** The kernel's peak RSS (VmHWM) up to the last sample of the soak phase: the max between samples too. */
+  rssPeakMiB: number;
   /** Median RSS of the second half of the soak over that of the first half (flat: about 1). */
   rssHalfRatio: number;
   /** Where the RSS goes (MiB, median and max over the soak): see memoryParts(). */
@@ -59,6 +61,7 @@ export function flatness(samples: readonly Sample[]): Flatness {
     rssFirstMiB: rss[0] ?? NaN,
     rssMedianMiB: median(rss),
     rssMaxMiB: Math.max(...rss),
+    rssPeakMiB: Math.max(...rss, ...soak.map((s) => (s.hwmKiB ?? NaN) / 1024).filter(Number.isFinite)),
     rssHalfRatio: median(half(rss, true)) / median(half(rss, false)),
     memory: Object.fromEntries(
       PARTS.map((part) => {
@@ -128,8 +131,8 @@ export function formatReport(r: ReportInput): string {
     ['missing / unexpected entries on Girder', `${r.server.missing.length} / ${r.server.unexpected.length}`],
     ['missing / unexpected entries in the mount', `${r.mount.missing.length} / ${r.mount.unexpected.length}`],
     ['files whose content was unknown after a failure', String(r.server.unknown)],
-    ['daemon RSS first / median / max', `${num(flat.rssFirstMiB)} / ${num(flat.rssMedianMiB)} / ${num(flat.rssMaxMiB)} MiB`],
-    ['daemon RSS max against the target', `${num(flat.rssMaxMiB)} MiB, target < ${RSS_TARGET_MIB} MiB: ${flat.rssMaxMiB < RSS_TARGET_MIB ? 'met' : 'NOT met'}`],
+    ['daemon RSS first / median / max of the samples', `${num(flat.rssFirstMiB)} / ${num(flat.rssMedianMiB)} / ${num(flat.rssMaxMiB)} MiB`],
+    ['daemon RSS max against the target', `${num(flat.rssPeakMiB)} MiB (peak, VmHWM), target < ${RSS_TARGET_MIB} MiB: ${flat.rssPeakMiB < RSS_TARGET_MIB ? 'met' : 'NOT met'}`],
     ['daemon RSS median, 2nd half / 1st half', num(flat.rssHalfRatio, 2)],
     ...PARTS.map((part) => [`  ${PART_NAMES[part]}, median / max`, `${num(flat.memory[part].medianMiB)} / ${num(flat.memory[part].maxMiB)} MiB`]),
     ['daemon fds first / last / max', `${flat.fdsFirst} / ${flat.fdsLast} / ${flat.fdsMax}`],

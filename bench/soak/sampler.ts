@@ -12,6 +12,8 @@ export interface Sample {
   t: number;
   phase: 'soak' | 'drain';
   rssKiB: number;
+  /** The kernel's peak RSS of the daemon so far (VmHWM): catches what falls between samples. */
+  hwmKiB?: number;
   /** Anonymous memory (heap, buffers) of the RSS, without mapped files. */
   rssAnonKiB: number;
   /** The daemon's own process.memoryUsage() (status --json), bytes: V8 heap, Buffers and such. */
@@ -71,8 +73,9 @@ export class Sampler {
       const fds = await readdir(`/proc/${this.pid}/fd`).then((l) => l.length, () => -1);
       if (rss === undefined) return; // the daemon is gone
       const anon = /^RssAnon:\s+(\d+) kB/m.exec(text)?.[1];
+      const hwm = /^VmHWM:\s+(\d+) kB/m.exec(text)?.[1];
       const cpuS = await cpuSeconds(this.pid);
-      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), fds, cpuS, load1: Math.round(loadavg()[0]! * 100) / 100 };
+      const sample: Sample = { t, phase: this.phase, rssKiB: Number(rss), rssAnonKiB: Number(anon ?? NaN), hwmKiB: Number(hwm ?? NaN), fds, cpuS, load1: Math.round(loadavg()[0]! * 100) / 100 };
       try {
         const answer = await controlRequest(this.socket, 'GET', '/status', 10_000);
         if (answer.status === 200) {

@@ -6,9 +6,9 @@
  */
 import { ftruncate, write } from 'node:fs';
 import { promisify } from 'node:util';
-import { Worker } from 'node:worker_threads';
 import { alignedOffset, UNCACHED_ALIGN } from '../../uncached-io.js';
 import { FsError } from '../../errors.js';
+import { startWorker } from '../../young-generation.js';
 import { toFsError } from '../fs-error.js';
 import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
@@ -51,7 +51,7 @@ export interface WriteThread {
 
 /** Starts worker.js on the ring. */
 function startWriteThread(ring: RingBuffers): WriteThread {
-  return new Worker(new URL('./worker.js', import.meta.url), { workerData: ring });
+  return startWorker(new URL('./worker.js', import.meta.url), { workerData: ring });
 }
 
 export class LocalWriter {

@@ -1,0 +1,40 @@
+/**
+ * V8's young generation (the "new space" where objects are born) kept at the size it starts
+ * with. V8 doubles the new space whenever many objects survive a scavenge, up to two semi-spaces of
+ * 16 MiB on 64-bit: the daemon, with thousands of operations in flight, gets there within a minute,
+ * and those 32 MiB stay resident for good while its live objects take about 20 (a soak showed
+ * "heap 20 MiB of 56", of which new space 32 with 5 in use). The maximum (--max-semi-space-size)
+ * can only be given when the process starts, which the daemon does not control (it runs as
+ * `girder-mount`, `node dist/src/cli.js`, a systemd unit, mount(8)...); the growth factor is read
+ * at each growth, so a factor of 1 keeps it from growing. It must be set before the modules load
+ * (heap-at-start.ts), and again after every Worker starts: Node then sets V8's flags anew from the
+ * command line, which undoes it. In the soak the new space then stayed at 8 MiB, the heap at 32.
+ */
+import v8 from 'node:v8';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+/** Bytes of the new space now (both semi-spaces, as committed). */
+export function newSpaceBytes(): number {
+  return v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+}
+
+let small = false;
+
+function apply(): void {
+  v8.setFlagsFromString('--semi-space-growth-factor=1');
+}
+
+/** From now on, the new space does not grow (V8's flags are the whole process's). */
+export function keepYoungGenerationSmall(): void {
+  small = true;
+  apply();
+}
+
+/** A Worker that leaves the setting above in place (set again once the worker runs). */
+export function startWorker(filename: string | URL, options?: WorkerOptions): Worker {
+  const worker = new Worker(filename, options);
+  worker.once('online', () => {
+    if (small) apply();
+  });
+  return worker;
+}
