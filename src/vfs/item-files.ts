@@ -67,6 +67,10 @@ export class ItemFiles {
     entry.checkedAt = Date.now();
   }
 
+  get size(): number {
+    return this.entries.size;
+  }
+
   forget(itemId: string): void {
     this.entries.delete(itemId);
   }

@@ -149,6 +149,11 @@ export class Tree {
     return listing !== undefined && Date.now() - listing.fetchedAt < this.opts.ttlMs && !listing.entries.has(path.slice(slash + 1));
   }
 
+  /** How many items' file lists are kept. */
+  get itemFilesKept(): number {
+    return this.itemFiles.size;
+  }
+
   /** A folder this mount just created: it is empty, and listing it costs nothing for one TTL. */
   created(dir: FolderNode, name: string, folder: FolderNode): void {
     this.set(dir, name, folder);
@@ -194,6 +199,12 @@ export class Tree {
    * `exactItem`: a file node's item is Girder's own document, not one made up here.
    */
   set(dir: DirNode, name: string, node: Node | undefined, exactItem = true): void {
+    const before = this.listings.get(dirKey(dir))?.entries.get(name);
+    // The files of an item that left the mount's view are not kept: a long run of writes that
+    // replace items (mv -f, rsync) would keep every one until the LRU's bound.
+    if (before !== undefined && before.kind !== 'folder' && (node === undefined || node.kind === 'folder' || node.item.id !== before.item.id)) {
+      this.itemFiles.forget(before.item.id);
+    }
     this.setEntry(dir, name, node);
     if (node?.kind === 'file') {
       if (node.inItemDir) this.itemFiles.forget(node.item.id);

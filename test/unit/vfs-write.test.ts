@@ -461,3 +461,22 @@ t.test('an fsync of an edited small file asks Girder for the file once (the uplo
   t.equal(calls.filter((c) => c === 'getFile').length, 1, `one GET /file/{id}: ${calls.join(', ')}`);
   t.equal(onlyFile(fx, fx.store.rootId, 'db').data, 'PAGE one');
 });
+
+t.test('the file lists of items the mount no longer shows are not kept (rm, mv -f over them)', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  for (let i = 0; i < 30; i++) await fx.writeFile(`/f${i}.txt`, `file ${i}`);
+  await settled(fx);
+  const kept = fx.tree.itemFilesKept;
+  t.ok(kept >= 20, `the uploaded files' lists are kept (${kept})`);
+  for (let i = 0; i < 10; i++) await fx.vfs.unlink(`/f${i}.txt`);
+  for (let i = 10; i < 20; i++) {
+    await fx.writeFile(`/.tmp${i}`, `replaced ${i}`);
+    await fx.vfs.rename(`/.tmp${i}`, `/f${i}.txt`);
+  }
+  await settled(fx);
+  if (!(await fx.removals.drain(20_000))) throw new Error('removals did not drain');
+  t.equal(fx.tree.itemFilesKept, kept - 10, `removed items are forgotten, replaced ones counted once (${fx.tree.itemFilesKept})`);
+  t.equal((await fx.readFile('/f15.txt')).toString(), 'replaced 15');
+  t.equal((await fx.readFile('/f25.txt')).toString(), 'file 25');
+});
