@@ -7,9 +7,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { failingMount } from '../helpers/failing-mount.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { rest, type RawFolder } from '../helpers/girder-rest.js';
-import { startGirder } from '../helpers/girder-server.js';
+import { faultRig, timed, type Timed } from '../helpers/fault-rig.js';
+import type { RawFolder } from '../helpers/girder-rest.js';
 import { cliPath, forceUnmount, isMounted, run, shellQuote as q, startMount, type Mount } from '../helpers/mount.js';
 import { mountStatus, waitUploadsDone } from '../helpers/mount-status.js';
 import { sha512, writeRandomFile } from '../helpers/random-file.js';
@@ -24,34 +23,11 @@ const STRICT = ['--timeout', '2', '--retries', '1', '--attr-ttl', '1', '--drain-
 /** Rides out short bursts of failures. */
 const PATIENT = ['--timeout', '20', '--retries', '5', '--attr-ttl', '1', '--drain-timeout', '30'];
 
-const girder = await startGirder();
-t.teardown(() => girder.stop());
-const info = girder.info;
-const admin = rest(girder, 'admin');
-const proxy = await startFaultProxy({ upstream: info.apiUrl });
-t.teardown(() => proxy.close());
-/** The server as the mount sees it: through the proxy. */
-const viaProxy = { ...info, apiUrl: proxy.apiUrl };
-const work = await mkdtemp(path.join(tmpdir(), 'girder-faults-'));
-t.teardown(() => rm(work, { recursive: true, force: true }));
+const { info, admin, proxy, viaProxy, work } = await faultRig(t, 'girder-faults');
 
-t.afterEach(async () => {
-  proxy.clear();
-  await proxy.up();
-});
 
-interface Timed {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-  timedOut: boolean;
-}
-
-async function sh(cmd: string, timeoutMs = 300_000): Promise<Timed> {
-  const started = Date.now();
-  const r = await run(cmd, { timeoutMs });
-  return { ...r, ms: Date.now() - started };
+function sh(cmd: string, timeoutMs = 300_000): Promise<Timed> {
+  return timed(cmd, timeoutMs);
 }
 
 let folderSeq = 0;

@@ -5,9 +5,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { rest, type RawFolder } from '../helpers/girder-rest.js';
-import { startGirder } from '../helpers/girder-server.js';
+import { faultRig, timed, type Timed } from '../helpers/fault-rig.js';
+import type { RawFolder } from '../helpers/girder-rest.js';
 import { cliPath, run, shellQuote as q, startMount, type Mount } from '../helpers/mount.js';
 import { mountStatus, waitUploadsDone } from '../helpers/mount-status.js';
 import { sha512, writeRandomFile } from '../helpers/random-file.js';
@@ -20,32 +19,11 @@ const OUTAGE_MS = 25_000;
 /** An operation the server does not answer fails within --timeout plus this (OP_GRACE_MS in src/daemon.ts). */
 const GRACE_MS = 2_000;
 
-const girder = await startGirder();
-t.teardown(() => girder.stop());
-const info = girder.info;
-const admin = rest(girder, 'admin');
-const proxy = await startFaultProxy({ upstream: info.apiUrl });
-t.teardown(() => proxy.close());
-const viaProxy = { ...info, apiUrl: proxy.apiUrl };
-const work = await mkdtemp(path.join(tmpdir(), 'girder-offline-'));
-t.teardown(() => rm(work, { recursive: true, force: true }));
+const { info, admin, proxy, viaProxy, work } = await faultRig(t, 'girder-offline');
 
-t.afterEach(async () => {
-  proxy.clear();
-  await proxy.up();
-});
 
-interface Timed {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-async function sh(cmd: string, timeoutMs = 120_000): Promise<Timed> {
-  const started = Date.now();
-  const r = await run(cmd, { timeoutMs });
-  return { code: r.code, stdout: r.stdout, stderr: r.stderr, ms: Date.now() - started };
+function sh(cmd: string, timeoutMs = 120_000): Promise<Timed> {
+  return timed(cmd, timeoutMs);
 }
 
 let seq = 0;

@@ -6,9 +6,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import type { MountStatus } from '../../src/control/status.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { rest, type RawFolder } from '../helpers/girder-rest.js';
-import { startGirder } from '../helpers/girder-server.js';
+import { faultRig } from '../helpers/fault-rig.js';
+import type { RawFolder } from '../helpers/girder-rest.js';
 import { forceUnmount, run, shellQuote as q, startMount, type Mount } from '../helpers/mount.js';
 import { runStatus, waitUploadsDone } from '../helpers/mount-status.js';
 import { sha512, writeRandomFile } from '../helpers/random-file.js';
@@ -19,20 +18,7 @@ const MiB = 1024 * 1024;
 /** Short request timeouts, so each try ends fast; the queue's own backoff (1 s doubling to 60 s) is the daemon's. */
 const ARGS = ['--timeout', '5', '--retries', '1', '--attr-ttl', '1', '--drain-timeout', '3'];
 
-const girder = await startGirder();
-t.teardown(() => girder.stop());
-const info = girder.info;
-const admin = rest(girder, 'admin');
-const proxy = await startFaultProxy({ upstream: info.apiUrl });
-t.teardown(() => proxy.close());
-const viaProxy = { ...info, apiUrl: proxy.apiUrl };
-const work = await mkdtemp(path.join(tmpdir(), 'upload-waits-'));
-t.teardown(() => rm(work, { recursive: true, force: true }));
-
-t.afterEach(async () => {
-  proxy.clear();
-  await proxy.up();
-});
+const { info, admin, proxy, viaProxy, work } = await faultRig(t, 'upload-waits');
 
 let folderSeq = 0;
 async function freshFolder(name: string): Promise<RawFolder> {
