@@ -304,7 +304,7 @@ program('exerciser', 'our seeded random-operations checker (test/tools/fs_exerci
   // many small ops on one file, no upload in between (no reopen, fsync or rename): reads right
   // after writes are what found the unanswered reads of issue 11
   const plain = await exercise(s, 'fs_exerciser: write, truncate, read, mmap', [
-    ['plain', `--seed ${SEED + 10} --ops 2500 --max-size 262144 --max-len 65536 --no-reopen --no-fsync --no-rename`],
+    ['plain', `--seed ${SEED + 10} --ops 2000 --max-size 262144 --max-len 65536 --no-reopen --no-fsync --no-rename`],
   ]);
   t.pass('plain: every op matched the model on the mount, and the file ends as on local disk');
   // every op, three files at once, as several programs would write: small and checked whole after
