@@ -1,4 +1,4 @@
-import { unlink } from 'node:fs/promises';
+import { unlink, utimes } from 'node:fs/promises';
 import { toFsError } from './fs-error.js';
 import { afterUpload } from './after-upload.js';
 import type { VfsContext } from './context.js';
@@ -33,6 +33,10 @@ export class UploadHandoff {
     const { path: tempPath, sha512 } = await local.snapshot().catch((err: unknown) => {
       throw toFsError(err);
     });
+    // After a restart the journaled file shows its data file's mtime (LocalFile.adopt): make that
+    // the file's own, not the moment the write thread last wrote to it.
+    const mtime = new Date(local.mtime);
+    await utimes(tempPath, mtime, mtime).catch(() => undefined);
     const job = {
       path: local.path, key: local.key, target: local.target, tempPath, size: local.size,
       ...(sha512 !== undefined ? { sha512 } : {}),
