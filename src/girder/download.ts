@@ -3,7 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { GirderError, isQuickFailure } from './girder-error.js';
 import type { GirderClient } from './client.js';
-import type { DirectBody } from './direct-request.js';
+import type { DirectBody } from './direct-body.js';
 import { responseError } from './failure.js';
 import { retrying } from './retry.js';
 import { redirectTargetsOf, storageErrorOf } from './presigned.js';
