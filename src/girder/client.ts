@@ -17,6 +17,7 @@ import { isAbsoluteUrl, requestTarget, stripQuery } from './request-target.js';
 import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
 import { SocketTransport } from './socket-transport.js';
+import type { DownloadClient, UploadClient } from './transfer-client.js';
 import type { Transport, TransportRequest, TransportResponse } from './transport.js';
 import { UndiciTransport } from './undici-transport.js';
 import type { UserDoc } from './types.js';
@@ -42,7 +43,7 @@ export type { ClientStats } from './request-stats.js';
 /** A probe of the server (GET /system/version) waits at most this long, or --timeout if shorter. */
 const PROBE_TIMEOUT_MS = 10_000;
 
-export class GirderClient {
+export class GirderClient implements DownloadClient, UploadClient {
   readonly apiUrl: string;
   readonly timeoutMs: number;
   readonly retries: number;
