@@ -1,20 +1,25 @@
-/** The HTTP connection to one Girder API: the two transports (undici agent, own sockets), JSON requests, retries, counters. */
-import { setMaxListeners } from 'node:events';
+/** The HTTP connection to one Girder API: token and 401 around two transports, JSON requests, retries, health. */
 import { readFileSync } from 'node:fs';
 import type { IncomingHttpHeaders } from 'node:http';
 import { rootCertificates } from 'node:tls';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { errorMessage } from '../errors.js';
 import { GirderError, isQuickFailure } from './girder-error.js';
 import type { Logger } from '../log.js';
 import { backoffDelay, sleep } from './backoff.js';
 import { Auth, type Credentials } from './auth.js';
 import { isObject } from './decode.js';
-import { directRequest, type DirectResponse } from './direct-request.js';
+import type { DirectResponse } from './direct-request.js';
 import { isAbort, networkError, responseError } from './failure.js';
 import type { DirectSendOptions, HttpMethod, JsonResponse, Query, RequestOptions, SendOptions } from './request-options.js';
+import { RequestStats, type ClientStats } from './request-stats.js';
+import { isAbsoluteUrl, requestTarget, stripQuery } from './request-target.js';
 import { retrying } from './retry.js';
 import { ServerHealth } from './server-health.js';
+import { SocketTransport } from './socket-transport.js';
+import type { DownloadClient, UploadClient } from './transfer-client.js';
+import type { Transport, TransportRequest, TransportResponse } from './transport.js';
+import { UndiciTransport } from './undici-transport.js';
 import type { UserDoc } from './types.js';
 
 export interface ClientOptions {
@@ -33,18 +38,12 @@ export class ClientConfigError extends Error {
   override readonly name = 'ClientConfigError';
 }
 
-export interface ClientStats {
-  requests: number;
-  errors: number;
-  retries: number;
-  bytesDownloaded: number;
-  bytesUploaded: number;
-}
+export type { ClientStats } from './request-stats.js';
 
 /** A probe of the server (GET /system/version) waits at most this long, or --timeout if shorter. */
 const PROBE_TIMEOUT_MS = 10_000;
 
-export class GirderClient {
+export class GirderClient implements DownloadClient, UploadClient {
   readonly apiUrl: string;
   readonly timeoutMs: number;
   readonly retries: number;
@@ -56,14 +55,12 @@ export class GirderClient {
   private readonly host: string;
   private readonly retryBaseMs: number;
   private readonly auth: Auth;
-  private readonly agent: Agent;
-  /** Trusted certificates when a CA file was given (for connections made outside the agent). */
-  private readonly ca: string[] | undefined;
-  /** Aborted by close(): ends the connections made outside the agent (sendDirect). */
-  private readonly closing = new AbortController();
-  private readonly counters: ClientStats = { requests: 0, errors: 0, retries: 0, bytesDownloaded: 0, bytesUploaded: 0 };
-  /** Requests sent and not yet answered (their heads), for the log line of an operation given up on. */
-  private readonly waiting = new Set<{ readonly method: string; readonly path: string; readonly startedAt: number }>();
+  /** JSON requests and short bodies. */
+  private readonly pooled: UndiciTransport;
+  /** Long downloads and uploads, and the health probe (socket-transport.ts says why). */
+  private readonly sockets: SocketTransport;
+  /** Counters, and requests sent and not yet answered (for the log line of an operation given up on). */
+  private readonly counters = new RequestStats();
 
   constructor(options: ClientOptions) {
     let url: URL;
@@ -87,24 +84,14 @@ export class GirderClient {
       auth: false,
     }).then((res) => res.data), options.logger);
     this.log = options.logger;
-    const connect: { timeout: number; ca?: string[] } = { timeout: options.timeoutMs };
-    if (options.caFile !== undefined) connect.ca = [...rootCertificates, readCaFile(options.caFile)];
-    this.ca = connect.ca;
-    // Each direct connection listens to it while open; past 10 Node would warn of a leak.
-    setMaxListeners(0, this.closing.signal);
+    const ca = options.caFile === undefined ? undefined : [...rootCertificates, readCaFile(options.caFile)];
+    this.pooled = new UndiciTransport(options.timeoutMs, ca);
+    this.sockets = new SocketTransport(options.timeoutMs, ca);
     this.health = new ServerHealth({
       host: this.host,
       probe: (ms) => this.probe(ms),
       probeTimeoutMs: Math.min(options.timeoutMs, PROBE_TIMEOUT_MS),
       logger: options.logger,
-    });
-    this.agent = new Agent({
-      connections: 32,
-      pipelining: 1,
-      keepAliveTimeout: 4_000, // below uvicorn's 5 s, so the server never closes a socket we are about to reuse
-      headersTimeout: options.timeoutMs,
-      bodyTimeout: options.timeoutMs,
-      connect,
     });
   }
 
@@ -167,16 +154,24 @@ export class GirderClient {
    * callers) and send it once more. The caller must consume or dump the body.
    */
   send(options: SendOptions): Promise<Dispatcher.ResponseData> {
-    return this.authorized(options, (res) => res.body.dump().catch(() => undefined), (token) => this.dispatch(options, token));
+    return this.authorized(options, this.pooled, (token) => this.exchange(this.pooled, options, token, (request) => ({
+      ...request,
+      body: options.body?.(),
+      reset: options.reset === true,
+    })));
   }
 
   /**
    * Like send(), but on a connection of its own whose bodies move without a new buffer per
-   * socket read or write (direct-request.ts): for long downloads and uploads. The caller must
+   * socket read or write (socket-transport.ts): for long downloads and uploads. The caller must
    * read or destroy the body.
    */
   sendDirect(options: DirectSendOptions): Promise<DirectResponse> {
-    return this.authorized(options, (res) => res.body.destroy(), (token) => this.dispatchDirect(options, token));
+    return this.authorized(options, this.sockets, (token) => this.exchange(this.sockets, options, token, (request) => ({
+      ...request,
+      method: options.method ?? 'GET',
+      body: options.body,
+    })));
   }
 
   /**
@@ -184,16 +179,16 @@ export class GirderClient {
    * absolute URL); on 401 drop that answer, log in again (once for all concurrent callers) and
    * send once more.
    */
-  private async authorized<R extends { readonly statusCode: number }>(
+  private async authorized<R extends TransportResponse>(
     options: { readonly path: string; readonly auth?: boolean | undefined },
-    drop: (res: R) => unknown,
+    transport: { drop(res: R): unknown },
     dispatch: (token: string | undefined) => Promise<R>,
   ): Promise<R> {
-    const withToken = !/^https?:\/\//i.test(options.path) && options.auth !== false;
+    const withToken = !isAbsoluteUrl(options.path) && options.auth !== false;
     const token = withToken ? await this.auth.currentToken() : undefined;
     const res = await dispatch(token);
     if (res.statusCode !== 401 || !withToken) return res;
-    await drop(res);
+    await transport.drop(res);
     await this.auth.refresh(token);
     return dispatch(await this.auth.currentToken());
   }
@@ -214,7 +209,7 @@ export class GirderClient {
    */
   async pauseBeforeRetry(retry: number, why: GirderError, signal?: AbortSignal): Promise<void> {
     if ((await this.health.settled()) === 'down') throw why;
-    this.counters.retries++;
+    this.counters.countRetry();
     const delay = backoffDelay(retry, this.retryBaseMs);
     this.log.debug({ retry, delayMs: delay, status: why.status, err: why.message }, 'retrying a Girder request');
     await sleep(delay, signal);
@@ -225,22 +220,22 @@ export class GirderClient {
     try {
       return await res.body.text();
     } catch (err) {
-      this.counters.errors++;
+      this.counters.countError();
       if (isAbort(err, signal)) throw err;
       throw this.noted(networkError(err, this.host, this.timeoutMs));
     }
   }
 
   countDownloaded(bytes: number): void {
-    this.counters.bytesDownloaded += bytes;
+    this.counters.countDownloaded(bytes);
   }
 
   countUploaded(bytes: number): void {
-    this.counters.bytesUploaded += bytes;
+    this.counters.countUploaded(bytes);
   }
 
   countError(): void {
-    this.counters.errors++;
+    this.counters.countError();
   }
 
   /** Map a transport failure (not an answer) to a GirderError naming the host. */
@@ -249,13 +244,12 @@ export class GirderClient {
   }
 
   stats(): ClientStats {
-    return { ...this.counters };
+    return this.counters.snapshot();
   }
 
   /** Requests waiting for their answer's head, oldest first (at most `max`). */
   inFlight(max = 10): Array<{ method: string; path: string; ageMs: number }> {
-    const now = Date.now();
-    return [...this.waiting].slice(0, max).map((r) => ({ method: r.method, path: r.path, ageMs: now - r.startedAt }));
+    return this.counters.inFlight(max);
   }
 
   /**
@@ -264,16 +258,8 @@ export class GirderClient {
    */
   async close(graceMs = 5_000): Promise<void> {
     this.health.close();
-    this.closing.abort();
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<'late'>((resolve) => {
-      timer = setTimeout(() => resolve('late'), graceMs);
-    });
-    try {
-      if ((await Promise.race([this.agent.close().then(() => 'closed' as const), late])) === 'late') await this.agent.destroy();
-    } finally {
-      clearTimeout(timer);
-    }
+    await this.sockets.close(graceMs);
+    await this.pooled.close(graceMs);
   }
 
   private async requestOnce(method: HttpMethod, path: string, options: RequestOptions): Promise<JsonResponse> {
@@ -298,14 +284,14 @@ export class GirderClient {
     const contentType = mediaType(res.headers);
     const text = await this.readText(res, options.signal);
     if (res.statusCode < 200 || res.statusCode >= 300) {
-      this.counters.errors++;
+      this.counters.countError();
       throw responseError(method, path, res.statusCode, contentType, text);
     }
     if (text === '') return { status: res.statusCode, headers: res.headers, data: null };
     try {
       return { status: res.statusCode, headers: res.headers, data: JSON.parse(text) as unknown };
     } catch {
-      this.counters.errors++;
+      this.counters.countError();
       throw new GirderError(
         `${method} ${path} answered ${res.statusCode} ${contentType || 'without a content type'} that is not JSON`,
         res.statusCode,
@@ -314,69 +300,51 @@ export class GirderClient {
     }
   }
 
-  /** One exchange through the undici agent (JSON requests, short bodies). */
-  private dispatch(options: SendOptions, token: string | undefined): Promise<Dispatcher.ResponseData> {
-    return this.exchange(options, options.method, options.signal, token, (origin, path, headers) => this.agent.request({
-      origin,
-      path,
-      method: options.method,
-      headers,
-      body: options.body?.(),
-      reset: options.reset === true,
-      signal: options.signal,
-      headersTimeout: this.timeoutMs,
-      bodyTimeout: this.timeoutMs,
-    }));
-  }
-
-  /** One exchange on a connection of its own (direct-request.ts), ended by close() too. */
-  private dispatchDirect(options: DirectSendOptions, token: string | undefined): Promise<DirectResponse> {
-    const method = options.method ?? 'GET';
-    const signal = options.signal === undefined ? this.closing.signal : AbortSignal.any([this.closing.signal, options.signal]);
-    return this.exchange(options, method, signal, token, (origin, path, headers) =>
-      directRequest({ method, url: new URL(path, origin), headers, timeoutMs: this.timeoutMs, ca: this.ca, signal, body: options.body }));
-  }
-
   /**
    * What every exchange does around its transport: refuse while the server is down, add the
    * token, count it, track it for inFlight(), tell the health tracker how it went, and turn a
    * transport failure into a GirderError (an abort passes as it is: nobody retries it).
+   * `complete` adds what only that transport carries (the body, its options).
    */
-  private async exchange<R extends { readonly statusCode: number }>(
-    options: { readonly path: string; readonly query?: Query | undefined; readonly headers?: Record<string, string> | undefined },
-    method: string,
-    signal: AbortSignal | undefined,
+  private async exchange<Req extends TransportRequest, Res extends TransportResponse>(
+    transport: Transport<Req, Res>,
+    options: {
+      readonly method?: TransportRequest['method'] | undefined;
+      readonly path: string;
+      readonly query?: Query | undefined;
+      readonly headers?: Record<string, string> | undefined;
+      readonly signal?: AbortSignal | undefined;
+    },
     token: string | undefined,
-    transport: (origin: string, path: string, headers: Record<string, string>) => Promise<R>,
-  ): Promise<R> {
+    complete: (request: TransportRequest) => Req,
+  ): Promise<Res> {
     this.refuseWhileDown();
-    const { origin, path } = this.target(options.path, options.query);
+    const method = options.method ?? 'GET';
+    const signal = transport.signalFor(options.signal);
+    const { origin, path } = requestTarget(this.origin, this.basePath, options.path, options.query);
     const headers: Record<string, string> = { ...options.headers };
     if (token !== undefined) headers['girder-token'] = token;
-    this.counters.requests++;
-    const started = Date.now();
-    const waiting = { method, path: stripQuery(path), startedAt: started };
-    this.waiting.add(waiting);
+    const waiting = this.counters.started(method, stripQuery(path));
     try {
-      const res = await transport(origin, path, headers);
+      const res = await transport.send(complete({ method, origin, path, headers, signal }));
       if (this.log.isLevelEnabled('trace')) {
-        this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - started }, 'girder request');
+        this.log.trace({ method, path: stripQuery(path), status: res.statusCode, ms: Date.now() - waiting.startedAt }, 'girder request');
       }
       this.noteAnswer(method, path, res.statusCode);
       return res;
     } catch (err) {
-      this.counters.errors++;
+      this.counters.countError();
       if (isAbort(err, signal)) throw err;
       throw this.noted(networkError(err, new URL(origin).host, this.timeoutMs));
     } finally {
-      this.waiting.delete(waiting);
+      this.counters.finished(waiting);
     }
   }
 
   /** While the server is known to be down, nothing is sent: fail at once. */
   private refuseWhileDown(): void {
     if (!this.health.isDown) return;
-    this.counters.errors++;
+    this.counters.countError();
     throw this.health.offlineError();
   }
 
@@ -397,28 +365,17 @@ export class GirderClient {
    * requests must not make a live server look dead): resolves when it answers 200 in time.
    */
   private async probe(timeoutMs: number): Promise<void> {
-    const signal = AbortSignal.any([this.closing.signal, AbortSignal.timeout(timeoutMs)]);
-    const url = new URL(this.basePath + '/system/version', this.origin);
+    const signal = this.sockets.signalFor(AbortSignal.timeout(timeoutMs));
+    const path = this.basePath + '/system/version';
     let res: DirectResponse;
     try {
-      res = await directRequest({ method: 'GET', url, headers: { accept: 'application/json' }, timeoutMs, ca: this.ca, signal });
+      res = await this.sockets.send({ method: 'GET', origin: this.origin, path, headers: { accept: 'application/json' }, timeoutMs, signal });
     } catch (err) {
       throw isAbort(err, signal) ? new Error(`no answer within ${timeoutMs} ms`) : networkError(err, this.host, timeoutMs);
     }
     res.body.destroy();
     if (res.statusCode !== 200) throw new Error(`GET /system/version answered ${res.statusCode}`);
   }
-
-  private target(pathOrUrl: string, query: Query | undefined): { origin: string; path: string } {
-    const qs = query === undefined ? '' : queryString(query);
-    if (/^https?:\/\//i.test(pathOrUrl)) {
-      const url = new URL(pathOrUrl);
-      const search = url.search + (qs === '' ? '' : (url.search === '' ? '?' : '&') + qs);
-      return { origin: url.origin, path: url.pathname + search };
-    }
-    return { origin: this.origin, path: this.basePath + pathOrUrl + (qs === '' ? '' : '?' + qs) };
-  }
-
 }
 
 function readCaFile(file: string): string {
@@ -429,20 +386,7 @@ function readCaFile(file: string): string {
   }
 }
 
-function queryString(query: Query): string {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined && value !== null) params.append(key, String(value));
-  }
-  return params.toString();
-}
-
 function mediaType(headers: IncomingHttpHeaders): string {
   const value = headers['content-type'];
   return (Array.isArray(value) ? value[0] ?? '' : value ?? '').split(';')[0]?.trim() ?? '';
-}
-
-function stripQuery(path: string): string {
-  const q = path.indexOf('?');
-  return q < 0 ? path : path.slice(0, q);
 }

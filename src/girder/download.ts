@@ -2,8 +2,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { GirderError, isQuickFailure } from './girder-error.js';
-import type { GirderClient } from './client.js';
-import type { DirectBody } from './direct-request.js';
+import type { DownloadClient } from './transfer-client.js';
+import type { DirectBody } from './direct-body.js';
 import { responseError } from './failure.js';
 import { retrying } from './retry.js';
 import { redirectTargetsOf, storageErrorOf } from './presigned.js';
@@ -19,7 +19,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
  * (another size, another range) is an error, never data.
  */
 export async function readRange(
-  client: GirderClient,
+  client: DownloadClient,
   file: FileRef,
   offset: number,
   length: number,
@@ -65,7 +65,7 @@ interface ReadState {
 }
 
 /** One GET (following redirects), copying what arrives; advances state.pos as bytes land. */
-async function fetchOnce(client: GirderClient, file: FileRef, state: ReadState): Promise<void> {
+async function fetchOnce(client: DownloadClient, file: FileRef, state: ReadState): Promise<void> {
   const { body, start, end: bodyEnd, where } = await openRange(client, file, state.pos, state.end);
   const stopAt = Math.min(bodyEnd, state.end);
 
@@ -124,17 +124,17 @@ export interface RangeBody<B = Dispatcher.ResponseData['body']> {
  * the answer's headers: another size is a 'stale' error, another range a 'malformed' one; either
  * way the body is dropped, never used. Non-2xx answers become GirderErrors.
  */
-export function openRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody> {
+export function openRange(client: DownloadClient, file: FileRef, from: number, to: number): Promise<RangeBody> {
   return openWith(client, file, from, to, (path, headers) => client.send({ method: 'GET', path, headers }));
 }
 
 /** openRange on a connection of its own, read without a buffer per socket read (for long streams). */
-export function openDirectRange(client: GirderClient, file: FileRef, from: number, to: number): Promise<RangeBody<DirectBody>> {
+export function openDirectRange(client: DownloadClient, file: FileRef, from: number, to: number): Promise<RangeBody<DirectBody>> {
   return openWith(client, file, from, to, (path, headers) => client.sendDirect({ path, headers }));
 }
 
 async function openWith<B extends AnswerBody>(
-  client: GirderClient, file: FileRef, from: number, to: number,
+  client: DownloadClient, file: FileRef, from: number, to: number,
   send: (path: string, headers: Record<string, string>) => Promise<Answer<B>>,
 ): Promise<RangeBody<B>> {
   const range = `bytes=${from}-${to - 1}`;
@@ -206,7 +206,7 @@ async function openWith<B extends AnswerBody>(
  * error, another range a 'malformed' one; either way the body is dropped, never used.
  */
 function checkAnswer<B extends AnswerBody>(
-  client: GirderClient, file: FileRef, from: number, range: string, res: Answer<B>, where: string,
+  client: DownloadClient, file: FileRef, from: number, range: string, res: Answer<B>, where: string,
 ): RangeBody<B> {
   const body = res.body;
   const fail = (message: string, type: string): never => {

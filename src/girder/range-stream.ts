@@ -4,7 +4,7 @@
  * readRange.
  */
 import { GirderError, isQuickFailure } from './girder-error.js';
-import type { GirderClient } from './client.js';
+import type { DownloadClient } from './transfer-client.js';
 import { discard, openDirectRange, openRange, type RangeBody } from './download.js';
 import { isAbort } from './failure.js';
 import { RetryCount } from './retry.js';
@@ -113,7 +113,7 @@ export class HttpRangeStream implements RangeStream {
   private closed = false;
 
   constructor(
-    private readonly client: GirderClient,
+    private readonly client: DownloadClient,
     private readonly file: FileRef,
     offset: number,
     length: number,

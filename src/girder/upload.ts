@@ -1,7 +1,7 @@
 /** Chunked, resumable uploads from a local file: new files (POST /file) and new contents (PUT /file/{id}/contents). */
 import { GirderError, isTransient } from './girder-error.js';
 import { retrying } from './retry.js';
-import type { GirderClient } from './client.js';
+import type { UploadClient } from './transfer-client.js';
 import { isMultipartWithoutParts, isSingleChunkRefusal, multipart, planFromOffset, planFromUpload, type ChunkPlan } from './chunk-plan.js';
 import { asArray, decodeFile, decodeItem, decodeUpload, isFileDocument } from './decode.js';
 import { isAbort } from './failure.js';
@@ -39,7 +39,7 @@ export interface UploadOptions {
  * client's retries; then a transient GirderError is thrown (the upload id stays resumable).
  */
 export async function upload(
-  client: GirderClient,
+  client: UploadClient,
   target: UploadTarget,
   source: UploadSource,
   hooks: UploadHooks = {},
@@ -93,7 +93,7 @@ export async function upload(
 }
 
 /** POST /file or PUT /file/{id}/contents. Re-sending is harmless (an unused upload is left behind). */
-async function startUpload(client: GirderClient, target: UploadTarget, size: number, signal?: AbortSignal): Promise<unknown> {
+async function startUpload(client: UploadClient, target: UploadTarget, size: number, signal?: AbortSignal): Promise<unknown> {
   if (target.kind === 'replace') {
     return client.put(`/file/${encodeURIComponent(target.fileId)}/contents`, { size }, { idempotent: true, signal });
   }
@@ -111,7 +111,7 @@ async function startUpload(client: GirderClient, target: UploadTarget, size: num
  * check.
  */
 async function postWithBody(
-  client: GirderClient, target: UploadTarget & { kind: 'new' }, file: SourceFile, source: UploadSource, hooks: UploadHooks,
+  client: UploadClient, target: UploadTarget & { kind: 'new' }, file: SourceFile, source: UploadSource, hooks: UploadHooks,
 ): Promise<unknown> {
   const mimeType = target.mimeType ?? guessMimeType(target.name);
   const upload = file.body(0, source.size, (bytes) => client.countUploaded(bytes));
@@ -128,7 +128,7 @@ async function postWithBody(
  * when it does not know the upload id.
  */
 async function serverOffset(
-  client: GirderClient, uploadId: string, size: number, chunkSize: number, signal?: AbortSignal,
+  client: UploadClient, uploadId: string, size: number, chunkSize: number, signal?: AbortSignal,
 ): Promise<{ offset: number; plan?: ChunkPlan } | null> {
   try {
     const resumed = planFromOffset(await client.get('/file/offset', { uploadId }, { signal }), chunkSize);
@@ -143,7 +143,7 @@ async function serverOffset(
 }
 
 async function sendChunks(
-  client: GirderClient,
+  client: UploadClient,
   target: UploadTarget,
   file: SourceFile,
   source: UploadSource,
@@ -226,7 +226,7 @@ async function sendChunks(
 
 /** POST /file/chunk with `length` bytes of the file from `offset`. */
 async function sendChunk(
-  client: GirderClient,
+  client: UploadClient,
   source: SourceFile,
   uploadId: string,
   offset: number,
@@ -252,7 +252,7 @@ async function sendChunk(
 }
 
 /** After a lost answer to the final chunk: the finished file, if it is there. */
-async function findFinished(client: GirderClient, target: UploadTarget, size: number): Promise<FileDoc | null> {
+async function findFinished(client: UploadClient, target: UploadTarget, size: number): Promise<FileDoc | null> {
   if (target.kind === 'replace') {
     const file = decodeFile(await client.get(`/file/${encodeURIComponent(target.fileId)}`));
     return file.size === size ? file : null;

@@ -8,7 +8,8 @@ import http from 'node:http';
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
-import { directRequest, type DirectBody, type DirectRequestBody } from '../../src/girder/direct-request.js';
+import type { DirectBody } from '../../src/girder/direct-body.js';
+import { directRequest, type DirectRequestBody } from '../../src/girder/direct-request.js';
 import { sleep } from '../helpers/wait.js';
 import { selfSigned } from '../helpers/self-signed.js';
 
