@@ -635,7 +635,6 @@ export class UploadQueue {
       forgotten = false; // it reruns at the next start (finding Girder up to date), so keep its temp file
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'could not remove a finished upload from the journal');
     }
-    this.remove(e);
     if (forgotten) {
       await removeFile(rec.job.tempPath).catch((err: unknown) => {
         this.log.warn({ file: rec.job.tempPath, err: errorMessage(err) }, 'could not remove an uploaded temp file');
@@ -652,8 +651,12 @@ export class UploadQueue {
     } catch (err) {
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'onFinished callback threw');
     }
-    // Decided right before the waiters learn of the file (no await in between): every job of the path
-    // whose target was taken before that is queued or still being journaled, and replaces this file.
+    // The job stays in the queue (running) until here, right before its waiters learn of the file
+    // (no await in between): until they do, the file it made is known to nobody else, so a cancel()
+    // must wait for it and a claim() of a later job must not move that job elsewhere.
+    this.remove(e);
+    // Every job of the path whose target was taken before now is queued or still being journaled,
+    // and replaces this file.
     const later = this.entries.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
     if (later) this.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
