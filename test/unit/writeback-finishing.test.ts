@@ -19,12 +19,12 @@ interface TestLike {
 }
 
 /** A queue whose `whileEnding` runs when a job is done on Girder, before its caller learns of the file. */
-async function endingQueue(t: TestLike) {
+async function endingQueue(t: TestLike, holdMs = 0) {
   const dir = t.testdir({ data: {}, journal: {} });
   const store = new MemoryStore();
   const probe: { whileEnding?: () => void } = {};
   const queue = new UploadQueue({
-    store, journalDir: join(dir, 'journal'), logger: silentLogger(), holdMs: 0, retryDelayMs: { min: 5, max: 20 },
+    store, journalDir: join(dir, 'journal'), logger: silentLogger(), holdMs, retryDelayMs: { min: 5, max: 20 },
     // the moment another operation on the file may come in
     onFinished: () => {
       const run = probe.whileEnding;
@@ -57,6 +57,23 @@ t.test('a job that is ending still holds its file: claim() of a later job refuse
   t.equal(claim, undefined, 'refused: a rename would move the later job, which then replaces the first one\'s file under the old name');
   t.ok(await queue.drain(20_000), 'the later job runs');
   t.same(store.itemsIn(store.rootId).map((i) => i.name), ['f.bin'], 'one item');
+});
+
+t.test('a later job not started yet replaces the file an earlier one made: claim() refuses', async (t) => {
+  const { store, queue, job } = await endingQueue(t, 60_000);
+  const gate = store.gate('createFile');
+  const first = await queue.submit(await job('first'));
+  queue.hurry('k');
+  await gate.reached;
+  await queue.submit(await job('first and second')); // held: not started
+  gate.release();
+  await first.done;
+  const claim = queue.claim('k');
+  claim?.release();
+  t.equal(claim, undefined, 'refused: the later job goes to the file the first one made');
+  queue.hurry('k');
+  t.ok(await queue.drain(20_000), 'the later job runs');
+  t.same(store.itemsIn(store.rootId).map((i) => [i.name, store.filesIn(i.id).map((f) => store.contentOf(f.id).toString())]), [['f.bin', ['first and second']]], 'into that file');
 });
 
 t.test('a job that is ending still holds its file: cancel() waits for its outcome', async (t) => {

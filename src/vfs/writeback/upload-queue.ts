@@ -253,7 +253,8 @@ export class UploadQueue {
    */
   claim(key: string): UploadClaim | undefined {
     const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
-    if (mine.length === 0 || this.closed) return undefined;
+    // placedFor: an earlier job made the file, which these will replace wherever it is
+    if (mine.length === 0 || this.closed || this.placedFor.has(key)) return undefined;
     if (mine.some((e) => e.running || e.claimed || e.tries > 0 || e.narrowed || !isEmpty(e.rec.resume) || e.cancelled)) return undefined;
     for (const e of mine) e.claimed = true;
     let released = false;
