@@ -9,7 +9,7 @@ interface Use {
   users: number;
   /** Uploads handed off and not yet followed to their end. */
   uploads: number;
-  /** Settles when the newest hand-off has reached Girder (and its follow-ups are done). */
+  /** Settles when every hand-off so far has ended (and its follow-ups are done). */
   lastUpload: Promise<unknown>;
 }
 
@@ -91,8 +91,9 @@ export class OpenFiles {
   }
 
   /**
-   * An upload of the copy was handed off: it stays (and serves the path) until `outcome` settles,
-   * which is then its newest upload's end (uploadsSettled).
+   * An upload of the copy was handed off: it stays (and serves the path) until `outcome` settles.
+   * uploadsSettled then waits for it and for every earlier one: an earlier upload may still be
+   * ending (Girder has its file, the copy does not know yet) after a newer one was dropped.
    */
   trackUpload<T>(local: LocalFile, outcome: Promise<T>): Promise<T> {
     const use = this.use(local);
@@ -101,7 +102,7 @@ export class OpenFiles {
       use.uploads--;
       void this.disposeIfIdle(local);
     });
-    use.lastUpload = tracked;
+    use.lastUpload = Promise.allSettled([use.lastUpload, tracked]);
     return tracked;
   }
 
@@ -110,7 +111,7 @@ export class OpenFiles {
     return this.use(local).uploads > 0;
   }
 
-  /** Settles when the newest upload handed off has ended (whether it reached Girder or not). */
+  /** Settles when every upload handed off has ended (whether it reached Girder or not). Never rejects. */
   uploadsSettled(local: LocalFile): Promise<unknown> {
     return this.use(local).lastUpload;
   }

@@ -337,14 +337,22 @@ export class Tree {
     } else {
       const [listedFolders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
       folders = listedFolders;
-      items = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
+      const listed = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
         let files = this.itemFiles.get(item);
         if (files === undefined) {
-          files = await this.store.listFiles(item.id);
+          try {
+            files = await this.store.listFiles(item.id);
+          } catch (err) {
+            // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
+            // is not there, and the listing, with every lookup in it, must not fail for it.
+            if (isMissing(err, 'item')) return undefined;
+            throw err;
+          }
           this.itemFiles.fetched(item, files);
         }
         return { item, files };
       });
+      items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
     }
     const named: Array<{ id: string; name: string; node: Node }> = [
       ...folders.map((folder) => ({ id: folder.id, name: folder.name, node: { kind: 'folder', folder } as Node })),

@@ -120,3 +120,15 @@ t.test('a read-only mount refuses changes with EROFS', async (t) => {
   t.equal(await errnoOf(fx.vfs.unlink('/r.txt')), 'EROFS');
   t.equal((await fx.vfs.getattr('/r.txt')).mode & 0o777, 0o444);
 });
+
+t.test('an item deleted while its folder is listed does not fail the listing', async (t) => {
+  // The soak's `dd` of one file failed with ENOENT: another file of its folder was removed between
+  // Girder's item page and that item's `GET /item/{id}/files` (400 "Invalid item id").
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'kept.bin', 'kept');
+  const gone = fx.store.seedFile(fx.store.rootId, 'gone.bin', 'gone');
+  fx.store.beforeNext('listFiles', () => fx.store.deleteItem(gone.item.id));
+  t.equal((await fx.readFile('/kept.bin')).toString(), 'kept', 'the other file opens and reads');
+  t.same(await fx.vfs.readdir('/'), ['kept.bin'], 'the deleted one is not listed');
+});

@@ -253,7 +253,8 @@ export class UploadQueue {
    */
   claim(key: string): UploadClaim | undefined {
     const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
-    if (mine.length === 0 || this.closed) return undefined;
+    // placedFor: an earlier job made the file, which these will replace wherever it is
+    if (mine.length === 0 || this.closed || this.placedFor.has(key)) return undefined;
     if (mine.some((e) => e.running || e.claimed || e.tries > 0 || e.narrowed || !isEmpty(e.rec.resume) || e.cancelled)) return undefined;
     for (const e of mine) e.claimed = true;
     let released = false;
@@ -635,7 +636,6 @@ export class UploadQueue {
       forgotten = false; // it reruns at the next start (finding Girder up to date), so keep its temp file
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'could not remove a finished upload from the journal');
     }
-    this.remove(e);
     if (forgotten) {
       await removeFile(rec.job.tempPath).catch((err: unknown) => {
         this.log.warn({ file: rec.job.tempPath, err: errorMessage(err) }, 'could not remove an uploaded temp file');
@@ -652,8 +652,12 @@ export class UploadQueue {
     } catch (err) {
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'onFinished callback threw');
     }
-    // Decided right before the waiters learn of the file (no await in between): every job of the path
-    // whose target was taken before that is queued or still being journaled, and replaces this file.
+    // The job stays in the queue (running) until here, right before its waiters learn of the file
+    // (no await in between): until they do, the file it made is known to nobody else, so a cancel()
+    // must wait for it and a claim() of a later job must not move that job elsewhere.
+    this.remove(e);
+    // Every job of the path whose target was taken before now is queued or still being journaled,
+    // and replaces this file.
     const later = this.entries.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
     if (later) this.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
