@@ -3,6 +3,7 @@ import { unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
+import { GirderError } from '../../girder/girder-error.js';
 import type { FileDoc } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
 import { classifyUploadFailure, type WaitCause } from './classify-failure.js';
@@ -82,6 +83,8 @@ interface Entry {
   cancelled: boolean;
   /** Tries started in this run. */
   tries: number;
+  /** The last failed try ended with Girder's own answer (see Attempt.lastTryAnswered). */
+  lastTryAnswered: boolean;
   /** Not started before this time (holdMs after a fresh submit; 0 once hurried). */
   readyAt: number;
   /** Held by a claim (a rename in progress): not started until released. */
@@ -375,7 +378,7 @@ export class UploadQueue {
     const entry: Entry = {
       job, rec, promise, waiters, resumed, running: false, prepared: false, narrowed: false,
       phase: 'hashing', sent: 0, lastTriedAt: 0, lastProgressLog: 0, cancelled: false,
-      tries: 0, readyAt: resumed ? 0 : Date.now() + this.holdMs, claimed: false,
+      tries: 0, lastTryAnswered: false, readyAt: resumed ? 0 : Date.now() + this.holdMs, claimed: false,
     };
     for (let i = this.entries.length - 1; i >= 0; i--) {
       const old = this.entries[i] as Entry;
@@ -492,6 +495,7 @@ export class UploadQueue {
         await this.dropCancelled(e);
         return;
       }
+      e.lastTryAnswered = err instanceof GirderError && err.status > 0;
       await this.failed(e, err);
     }
   }
@@ -583,7 +587,7 @@ export class UploadQueue {
   private attempt(e: Entry, sha512: string, size: number, signal: AbortSignal): Attempt {
     const { rec } = e;
     return {
-      job: rec.job, sha512, size, signal, first: !e.resumed && e.tries === 1,
+      job: rec.job, sha512, size, signal, first: !e.resumed && e.tries === 1, lastTryAnswered: e.lastTryAnswered,
       get resume(): Readonly<ResumeState> { return rec.resume; },
       save: (change) => this.saveResume(e, change),
       onProgress: (sent, total) => {

@@ -28,6 +28,11 @@ export interface Attempt {
    * resumed from the journal, may have made its file already, with only the answer lost).
    */
   readonly first: boolean;
+  /**
+   * The last try of this job in this run ended with Girder's own answer (an HTTP error), so none of
+   * its requests can still be on the way. False after a restart, a timeout or a cut connection.
+   */
+  readonly lastTryAnswered: boolean;
 }
 
 export interface Placed {
@@ -125,7 +130,15 @@ export class Uploader {
     for (let round = 0; ; round++) {
       if (a.resume.itemId !== undefined) {
         const own = await this.itemOrUndefined(a.resume.itemId);
-        if (own !== undefined && own.folderId === folderId && own.name === name) return this.toItem(a, own.id, name, false);
+        if (own !== undefined && own.folderId === folderId && own.name === name) {
+          if (a.lastTryAnswered || a.resume.uploadId !== undefined || (await this.store.listFiles(own.id)).length > 0) {
+            return this.toItem(a, own.id, name, false);
+          }
+          // Made by an earlier try whose one-request upload may still be on its way (sent before a
+          // kill or a timeout): a new file beside it would make two. Start over in a new item; the
+          // late request then finds its item gone.
+          await this.deleteOwnItem(own.id);
+        }
         await a.save({ itemId: undefined, uploadId: undefined, uploadFor: undefined });
       }
       const found = await this.store.findItems(folderId, name);
@@ -231,16 +244,18 @@ export class Uploader {
     return this.hashsum;
   }
 
+  private async deleteOwnItem(id: string): Promise<void> {
+    try {
+      await this.store.deleteItem(id);
+    } catch (err) {
+      if (!isMissing(err, 'item')) throw err;
+    }
+  }
+
   private async deleteStrays(a: Attempt): Promise<void> {
     const strays = a.resume.strayItemIds ?? [];
     if (strays.length === 0) return;
-    for (const id of strays) {
-      try {
-        await this.store.deleteItem(id);
-      } catch (err) {
-        if (!isMissing(err, 'item')) throw err;
-      }
-    }
+    for (const id of strays) await this.deleteOwnItem(id);
     await a.save({ strayItemIds: undefined });
   }
 
