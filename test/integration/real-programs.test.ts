@@ -16,17 +16,13 @@ import { sleep } from '../helpers/wait.js';
 import { packageLikeSize, SeededRandom, writeSeededTree } from '../helpers/seeded-tree.js';
 
 const SEED = Number(process.env.REAL_PROGRAMS_SEED ?? 1105);
-/** The issue's bound for each step of the git sequence. */
-const GIT_STEP_BOUND_S = 10;
 /**
- * git gc, on this test server, does not meet it: it lasts several --attr-ttl, so it lists its ~180
- * object directories again each TTL (2 requests each) and asks for the version of each object it
- * opens again (close-to-open, 1 each): about 1,800 such requests one after another, at 10-20 ms
- * each on mongomock on a loaded machine, plus one background DELETE per emptied object folder
- * (its rmdirs no longer wait for them). What it is held to here is its own step bound; the note of
- * the change reports the figures.
+ * The issue's bound for each step of the git sequence. On 2 quiet cores git gc, the longest, takes
+ * about 3 s (it lists its object folders again each --attr-ttl and checks each object it opens
+ * after one: close-to-open); other work on the machine stretches every step, gc to 30 s at a load
+ * of 15-20, so the bound is for a machine running the suite alone, as CI does.
  */
-const GIT_GC_BOUND_S = 30;
+const GIT_STEP_BOUND_S = 10;
 const EXERCISER = path.join(repoRoot(), 'test', 'tools', 'fs_exerciser.py');
 
 t.comment(`seed ${SEED} (set REAL_PROGRAMS_SEED to try others)`);
@@ -76,7 +72,7 @@ program('tar', 'tar -x of a tree of 1,000 files, then diff -r', async (t, s) => 
   t.same(await s.serverTree('x'), await localTree(src), 'the server holds the same tree (REST: sizes and SHA-512s)');
 });
 
-program('git', 'git init/add/commit/gc/clone/fsck, no step over 10 s (gc: 30 s)', async (t, s) => {
+program('git', 'git init/add/commit/gc/clone/fsck, no step over 10 s', async (t, s) => {
   // four batches of 50 text files; later batches overwrite some files of earlier ones
   for (let k = 0; k < 4; k++) {
     await writeSeededTree(path.join(s.work, `batch-${k}`), { seed: SEED + 20 + k, files: 50 + k * 10, dirs: 6, size: (r) => r.int(100, 6000), content: 'text' });
@@ -98,11 +94,10 @@ program('git', 'git init/add/commit/gc/clone/fsck, no step over 10 s (gc: 30 s)'
   steps.push(['git fsck (clone)', 'git -C "$C" fsck --full --strict']);
   const slow: string[] = [];
   for (const [step, cmd] of steps) {
-    const bound = step === 'git gc' ? GIT_GC_BOUND_S : GIT_STEP_BOUND_S;
     const r = await s.step(step, gitEnv + cmd, { timeoutMs: 45_000 });
-    if (step.startsWith('git') && r.seconds > bound) slow.push(`${step}: ${r.seconds.toFixed(1)} s (bound ${bound} s)`);
+    if (step.startsWith('git') && r.seconds > GIT_STEP_BOUND_S) slow.push(`${step}: ${r.seconds.toFixed(1)} s`);
   }
-  t.same(slow, [], `no git step over ${GIT_STEP_BOUND_S} s on the mount (git gc: ${GIT_GC_BOUND_S} s)`);
+  t.same(slow, [], `no git step over ${GIT_STEP_BOUND_S} s on the mount`);
   const log = async (d: string): Promise<string> => (await s.bounded(`${gitEnv}git -C ${d} log --format='%H %s'`, 30_000)).stdout;
   const localLog = await log('"$L/repo"');
   t.equal(await log('"$W/clone-mount"'), localLog, 'the clone from the mount has the same commits as the same sequence on local disk');
