@@ -6,11 +6,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.js';
 import { rest, type Rest } from './girder-rest.js';
-import { startGirder, type GirderServer, type GirderServerInfo } from './girder-server.js';
+import { startGirder, type GirderServerInfo } from './girder-server.js';
 import { run, type RunResult } from './mount.js';
 
 export interface FaultRig {
-  readonly girder: GirderServer;
   readonly info: GirderServerInfo;
   readonly admin: Rest;
   readonly proxy: FaultProxy;
@@ -37,7 +36,7 @@ export async function faultRig(t: RootTest, name: string): Promise<FaultRig> {
     proxy.clear();
     await proxy.up();
   });
-  return { girder, info, admin: rest(girder, 'admin'), proxy, viaProxy: { ...info, apiUrl: proxy.apiUrl }, work };
+  return { info, admin: rest(girder, 'admin'), proxy, viaProxy: { ...info, apiUrl: proxy.apiUrl }, work };
 }
 
 export interface Timed extends RunResult {

@@ -57,6 +57,11 @@ async function quiet(proxy: CountingProxy, quietMs = 1000): Promise<void> {
   );
 }
 
+/** How many of `requests` match `pattern` (e.g. `POST /file`). */
+function countOf(requests: readonly ProxiedRequest[], pattern: string): number {
+  return requests.filter((r) => r.pattern === pattern).length;
+}
+
 function limitOf(r: ProxiedRequest): number {
   return Number(new URLSearchParams(r.query).get('limit') ?? 50);
 }
@@ -168,10 +173,9 @@ for (const plugin of [false, true]) {
       await waitUploadsDone(mount.mountpoint);
       await quiet(proxy);
       const made = proxy.since(mark);
-      const byPattern = (p: string): number => made.filter((r) => r.pattern === p).length;
       const files = contents.size;
       t.same(
-        { folders: byPattern('POST /folder'), files: byPattern('POST /file'), other: made.length - byPattern('POST /folder') - byPattern('POST /file') },
+        { folders: countOf(made, 'POST /folder'), files: countOf(made, 'POST /file'), other: made.length - countOf(made, 'POST /folder') - countOf(made, 'POST /file') },
         { folders: NEW_FOLDERS + 1, files, other: 0 },
         `${NEW_FOLDERS + 1} folders and ${files} files: one request each\n${proxy.describe(mark)}`,
       );
@@ -196,9 +200,8 @@ for (const plugin of [false, true]) {
       await waitUploadsDone(mount.mountpoint);
       await quiet(proxy);
       const synced = proxy.since(rsyncMark);
-      const count = (p: string): number => synced.filter((r) => r.pattern === p).length;
       t.same(
-        { folders: count('POST /folder'), files: count('POST /file'), times: count('PUT /item/{id}/metadata'), other: synced.length - count('POST /folder') - count('POST /file') - count('PUT /item/{id}/metadata') },
+        { folders: countOf(synced, 'POST /folder'), files: countOf(synced, 'POST /file'), times: countOf(synced, 'PUT /item/{id}/metadata'), other: synced.length - countOf(synced, 'POST /folder') - countOf(synced, 'POST /file') - countOf(synced, 'PUT /item/{id}/metadata') },
         { folders: NEW_FOLDERS + 1, files, times: files, other: 0 },
         `rsync -a: one POST /file and one metadata update (the mtime) per file\n${proxy.describe(rsyncMark)}`,
       );
