@@ -77,7 +77,9 @@ export class LostAndFound {
     if (complete) {
       for (const { name } of records.values()) await unlink(join(this.recordsDir, name)).catch(() => undefined);
     }
-    return kept.sort((a, b) => a.failedAt.localeCompare(b.failedAt));
+    // Two uploads can fail in the same millisecond; the path then decides, so the order never
+    // depends on the order readdir happens to return.
+    return kept.sort((a, b) => byCodePoint(a.failedAt, b.failedAt) || byCodePoint(a.keptAt, b.keptAt));
   }
 
   /**
@@ -173,4 +175,8 @@ async function linkOrCopy(from: string, to: string): Promise<void> {
       await fh.close();
     }
   }
+}
+
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }
