@@ -4,8 +4,9 @@
  * Every handler answers exactly once: a value, the FsError's errno, or EIO (logged) for anything
  * unexpected; nothing thrown here reaches fuse-native (a throw there kills the daemon and leaves a
  * dead mount). Buffers fuse-native hands over belong to the kernel request and are detached once
- * answered: `read` fills the given buffer in place, `write` passes it on (the FileSystem must copy
- * what it keeps past its promise), `setxattr` copies the value.
+ * answered: `read` fills the given buffer in place (only synchronously: see read-buffers.ts),
+ * `write` passes it on (the FileSystem must copy what it keeps past its promise), `setxattr` copies
+ * the value.
  */
 import { constants as fsConstants } from 'node:fs';
 import type Fuse from 'fuse-native';
@@ -160,7 +161,20 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       run('create', path, { mode }, cb, () => fs.create(path, mode, CREATE_FLAGS), (fh) => [0, checkHandle(fh)]);
     },
     read(path, fd, buffer, length, position, cb) {
-      // Filled in a buffer of ours, copied into the kernel's once done (read-buffers.ts says why).
+      // Bytes already in memory go straight into the kernel's buffer: nothing answers in between.
+      const now = fs.readNow(fd, buffer, length, position);
+      if (now !== undefined) {
+        let code: number;
+        try {
+          code = checkCount(now, length);
+        } catch (err) {
+          code = codeFor('read', path, err);
+        }
+        if (logger.isLevelEnabled('trace')) logger.trace({ op: 'read', path, fh: fd, length, position, code }, 'fuse op served from memory');
+        cb(code);
+        return;
+      }
+      // The rest waits, filling a buffer of ours, copied into the kernel's once done (read-buffers.ts says why).
       const into = readBuffers.take(length);
       run('read', path, { fh: fd, length, position }, cb, () => fs.read(fd, into, length, position), (bytes) => {
         const n = checkCount(bytes, length);

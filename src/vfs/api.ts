@@ -46,6 +46,11 @@ export interface FileSystem {
   open(path: string, flags: number): Promise<number>;
   create(path: string, mode: number, flags: number): Promise<number>;
   read(fh: number, into: Buffer, length: number, position: number): Promise<number>;
+  /**
+   * A read served at once from memory, copied before this returns: the bytes copied, or
+   * undefined (nothing done) when it has to wait for the disk or the server. Never throws.
+   */
+  readNow(fh: number, into: Buffer, length: number, position: number): number | undefined;
   write(fh: number, data: Buffer, length: number, position: number): Promise<number>;
   /** close(2) of one descriptor of the handle (may be called several times). */
   flush(fh: number): Promise<void>;

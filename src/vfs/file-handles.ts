@@ -111,6 +111,11 @@ export class FileHandles {
     }
   }
 
+  readNow(fh: number, into: Buffer, length: number, position: number): number | undefined {
+    const handle = this.handles.get(fh);
+    return handle?.kind === 'remote' ? handle.session.readNow(into, length, position) : undefined;
+  }
+
   async write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
     return this.writableHandle(fh).local.write(data, length, position);
   }

@@ -68,6 +68,10 @@ export class Vfs implements FileSystem {
     return this.files.read(fh, into, length, position);
   }
 
+  readNow(fh: number, into: Buffer, length: number, position: number): number | undefined {
+    return this.files.readNow(fh, into, length, position);
+  }
+
   write(fh: number, data: Buffer, length: number, position: number): Promise<number> {
     return this.files.write(fh, data, length, position);
   }

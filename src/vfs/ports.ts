@@ -133,6 +133,11 @@ export interface RemoteFile {
 export interface ReadSession {
   /** Reads up to `length` bytes at `position` into `into` (from offset 0); fewer only at end of file. */
   read(into: Buffer, length: number, position: number): Promise<number>;
+  /**
+   * The same read done at once, when every byte it needs is in memory: the bytes copied; or
+   * undefined, having changed nothing, when it would have to wait (then call `read`).
+   */
+  readNow(into: Buffer, length: number, position: number): number | undefined;
   close(): void;
 }
 

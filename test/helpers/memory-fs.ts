@@ -91,6 +91,11 @@ export class MemoryFs implements FileSystem {
     return this.addHandle(node, flags);
   }
 
+  /** Always "wait": reads here go through `read`, which tests replace to make them slow or fail. */
+  readNow(_fh: number, _into: Buffer, _length: number, _position: number): number | undefined {
+    return undefined;
+  }
+
   async read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
     const { node } = this.handle(fh);
     const end = Math.min(node.size, position + length);

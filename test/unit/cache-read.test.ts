@@ -161,6 +161,44 @@ t.test('sequential reads fetch ahead in growing requests (no stream)', async (t)
   t.equal(covered.size, 128, 'every block fetched exactly once');
 });
 
+t.test('readNow copies bytes in memory at once, as read would; a read that must wait is left to read, nothing changed', async (t) => {
+  // a window (4 MiB) wider than what still counts as sequential after a gap (2 MiB)
+  const f = await fixture(t, { readAheadBlocks: 64, maxRequestBytes: 8 * BLOCK, maxStreams: 0 });
+  const data = randomBytes(256 * BLOCK);
+  const file = f.seed('now.bin', data);
+  const s = f.reader.open(file);
+  const into = Buffer.alloc(16 * KiB);
+  t.equal(s.readNow(into, 16 * KiB, 0), undefined, 'a block not in memory: left to read');
+  t.equal(f.store.ranges.length, 0, 'and nothing fetched');
+
+  // a sequential reader that tries readNow first, as the FUSE layer does
+  let reads = 0;
+  let now = 0;
+  for (let pos = 0; pos < data.length; pos += 16 * KiB) {
+    reads++;
+    let n = s.readNow(into, 16 * KiB, pos);
+    if (n !== undefined) now++;
+    else n = await s.read(into, 16 * KiB, pos);
+    if (!into.subarray(0, n).equals(data.subarray(pos, pos + 16 * KiB))) t.fail(`bytes differ at ${pos}`);
+    await new Promise((resolve) => setImmediate(resolve)); // the read-ahead lands meanwhile
+    if (pos === 32 * BLOCK) {
+      t.equal(s.readNow(into, 16 * KiB, 250 * BLOCK + 5), undefined, 'far ahead, not yet fetched: left to read');
+    }
+  }
+  s.close();
+  // read-ahead moved on with the reads served at once: only the first read waited
+  t.ok(now >= reads - 2, `reads served at once: ${now} of ${reads}`);
+  const covered = new Set<number>();
+  for (const r of f.store.ranges) {
+    for (let b = r.offset / BLOCK; b < (r.offset + r.length) / BLOCK; b++) {
+      if (covered.has(b)) t.fail(`block ${b} fetched twice`);
+      covered.add(b);
+    }
+  }
+  t.equal(covered.size, 256, 'every block fetched exactly once');
+  t.ok(f.store.ranges.length < 256 / 2, `read-ahead kept going through reads served at once: ${f.store.ranges.length} requests`);
+});
+
 t.test('random reads fetch one block each, no read-ahead; a seek resets the window', async (t) => {
   const f = await fixture(t, { readAheadBlocks: 16, maxRequestBytes: 4 * BLOCK });
   const data = randomBytes(32 * MiB);

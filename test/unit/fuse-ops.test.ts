@@ -93,6 +93,32 @@ t.test('create passes O_CREAT|O_RDWR; read fills the given buffer; write reports
   t.equal(fs.openHandles(), 0);
 });
 
+t.test('a read the FileSystem serves at once from memory goes straight into the kernel buffer; one that must wait goes through read', async (t) => {
+  const fs = new MemoryFs();
+  let reads = 0;
+  fs.read = async (_fh, into, length) => {
+    reads++;
+    into.fill(0x62, 0, length);
+    return length;
+  };
+  fs.readNow = (_fh, into, length, position) => {
+    if (position > 0) return undefined;
+    into.fill(0x61, 0, length);
+    return length;
+  };
+  const ops = opsFor(fs);
+  const kernel = Buffer.alloc(4);
+  const got: unknown[][] = [];
+  ops.read('/f', 1, kernel, 4, 0, (...args) => got.push(args));
+  t.same(got, [[4]], 'answered before the handler returned');
+  t.equal(kernel.toString(), 'aaaa');
+  t.equal(reads, 0);
+  t.same(await answers((cb) => ops.read('/f', 1, kernel, 4, 8, cb)), [[4, undefined]]);
+  t.equal(kernel.toString(), 'bbbb', 'the rest: read');
+  fs.readNow = () => 9;
+  t.same(await answers((cb) => ops.read('/f', 1, kernel, 4, 0, cb)), [[EIO]], 'a count beyond the read is EIO');
+});
+
 t.test('a FileSystem that lies about byte counts or handles gets EIO, not a bad answer', async (t) => {
   const fs = new MemoryFs();
   fs.read = async () => 100;

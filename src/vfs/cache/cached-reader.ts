@@ -225,6 +225,15 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     }
   }
 
+  /** copyBlock's copy from memory, done at once; undefined when the block is not in memory. */
+  copyBlockNow(vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number, wholeBlock: boolean): number | undefined {
+    const key = vf.memoryKey(idx);
+    const mem = wholeBlock ? this.cache.memory.peek(key) : this.cache.memory.get(key);
+    if (mem === undefined) return undefined;
+    this.cache.touch(vf, idx);
+    return copyFrom(mem, into, intoOffset, blockOffset, length);
+  }
+
   /**
    * Copy `length` bytes at `blockOffset` of block `idx` into `into`. Resolves with the bytes
    * copied (fewer only when the store returned a short file). `wholeBlock`: a disk block is loaded
@@ -235,12 +244,8 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     wholeBlock: boolean, progress: ReadProgress,
   ): Promise<number> {
     for (let attempt = 0; attempt < 8; attempt++) {
-      const key = vf.memoryKey(idx);
-      const mem = wholeBlock ? this.cache.memory.peek(key) : this.cache.memory.get(key);
-      if (mem !== undefined) {
-        this.cache.touch(vf, idx);
-        return copyFrom(mem, into, intoOffset, blockOffset, length);
-      }
+      const now = this.copyBlockNow(vf, idx, into, intoOffset, blockOffset, length, wholeBlock);
+      if (now !== undefined) return now;
       const pending = vf.pendingBlock(idx);
       if (pending !== undefined) {
         if (pending.fromStore) progress.waited = true;

@@ -33,6 +33,8 @@ export interface ReadAheadHost {
   openStream(vf: VersionFile, from: number, limit: number): BlockStream | null;
   /** Start loading the disk blocks from `idx` on into memory. */
   preload(vf: VersionFile, idx: number): void;
+  /** Copy part of block `idx` into `into` at once, if it is in memory: the bytes copied, else undefined. */
+  copyBlockNow(vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number, wholeBlock: boolean): number | undefined;
   /** Copy part of block `idx` into `into`: the bytes copied. */
   copyBlock(
     vf: VersionFile, idx: number, into: Buffer, intoOffset: number, blockOffset: number, length: number,
@@ -66,29 +68,38 @@ export class ReadAheadSession implements ReadSession {
   async read(into: Buffer, length: number, position: number): Promise<number> {
     if (this.closed) throw new FsError('EBADF', 'read of a closed file');
     if (!Number.isSafeInteger(position) || position < 0) throw new FsError('EINVAL', `bad read position ${position}`);
-    const vf = this.vf;
-    const want = Math.min(length, into.length);
-    if (want <= 0 || position >= vf.size) return 0;
-    const end = Math.min(vf.size, position + want);
-    const bs = vf.blockSize;
-    const first = Math.floor(position / bs);
-    const last = Math.floor((end - 1) / bs);
+    const end = this.endOf(into, length, position);
+    if (end <= position) return 0;
     const sequential = this.follow(position, end);
-    if (vf.size <= this.reader.wholeFileBytes) this.reader.fetchMissing(vf, 0, vf.blockCount, this.reader.requestBlocks);
-    else if (sequential) this.readAhead(first);
-    this.reader.fetchMissing(vf, first, last + 1, this.reader.requestBlocks);
-    if (sequential) this.reader.preload(vf, last + 1);
+    this.fetchFor(position, end, sequential);
 
     const progress: ReadProgress = { waited: false };
     let done = 0;
-    for (let b = first; b <= last; b++) {
-      const from = Math.max(position, b * bs);
-      const to = Math.min(end, (b + 1) * bs);
-      const n = await this.reader.copyBlock(vf, b, into, from - position, from - b * bs, to - from, sequential, progress);
+    for (const part of this.parts(position, end)) {
+      const n = await this.reader.copyBlock(this.vf, part.block, into, part.intoOffset, part.blockOffset, part.length, sequential, progress);
       done += n;
-      if (n < to - from) break;
+      if (n < part.length) break;
     }
     this.cache.recordRead(!progress.waited);
+    return done;
+  }
+
+  readNow(into: Buffer, length: number, position: number): number | undefined {
+    if (this.closed || !Number.isSafeInteger(position) || position < 0) return undefined;
+    const end = this.endOf(into, length, position);
+    if (end <= position) return 0;
+    const sequential = this.continues(position);
+    let done = 0;
+    for (const part of this.parts(position, end)) {
+      const n = this.reader.copyBlockNow(this.vf, part.block, into, part.intoOffset, part.blockOffset, part.length, sequential);
+      if (n === undefined) return undefined; // what was copied so far, `read` copies again
+      done += n;
+      if (n < part.length) break;
+    }
+    // Bookkeeping only once the read is sure to be served here, so `read` would find it untouched.
+    this.follow(position, end);
+    this.fetchFor(position, end, sequential);
+    this.cache.recordRead(true);
     return done;
   }
 
@@ -99,11 +110,44 @@ export class ReadAheadSession implements ReadSession {
     this.cache.release(this.vf);
   }
 
-  /** Note a read; true when it continues the previous ones. */
-  private follow(position: number, end: number): boolean {
-    const sequential = this.lastEnd < 0
+  /** End of a read of `length` bytes at `position` into `into`, within the file. */
+  private endOf(into: Buffer, length: number, position: number): number {
+    const want = Math.min(length, into.length);
+    if (want <= 0 || position >= this.vf.size) return position;
+    return Math.min(this.vf.size, position + want);
+  }
+
+  /** The blocks of [position, end), each with where its bytes go. */
+  private *parts(position: number, end: number): Generator<{ block: number; intoOffset: number; blockOffset: number; length: number }> {
+    const bs = this.vf.blockSize;
+    for (let b = Math.floor(position / bs); b <= Math.floor((end - 1) / bs); b++) {
+      const from = Math.max(position, b * bs);
+      const to = Math.min(end, (b + 1) * bs);
+      yield { block: b, intoOffset: from - position, blockOffset: from - b * bs, length: to - from };
+    }
+  }
+
+  /** Start what a read of [position, end) needs fetched: its own blocks, read-ahead, preloads. */
+  private fetchFor(position: number, end: number, sequential: boolean): void {
+    const vf = this.vf;
+    const first = Math.floor(position / vf.blockSize);
+    const last = Math.floor((end - 1) / vf.blockSize);
+    if (vf.size <= this.reader.wholeFileBytes) this.reader.fetchMissing(vf, 0, vf.blockCount, this.reader.requestBlocks);
+    else if (sequential) this.readAhead(first);
+    this.reader.fetchMissing(vf, first, last + 1, this.reader.requestBlocks);
+    if (sequential) this.reader.preload(vf, last + 1);
+  }
+
+  /** Whether a read at `position` continues the previous ones. */
+  private continues(position: number): boolean {
+    return this.lastEnd < 0
       ? position === 0
       : position >= this.lastEnd - SEQUENTIAL_SLACK && position <= this.lastEnd + SEQUENTIAL_SLACK;
+  }
+
+  /** Note a read; true when it continues the previous ones. */
+  private follow(position: number, end: number): boolean {
+    const sequential = this.continues(position);
     if (sequential) {
       this.window = Math.min(this.reader.readAheadBlocks, Math.max(1, this.window * 2));
       this.lastEnd = Math.max(this.lastEnd, end);
