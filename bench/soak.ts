@@ -2,6 +2,7 @@
 // real Girder for --minutes (default 30), sampling the daemon's RSS and open fds; at the end, once
 // the uploads drained, every file's SHA-512 on Girder (REST) and through the mount must be the one
 // last written. Prints a table; writes JSON to bench/results/. Not a test: never run in CI.
+import { createWriteStream } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -85,6 +86,9 @@ async function main(): Promise<void> {
     const folder = await api.createFolder(server.info.folders.adminPrivate, 'soak');
     log(`Girder at ${server.info.apiUrl} (pid ${server.info.pid}); mounting folder ${folder._id}`);
 
+    // ended after the mount's cleanup (they run last first), so it has the daemon's last lines
+    const logFile = opts.daemonLogFile === undefined ? undefined : createWriteStream(opts.daemonLogFile);
+    if (logFile !== undefined) cleanups.push({ what: 'daemon log', fn: () => new Promise<void>((resolve) => logFile.end(resolve)) });
     const mount: Mount = await startMount({ server, folderId: folder._id, timeoutMs: 120_000, env: opts.daemonEnv });
     // on Ctrl-C the server may be gone already: do not wait long for the daemon to drain into it
     cleanups.push({
@@ -97,6 +101,11 @@ async function main(): Promise<void> {
     const daemonLog = new DaemonLog();
     daemonLog.watch(mount.process.stdout);
     daemonLog.watch(mount.process.stderr);
+    if (logFile !== undefined) {
+      mount.process.stdout?.pipe(logFile, { end: false });
+      mount.process.stderr?.pipe(logFile, { end: false });
+      log(`daemon log: ${opts.daemonLogFile}`);
+    }
     log(`mounted at ${mount.mountpoint} (daemon pid ${mount.pid}, cache ${mount.cacheDir})`);
 
     const model = new Model(random);

@@ -28,8 +28,23 @@ export class Model {
   /** Every directory but the root (''). */
   readonly dirs = new Map<string, DirEntry>();
   private counter = 0;
+  /** The last few writes of each content, by SHA-512: what a mismatch got, if the soak wrote it. */
+  private readonly writes = new Map<string, string[]>();
 
   constructor(private readonly random: Random) {}
+
+  /** A closed write of content `sha512`, described for a mismatch report. */
+  noteWrite(sha512: string, what: string): void {
+    const seen = this.writes.get(sha512) ?? [];
+    seen.push(what);
+    this.writes.set(sha512, seen.slice(-3));
+  }
+
+  /** Where content `sha512` was written (its last few writes), or that the soak never wrote it. */
+  originOf(sha512: string): string {
+    const seen = this.writes.get(sha512);
+    return seen === undefined ? 'content no write of the soak made' : `content written as ${seen.join('; ')}`;
+  }
 
   /** Whether `dir` or one of its ancestors is busy (the root never is). */
   dirBusy(dir: string): boolean {

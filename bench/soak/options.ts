@@ -19,6 +19,8 @@ export interface SoakOptions {
   resultsDir: string;
   /** Extra environment of the daemon (experiments: NODE_OPTIONS, MALLOC_ARENA_MAX...). */
   daemonEnv: Record<string, string>;
+  /** Every line the daemon prints goes here too (with --daemon-env GIRDER_MOUNT_LOG_LEVEL=debug: a mismatch's story). */
+  daemonLogFile: string | undefined;
 }
 
 export const USAGE = `usage: npm run bench:soak -- [options]
@@ -33,7 +35,8 @@ export const USAGE = `usage: npm run bench:soak -- [options]
   --max-pending N     writers wait while this many uploads are pending (default 32)
   --seed N            seed of the operation mix (default: random)
   --results DIR       where the JSON goes (default bench/results)
-  --daemon-env K=V    an environment variable for the daemon, e.g. NODE_OPTIONS=--heapsnapshot-signal=SIGUSR2 (repeatable)`;
+  --daemon-env K=V    an environment variable for the daemon, e.g. NODE_OPTIONS=--heapsnapshot-signal=SIGUSR2 (repeatable)
+  --daemon-log FILE   keep every line the daemon prints in FILE (with --daemon-env GIRDER_MOUNT_LOG_LEVEL=debug)`;
 
 function int(name: string, text: string | undefined, fallback: number, min: number): number {
   if (text === undefined) return fallback;
@@ -58,6 +61,7 @@ export function parseSoakOptions(argv: string[], repoRoot: string): SoakOptions 
       seed: { type: 'string' },
       results: { type: 'string' },
       'daemon-env': { type: 'string', multiple: true },
+      'daemon-log': { type: 'string' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -88,5 +92,6 @@ export function parseSoakOptions(argv: string[], repoRoot: string): SoakOptions 
     seed: int('seed', values.seed, Math.floor(Math.random() * 2 ** 31), 0),
     resultsDir: values.results ?? `${repoRoot}/bench/results`,
     daemonEnv,
+    daemonLogFile: values['daemon-log'],
   };
 }

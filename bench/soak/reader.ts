@@ -43,8 +43,9 @@ async function readOnce(ctx: SoakContext): Promise<void> {
     if (got === expected) return;
     const again = await sh('sha512sum < "$M/$P"', env, OP_TIMEOUT_MS);
     const reread = again.code === 0 ? (again.stdout.split(/\s+/)[0] ?? '') : `error ${again.code}: ${again.stderr.trim()}`;
-    tally.mismatch({ where: 'read', path, version, size, expected, got, reread });
-    ctx.log(`MISMATCH ${kind} ${path} v${version} (${size} B): expected ${expected.slice(0, 16)}, got ${got.slice(0, 16)}, re-read ${reread.slice(0, 16)}`);
+    const origin = ctx.model.originOf(got);
+    tally.mismatch({ where: 'read', path, version, size, expected, got, reread, origin });
+    ctx.log(`MISMATCH ${kind} ${path} v${version} (${size} B): expected ${expected.slice(0, 16)}, got ${got.slice(0, 16)} (${origin}), re-read ${reread.slice(0, 16)}`);
   } finally {
     file.readers--;
   }

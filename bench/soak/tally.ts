@@ -30,6 +30,8 @@ export interface Mismatch {
   got: string;
   /** A second read right after, to tell a passing glitch from wrong stored bytes. */
   reread?: string;
+  /** Where the soak wrote the content got, if it did (Model.originOf). */
+  origin?: string;
 }
 
 export class Tally {

@@ -72,7 +72,7 @@ export async function checkServer(api: Rest, folderId: string, model: Model, tal
     const got = entry.file.sha512 ?? (await hashsumFile(api, entry.file._id));
     if (got !== f.sha512 || entry.file.size !== f.size) {
       result.mismatched.push(f.path);
-      tally.mismatch({ where: 'server', path: f.path, version: f.version, size: f.size, expected: f.sha512, got: `${got} (size ${entry.file.size})` });
+      tally.mismatch({ where: 'server', path: f.path, version: f.version, size: f.size, expected: f.sha512, got: `${got} (size ${entry.file.size})`, origin: got === undefined ? undefined : model.originOf(got) });
     }
   }
   return result;
@@ -105,7 +105,7 @@ export async function checkMount(mnt: string, model: Model, tally: Tally, parall
       const got = r.code === 0 ? (r.stdout.split(/\s+/)[0] ?? '') : `error ${r.code}: ${r.stderr.trim()}`;
       if (got !== f.sha512) {
         result.mismatched.push(f.path);
-        tally.mismatch({ where: 'mount', path: f.path, version: f.version, size: f.size, expected: f.sha512, got });
+        tally.mismatch({ where: 'mount', path: f.path, version: f.version, size: f.size, expected: f.sha512, got, origin: model.originOf(got) });
       }
     }
   };

@@ -1,6 +1,7 @@
 // A writer: new files and overwrites of existing ones through the mount, by cp, dd, `cat >`, or
 // written beside and renamed over the target (as editors and rsync do). The model learns the new
 // SHA-512 when the writing command has exited, i.e. after close.
+import { basename } from 'node:path';
 import { join, parentDir, type FileEntry } from './model.js';
 import { sh } from './children.js';
 import { OP_TIMEOUT_MS, pause, running, type SoakContext } from './context.js';
@@ -60,6 +61,7 @@ async function writeOnce(ctx: SoakContext): Promise<void> {
       file.sha512 = source.sha512;
       file.size = source.size;
       file.version++;
+      model.noteWrite(source.sha512, `${file.path} v${file.version} (${method}${source.fresh ? '' : ` of ${basename(source.path)}`}, ${tally.now().toFixed(0)} s)`);
       tally.bytesWritten += source.size;
       return;
     }
