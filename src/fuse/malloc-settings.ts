@@ -12,12 +12,13 @@ import type { Logger } from '../log.js';
 import { fuseBinding } from './native-addon.js';
 
 /**
- * Buffers this large or larger get a mapping of their own. Not lower: libfuse mallocs and frees a
- * 128 KiB buffer for every read, and a fresh mapping costs a page fault per page each time (the
- * cold sequential read fell from 0.81x to 0.69x of curl, daemon CPU 2.0 to 2.6 s per GiB, at
- * glibc's initial 128 KiB); the buffers that left holes are 1 MiB and more.
+ * Buffers this large or larger get a mapping of their own: just above libfuse's read buffer (128
+ * KiB, malloc'd and freed by libfuse for every read), which at glibc's initial 128 KiB got a fresh
+ * mapping each time, a page fault per page (cold sequential read 0.69x of curl, daemon CPU 2.6 s
+ * per GiB, against 0.75x and 2.0 s above it). Not higher: the 256 KiB buffers each download
+ * reads into (girder/direct-request.ts) left the heap 60 MiB large at 512 KiB.
  */
-export const MMAP_THRESHOLD = 512 * 1024;
+export const MMAP_THRESHOLD = 192 * 1024;
 
 /** Whether the settings took: `applied`, or why not. */
 export type MallocSettings = 'applied' | 'no-patched-addon' | 'not-glibc';
