@@ -162,7 +162,12 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     },
     read(path, fd, buffer, length, position, cb) {
       // Bytes already in memory go straight into the kernel's buffer: nothing answers in between.
-      const now = fs.readNow(fd, buffer, length, position);
+      let now: number | undefined;
+      try {
+        now = fs.readNow(fd, buffer, length, position);
+      } catch (err) {
+        logger.error({ op: 'read', path, err }, 'unexpected error serving a read from memory; reading it the other way');
+      }
       if (now !== undefined) {
         let code: number;
         try {

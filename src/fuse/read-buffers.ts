@@ -1,6 +1,6 @@
 /**
- * Buffers that reads which must wait fill before their bytes are copied into the kernel's buffer
- * (a read served at once from memory is copied straight in: ops.ts). The kernel's
+ * Buffers for reads that must wait: they are filled here, then copied into the kernel's buffer.
+ * (A read served at once from memory is copied straight into the kernel's: ops.ts.) The kernel's
  * buffer is freed once the read is answered; a read answered EIO by the watchdog may still have a
  * pread or a copy in flight, which must then land in memory of ours, never in freed memory. A
  * buffer whose read was given up on is simply not taken back.

@@ -47,8 +47,9 @@ export interface FileSystem {
   create(path: string, mode: number, flags: number): Promise<number>;
   read(fh: number, into: Buffer, length: number, position: number): Promise<number>;
   /**
-   * A read served at once from memory, copied before this returns: the bytes copied, or
-   * undefined (nothing done) when it has to wait for the disk or the server. Never throws.
+   * A read served at once from memory, copied before this returns: the bytes copied; or
+   * undefined when it has to wait for the disk or the server (then `read` does it all: bytes
+   * copied so far are copied again, and no read-ahead state has changed).
    */
   readNow(fh: number, into: Buffer, length: number, position: number): number | undefined;
   write(fh: number, data: Buffer, length: number, position: number): Promise<number>;

@@ -24,13 +24,7 @@ export class FileSystemBoundary implements FileSystem {
   open(path: string, flags: number): Promise<number> { return converted(this.fs.open(path, flags)); }
   create(path: string, mode: number, flags: number): Promise<number> { return converted(this.fs.create(path, mode, flags)); }
   read(fh: number, into: Buffer, length: number, position: number): Promise<number> { return converted(this.fs.read(fh, into, length, position)); }
-  readNow(fh: number, into: Buffer, length: number, position: number): number | undefined {
-    try {
-      return this.fs.readNow(fh, into, length, position);
-    } catch {
-      return undefined; // `read` meets the same trouble and reports it
-    }
-  }
+  readNow(fh: number, into: Buffer, length: number, position: number): number | undefined { return this.fs.readNow(fh, into, length, position); }
   write(fh: number, data: Buffer, length: number, position: number): Promise<number> { return converted(this.fs.write(fh, data, length, position)); }
   flush(fh: number): Promise<void> { return converted(this.fs.flush(fh)); }
   fsync(fh: number): Promise<void> { return converted(this.fs.fsync(fh)); }

@@ -135,7 +135,7 @@ export interface ReadSession {
   read(into: Buffer, length: number, position: number): Promise<number>;
   /**
    * The same read done at once, when every byte it needs is in memory: the bytes copied; or
-   * undefined, having changed nothing, when it would have to wait (then call `read`).
+   * undefined when it would have to wait (then call `read`; no read-ahead state has changed).
    */
   readNow(into: Buffer, length: number, position: number): number | undefined;
   close(): void;

@@ -174,6 +174,7 @@ t.test('readNow copies bytes in memory at once, as read would; a read that must 
   // a sequential reader that tries readNow first, as the FUSE layer does
   let reads = 0;
   let now = 0;
+  let afterProbe = -1;
   for (let pos = 0; pos < data.length; pos += 16 * KiB) {
     reads++;
     let n = s.readNow(into, 16 * KiB, pos);
@@ -182,7 +183,9 @@ t.test('readNow copies bytes in memory at once, as read would; a read that must 
     if (!into.subarray(0, n).equals(data.subarray(pos, pos + 16 * KiB))) t.fail(`bytes differ at ${pos}`);
     await new Promise((resolve) => setImmediate(resolve)); // the read-ahead lands meanwhile
     if (pos === 32 * BLOCK) {
+      afterProbe = f.store.ranges.length;
       t.equal(s.readNow(into, 16 * KiB, 250 * BLOCK + 5), undefined, 'far ahead, not yet fetched: left to read');
+      t.equal(f.store.ranges.length, afterProbe, 'and nothing fetched');
     }
   }
   s.close();
@@ -197,6 +200,28 @@ t.test('readNow copies bytes in memory at once, as read would; a read that must 
   }
   t.equal(covered.size, 256, 'every block fetched exactly once');
   t.ok(f.store.ranges.length < 256 / 2, `read-ahead kept going through reads served at once: ${f.store.ranges.length} requests`);
+  // the probe left the sequential run as it was: no seek, so no window growing again from 1 block
+  const later = f.store.ranges.slice(afterProbe);
+  t.ok(later.length > 0 && later.every((r) => r.length === 8 * BLOCK || r.offset + r.length === data.length),
+    `requests after the probe all of the largest size: ${later.map((r) => r.length / BLOCK).join(',')} blocks`);
+});
+
+t.test('readNow of a read across two blocks, the first in memory and the second not: left to read whole', async (t) => {
+  const f = await fixture(t);
+  const data = randomBytes(8 * BLOCK);
+  const file = f.seed('across.bin', data);
+  const s = f.reader.open(file);
+  t.same(await readAt(s, 3 * BLOCK + 100, 100), data.subarray(3 * BLOCK + 100, 3 * BLOCK + 200), 'block 3 fetched');
+  const fetched = f.store.ranges.length;
+  const into = Buffer.alloc(32 * KiB);
+  const at = 4 * BLOCK - 16 * KiB;
+  t.equal(s.readNow(into, 32 * KiB, at), undefined, 'not served in part (a short count would read as the end of the file)');
+  t.equal(f.store.ranges.length, fetched, 'nothing fetched');
+  t.equal(await s.read(into, 32 * KiB, at), 32 * KiB);
+  t.same(into, data.subarray(at, at + 32 * KiB), 'read gets it all');
+  t.equal(s.readNow(into.fill(0), 32 * KiB, at), 32 * KiB, 'both blocks in memory now: served at once');
+  t.same(into, data.subarray(at, at + 32 * KiB));
+  s.close();
 });
 
 t.test('random reads fetch one block each, no read-ahead; a seek resets the window', async (t) => {

@@ -117,6 +117,11 @@ t.test('a read the FileSystem serves at once from memory goes straight into the 
   t.equal(kernel.toString(), 'bbbb', 'the rest: read');
   fs.readNow = () => 9;
   t.same(await answers((cb) => ops.read('/f', 1, kernel, 4, 0, cb)), [[EIO]], 'a count beyond the read is EIO');
+  fs.readNow = () => {
+    throw new Error('a bug');
+  };
+  t.same(await answers((cb) => ops.read('/f', 1, kernel.fill(0), 4, 0, cb)), [[4, undefined]], 'a throw is no answer: read serves it');
+  t.equal(kernel.toString(), 'bbbb');
 });
 
 t.test('a FileSystem that lies about byte counts or handles gets EIO, not a bad answer', async (t) => {

@@ -324,7 +324,8 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
         if (n < length) {
           this.log.warn({ fileId: vf.fileId, offset, length, got: n }, 'store returned fewer bytes than the file size says; not caching them');
         }
-        for (let b = first; b < end; b++) {
+        // A version dropped meanwhile is never cached again: its waiting readers got the bytes.
+        for (let b = first; b < end && !vf.dead; b++) {
           const start = (b - first) * bs;
           const block = buf.subarray(start, start + vf.blockLength(b));
           if (n < start + block.length) break;
@@ -358,7 +359,7 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     vf.claim(idx, entry);
     void promise.then((got) => {
       vf.unclaim(idx, entry);
-      if (got !== null) this.cache.memory.set(vf.memoryKey(idx), got, slab);
+      if (got !== null && !vf.dead) this.cache.memory.set(vf.memoryKey(idx), got, slab);
       slab.release();
     });
   }
