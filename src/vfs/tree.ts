@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import { FsError } from '../errors.js';
 import { isMissing, isTransient } from '../girder/girder-error.js';
-import type { GirderStore } from '../girder/store.js';
+import type { FolderContents, GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
 import { versionKeyOf } from './cache/version-key.js';
@@ -299,7 +299,7 @@ export class Tree {
       this.fetching.set(key, fetching);
       let entries: Map<string, Node>;
       try {
-        entries = dir.kind === 'folder' ? await this.fetchFolder(dir) : await this.fetchItem(dir);
+        entries = dir.kind === 'folder' ? await this.fetchFolder(dir, this.listings.has(key)) : await this.fetchItem(dir);
       } finally {
         this.fetching.delete(key);
       }
@@ -323,37 +323,53 @@ export class Tree {
     }
   }
 
-  private async fetchFolder(dir: FolderNode): Promise<Map<string, Node>> {
+  /**
+   * A folder seen for the first time is listed with the listing plugin's pages when the server has
+   * it (every item's files included). One listed before is listed with Girder's own pages, and its
+   * unchanged items keep the files they had (ItemFiles): no file is sent again. Only when many of
+   * its items are new does the plugin list it again, rather than a request per new item.
+   */
+  private async fetchFolder(dir: FolderNode, listedBefore: boolean): Promise<Map<string, Node>> {
     const id = dir.folder.id;
-    const access = dir.folder.accessLevel;
-    const contents = await this.store.folderContents(id);
-    let folders: readonly FolderDoc[];
-    let items: Array<{ item: ItemDoc; files: readonly FileDoc[] }>;
-    if (contents !== undefined) {
-      const at = Date.now();
-      for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, at);
-      folders = contents.folders;
-      items = contents.items.map(({ item, files }) => ({ item, files }));
-    } else {
-      const [listedFolders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
-      folders = listedFolders;
-      const listed = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
-        let files = this.itemFiles.get(item);
-        if (files === undefined) {
-          try {
-            files = await this.store.listFiles(item.id);
-          } catch (err) {
-            // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
-            // is not there, and the listing, with every lookup in it, must not fail for it.
-            if (isMissing(err, 'item')) return undefined;
-            throw err;
-          }
-          this.itemFiles.fetched(item, files);
-        }
-        return { item, files };
-      });
-      items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
+    if (!listedBefore) {
+      const contents = await this.folderContents(id);
+      if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
     }
+    const [folders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
+    if (listedBefore && listedItems.filter((item) => this.itemFiles.get(item) === undefined).length > FILE_LISTS_IN_FLIGHT) {
+      const contents = await this.folderContents(id);
+      if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
+    }
+    const listed = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
+      let files = this.itemFiles.get(item);
+      if (files === undefined) {
+        try {
+          files = await this.store.listFiles(item.id);
+        } catch (err) {
+          // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
+          // is not there, and the listing, with every lookup in it, must not fail for it.
+          if (isMissing(err, 'item')) return undefined;
+          throw err;
+        }
+        this.itemFiles.fetched(item, files);
+      }
+      return { item, files };
+    });
+    const items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
+    return this.folderEntries(dir, folders, items);
+  }
+
+  /** The listing plugin's pages of a folder, their file lists noted; undefined without the plugin. */
+  private async folderContents(id: string): Promise<FolderContents | undefined> {
+    const contents = await this.store.folderContents(id);
+    if (contents === undefined) return undefined;
+    const at = Date.now();
+    for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, at);
+    return contents;
+  }
+
+  private folderEntries(dir: FolderNode, folders: readonly FolderDoc[], items: ReadonlyArray<{ item: ItemDoc; files: readonly FileDoc[] }>): Map<string, Node> {
+    const access = dir.folder.accessLevel;
     const named: Array<{ id: string; name: string; node: Node }> = [
       ...folders.map((folder) => ({ id: folder.id, name: folder.name, node: { kind: 'folder', folder } as Node })),
       ...items.map(({ item, files }) => ({ id: item.id, name: item.name, node: this.withMtime(itemNode(item, [...files], access)) })),
