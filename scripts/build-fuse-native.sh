@@ -18,7 +18,11 @@
 #      starts, and by default raises the threshold to the size of each large buffer freed, after
 #      which multi-MiB buffers come from the heap, whose freed holes it keeps (the daemon's RSS grew
 #      by 60+ MiB that way under parallel reads and writes);
-#   5. exports girder_mount_patch=3 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+#   5. exports girder_mount_malloc_trim(), which calls malloc_trim(0): the daemon calls it every few
+#      seconds (src/fuse/malloc-settings.ts). glibc gives back only the free top of its heap; the
+#      free chunks left between live ones stayed resident (a soak's heap mapping reached 120 MiB,
+#      of which one malloc_trim gave back 70);
+#   6. exports girder_mount_patch=4 so src/fuse/native-addon.ts can tell the patched addon is loaded.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -73,7 +77,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  static const uint32_t op_rmdir = 33;
  
 +// girder-mount patch marker, read by src/fuse/native-addon.ts.
-+static const uint32_t girder_mount_patch = 3;
++static const uint32_t girder_mount_patch = 4;
 +
  // Data structures
  
@@ -121,7 +125,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    if (implemented[op_unlink]) ops.unlink = fuse_native_unlink;
    if (implemented[op_rename]) ops.rename = fuse_native_rename;
    if (implemented[op_link]) ops.link = fuse_native_link;
-@@ -901,6 +919,23 @@
+@@ -901,6 +919,34 @@
    return NULL;
  }
  
@@ -142,15 +146,27 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
 +  NAPI_RETURN_INT32(taken)
 +}
 +
++// girder-mount patch: malloc_trim(0), which gives the free pages inside malloc's heaps back to the
++// system (glibc otherwise returns only the free top of a heap). 1 when memory was released, 0 when
++// none, -1 without glibc.
++NAPI_METHOD(girder_mount_malloc_trim) {
++#ifdef __GLIBC__
++  NAPI_RETURN_INT32(malloc_trim(0))
++#else
++  NAPI_RETURN_INT32(-1)
++#endif
++}
++
  NAPI_INIT() {
    const napi_node_version* version;
    assert(napi_get_node_version(env, &version) == napi_ok);
-@@ -986,4 +1021,6 @@
+@@ -986,4 +1033,7 @@
    NAPI_EXPORT_UINT32(op_symlink)
    NAPI_EXPORT_UINT32(op_mkdir)
    NAPI_EXPORT_UINT32(op_rmdir)
 +  NAPI_EXPORT_UINT32(girder_mount_patch)
 +  NAPI_EXPORT_FUNCTION(girder_mount_malloc)
++  NAPI_EXPORT_FUNCTION(girder_mount_malloc_trim)
  }
 PATCH
 
@@ -172,5 +188,5 @@ loaded="$(node -e '
   const b = require("node-gyp-build")(process.argv[1]);
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
-[[ "$loaded" == 3 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+[[ "$loaded" == 4 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
 say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr and malloc settings)"

@@ -6,7 +6,7 @@ import { controlSocketPath } from './control/socket-path.js';
 import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js';
 import { FsError, UsageError, errorMessage } from './errors.js';
 import { GirderError, isRefused } from './girder/girder-error.js';
-import { applyMallocSettings } from './fuse/malloc-settings.js';
+import { applyMallocSettings, trimMallocEvery } from './fuse/malloc-settings.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
 import { ClientConfigError, GirderClient } from './girder/client.js';
@@ -30,6 +30,7 @@ export const OP_GRACE_MS = 2000;
 export async function runMount(config: MountConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
   applyMallocSettings(logger);
+  const stopTrimming = trimMallocEvery(logger);
   const stop = new StopSignal();
   stop.listen(logger);
   let session: Session;
@@ -37,11 +38,12 @@ export async function runMount(config: MountConfig): Promise<number> {
     session = await Session.start(config, logger);
   } catch (err) {
     stop.forget();
+    stopTrimming();
     throw err;
   }
   stop.onStop(() => void session.stop(config.drainTimeoutS, true));
   stop.onReload(() => session.reload());
-  return session.finished;
+  return session.finished.finally(stopTrimming);
 }
 
 /** SIGINT/SIGTERM (stop) and SIGHUP (drop metadata caches), held from the start. */

@@ -9,7 +9,7 @@
  * (scripts/build-fuse-native.sh) calls mallopt() for us; without it, nothing changes.
  */
 import type { Logger } from '../log.js';
-import { fuseBinding } from './native-addon.js';
+import { fuseBinding, type FuseBinding } from './native-addon.js';
 
 /**
  * Buffers this large or larger get a mapping of their own: just above libfuse's read buffer (128
@@ -19,19 +19,17 @@ import { fuseBinding } from './native-addon.js';
  * reads into (girder/direct-request.ts) left the heap 60 MiB large at 512 KiB.
  */
 export const MMAP_THRESHOLD = 192 * 1024;
+/** How often free memory inside malloc's heaps goes back to the system (trimMallocEvery). */
+export const TRIM_EVERY_MS = 2000;
 
 /** Whether the settings took: `applied`, or why not. */
 export type MallocSettings = 'applied' | 'no-patched-addon' | 'not-glibc';
 
 export function applyMallocSettings(logger: Logger): MallocSettings {
-  let tune: ((mmapThreshold: number, arenaMax: number) => number) | undefined;
-  try {
-    tune = fuseBinding().girder_mount_malloc;
-  } catch (err) {
-    logger.debug({ err: String(err) }, 'fuse-native addon not loaded: malloc settings left as they are');
-    return 'no-patched-addon';
-  }
-  if (tune === undefined) {
+  const binding = loadedBinding(logger);
+  if (binding === undefined) return 'no-patched-addon';
+  const tune = binding.girder_mount_malloc;
+  if (tune === undefined || binding.girder_mount_malloc_trim === undefined) {
     logger.warn('fuse-native addon lacks the current girder-mount patch: large buffers freed stay in the heap (RSS grows by tens of MiB under load); run scripts/build-fuse-native.sh');
     return 'no-patched-addon';
   }
@@ -42,4 +40,27 @@ export function applyMallocSettings(logger: Logger): MallocSettings {
   }
   logger.debug({ mmapThreshold: MMAP_THRESHOLD }, 'malloc: large buffers in mappings of their own');
   return 'applied';
+}
+
+/**
+ * Give the free pages inside malloc's heaps back to the system every `everyMs`. glibc returns only
+ * the free top of a heap: the chunks freed between live ones stayed resident, and under a soak's
+ * mix of reads, writes and listings the main heap reached 120 MiB, of which one malloc_trim gave
+ * back 70. Returns the function that stops it; without the patched addon, nothing happens.
+ */
+export function trimMallocEvery(logger: Logger, everyMs = TRIM_EVERY_MS): () => void {
+  const trim = loadedBinding(logger)?.girder_mount_malloc_trim;
+  if (trim === undefined) return () => undefined;
+  const timer = setInterval(() => trim(), everyMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+function loadedBinding(logger: Logger): FuseBinding | undefined {
+  try {
+    return fuseBinding();
+  } catch (err) {
+    logger.debug({ err: String(err) }, 'fuse-native addon not loaded: malloc settings left as they are');
+    return undefined;
+  }
 }

@@ -12,6 +12,8 @@ export interface FuseBinding {
   readonly girder_mount_patch?: number;
   /** mallopt() of M_MMAP_THRESHOLD and M_ARENA_MAX (values <= 0 left alone): how many glibc took, -1 without glibc. Patch 3. */
   readonly girder_mount_malloc?: (mmapThreshold: number, arenaMax: number) => number;
+  /** malloc_trim(0): 1 when memory went back to the system, 0 when none, -1 without glibc. Patch 4. */
+  readonly girder_mount_malloc_trim?: () => number;
 }
 
 interface NodeGypBuild {
