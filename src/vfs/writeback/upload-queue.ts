@@ -4,11 +4,12 @@ import { dirname, join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import { GirderError } from '../../girder/girder-error.js';
-import type { FileDoc } from '../../girder/types.js';
 import type { Logger } from '../../log.js';
 import { classifyUploadFailure, type WaitCause } from './classify-failure.js';
+import { JobList } from './job-list.js';
 import { Journal } from './journal.js';
 import { LostAndFound, type KeptUpload } from './lost-found.js';
+import { handled, isEmpty, keyOf, newEntry, type Entry, type Wait } from './queue-entry.js';
 import { retryDelay } from './retry-policy.js';
 import { sha512File, type FileHash } from './sha512-file.js';
 import {
@@ -44,55 +45,6 @@ export interface UploadQueueOptions {
   onFailed?(job: UploadJob, err: UploadKeptError): void;
 }
 
-interface Waiter {
-  resolve(result: UploadResult): void;
-  reject(err: Error): void;
-}
-
-/** Why an upload is not being tried now, and when it is tried next. */
-interface Wait {
-  readonly cause: WaitCause;
-  readonly scope: 'server' | 'job';
-  readonly reason: string;
-  readonly since: number;
-  tries: number;
-  retryAt: number;
-}
-
-interface Entry {
-  /** The job as submitted (what pendingFor and the callbacks hand back), with the path of a rename (claim). */
-  job: UploadJob;
-  /** The journaled form, whose target may be narrowed to the file an earlier job of the path made. */
-  readonly rec: JournalRecord;
-  readonly promise: Promise<UploadResult>;
-  /** This job's caller and those of queued jobs it superseded. */
-  readonly waiters: Waiter[];
-  /** Read from the journal at start. */
-  readonly resumed: boolean;
-  running: boolean;
-  /** Hashed, and narrowed to an earlier job's file where there is one: done once. */
-  prepared: boolean;
-  narrowed: boolean;
-  hash?: FileHash;
-  phase: 'hashing' | 'uploading';
-  sent: number;
-  wait?: Wait;
-  lastTriedAt: number;
-  lastProgressLog: number;
-  /** Its file was removed or replaced through the mount: drop it instead of trying again. */
-  cancelled: boolean;
-  /** Tries started in this run. */
-  tries: number;
-  /** The last failed try ended with Girder's own answer (see Attempt.lastTryAnswered). */
-  lastTryAnswered: boolean;
-  /** Not started before this time (holdMs after a fresh submit; 0 once hurried). */
-  readyAt: number;
-  /** Held by a claim (a rename in progress): not started until released. */
-  claimed: boolean;
-}
-
-
-
 /**
  * The write-back upload queue. A submitted job is journaled (fsync'd) before submit resolves; the
  * queue then owns its temp file and uploads it (jobs of one file strictly in order, a queued job
@@ -116,15 +68,10 @@ export class UploadQueue {
   private readonly onFinished: UploadQueueOptions['onFinished'];
   private readonly onFailed: UploadQueueOptions['onFailed'];
 
-  /** Unfinished jobs, in submission order. */
-  private readonly entries: Entry[] = [];
+  private readonly jobs = new JobList();
   private readonly running = new Set<Promise<void>>();
   /** Journal writes of new jobs, chained per path so they enter the queue in order. */
   private readonly submitChains = new Map<string, Promise<void>>();
-  /** File made by a finished job whose path has later jobs queued: those replace it. */
-  private readonly placedFor = new Map<string, FileDoc>();
-  private readonly drainWaiters = new Set<(empty: boolean) => void>();
-  private changeWaiters: Array<() => void> = [];
   private readonly abort = new AbortController();
   /** The server refuses every upload: nothing starts before retryAt, then one job at a time probes. */
   private hold: Wait | undefined;
@@ -206,21 +153,17 @@ export class UploadQueue {
 
   /** The newest unfinished job of a path (its temp file holds the path's current bytes). */
   pendingFor(path: string): UploadJob | undefined {
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const e = this.entries[i] as Entry;
-      if (e.rec.job.path === path) return e.job;
-    }
-    return undefined;
+    return this.jobs.newestOf(path);
   }
 
   /** Jobs read from the journal at start and not finished yet, with their outcome. */
   resumed(): Array<{ job: UploadJob; done: Promise<UploadResult> }> {
-    return this.entries.filter((e) => e.resumed).map((e) => ({ job: e.rec.job, done: e.promise }));
+    return this.jobs.all.filter((e) => e.resumed).map((e) => ({ job: e.rec.job, done: e.promise }));
   }
 
   status(): UploadStatus[] {
     const now = Date.now();
-    return this.entries.map((e): UploadStatus => {
+    return this.jobs.all.map((e): UploadStatus => {
       const base = { path: e.rec.job.path, size: e.rec.job.size, sent: e.sent, ...(e.resumed ? { resumed: true } : {}) };
       if (e.running) return { ...base, state: e.phase };
       const wait = this.waitOf(e);
@@ -236,7 +179,7 @@ export class UploadQueue {
 
   /** Why the uploads of a file (its key, see UploadJob.key) wait, or undefined when none waits. */
   waitingFor(key: string): string | undefined {
-    for (const e of this.entries) {
+    for (const e of this.jobs.all) {
       if (keyOf(e.rec.job) !== key || e.running) continue;
       const wait = this.waitOf(e);
       if (wait !== undefined) return wait.reason;
@@ -246,7 +189,7 @@ export class UploadQueue {
 
   /** Resolves at the next change of any job's state (started, waiting, finished, dropped). */
   nextChange(): Promise<void> {
-    return new Promise((resolve) => this.changeWaiters.push(resolve));
+    return this.jobs.nextChange();
   }
 
   /**
@@ -255,9 +198,9 @@ export class UploadQueue {
    * renaming it on Girder. Undefined when that is too late (or there is no such job).
    */
   claim(key: string): UploadClaim | undefined {
-    const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
+    const mine = this.jobs.ofKey(key);
     // placedFor: an earlier job made the file, which these will replace wherever it is
-    if (mine.length === 0 || this.closed || this.placedFor.has(key)) return undefined;
+    if (mine.length === 0 || this.closed || this.jobs.placedFor.has(key)) return undefined;
     if (mine.some((e) => e.running || e.claimed || e.tries > 0 || e.narrowed || !isEmpty(e.rec.resume) || e.cancelled)) return undefined;
     for (const e of mine) e.claimed = true;
     let released = false;
@@ -281,7 +224,7 @@ export class UploadQueue {
   /** Start a file's queued jobs without the hold of holdMs (someone waits for them: fsync). */
   hurry(key: string): void {
     let changed = false;
-    for (const e of this.entries) {
+    for (const e of this.jobs.all) {
       if (keyOf(e.rec.job) !== key || e.readyAt === 0) continue;
       e.readyAt = 0;
       changed = true;
@@ -297,7 +240,7 @@ export class UploadQueue {
     if (this.closed) return;
     let woke = 0;
     if (this.hold !== undefined && (cause === undefined || this.hold.cause === cause)) this.hold = undefined;
-    for (const e of this.entries) {
+    for (const e of this.jobs.all) {
       if (e.wait === undefined || (cause !== undefined && e.wait.cause !== cause)) continue;
       e.wait.retryAt = 0;
       e.wait.tries = 0;
@@ -314,7 +257,7 @@ export class UploadQueue {
    */
   async cancel(key: string): Promise<void> {
     for (;;) {
-      const mine = this.entries.filter((e) => keyOf(e.rec.job) === key);
+      const mine = this.jobs.ofKey(key);
       if (mine.length === 0 || this.closed) return;
       const dropped: Array<Promise<void>> = [];
       for (const e of mine) {
@@ -329,17 +272,9 @@ export class UploadQueue {
 
   /** Wait until no job is left, or the timeout passes. True when empty. */
   drain(timeoutMs: number): Promise<boolean> {
-    if (this.entries.length === 0) return Promise.resolve(true);
+    if (this.jobs.size === 0) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
-    return new Promise((resolve) => {
-      const done = (empty: boolean): void => {
-        clearTimeout(timer);
-        this.drainWaiters.delete(done);
-        resolve(empty);
-      };
-      const timer = setTimeout(() => done(this.entries.length === 0), timeoutMs);
-      this.drainWaiters.add(done);
-    });
+    return this.jobs.untilEmpty(timeoutMs);
   }
 
   /**
@@ -357,7 +292,7 @@ export class UploadQueue {
       await Promise.race([Promise.allSettled([...this.running]), waited]);
       clearTimeout(timer);
     }
-    const pending = this.entries.splice(0);
+    const pending = this.jobs.takeAll();
     if (pending.length > 0) {
       const n = pending.length;
       this.log.warn(
@@ -368,28 +303,15 @@ export class UploadQueue {
     for (const e of pending) {
       for (const w of e.waiters) w.reject(new UploadQueueClosedError(e.rec.job.path));
     }
-    for (const done of [...this.drainWaiters]) done(false);
-    this.changed();
+    this.jobs.stopDrains();
+    this.jobs.changed();
   }
 
+  /** Queue a job; a queued one of its file that left nothing on the server is superseded by it. */
   private enqueue(rec: JournalRecord, job: UploadJob, resumed: boolean): Entry {
-    const waiters: Waiter[] = [];
-    const promise = handled(new Promise<UploadResult>((resolve, reject) => { waiters.push({ resolve, reject }); }));
-    const entry: Entry = {
-      job, rec, promise, waiters, resumed, running: false, prepared: false, narrowed: false,
-      phase: 'hashing', sent: 0, lastTriedAt: 0, lastProgressLog: 0, cancelled: false,
-      tries: 0, lastTryAnswered: false, readyAt: resumed ? 0 : Date.now() + this.holdMs, claimed: false,
-    };
-    for (let i = this.entries.length - 1; i >= 0; i--) {
-      const old = this.entries[i] as Entry;
-      // A job that left state on the server (an item made, an upload begun) keeps its turn to finish it.
-      if (keyOf(old.rec.job) !== keyOf(rec.job) || old.running || old.narrowed || !isEmpty(old.rec.resume)) continue;
-      this.entries.splice(i, 1);
-      entry.waiters.push(...old.waiters); // they get the newer job's outcome
-      void this.discard(old.rec);
-    }
-    this.entries.push(entry);
-    this.changed();
+    const entry = newEntry(rec, job, resumed, resumed ? 0 : Date.now() + this.holdMs);
+    for (const old of this.jobs.add(entry)) void this.discard(old.rec);
+    this.jobs.changed();
     return entry;
   }
 
@@ -422,7 +344,7 @@ export class UploadQueue {
     let wake = Infinity;
     const seen = new Set<string>();
     const ready: Entry[] = [];
-    for (const e of this.entries) {
+    for (const e of this.jobs.all) {
       const key = keyOf(e.rec.job);
       if (seen.has(key)) continue; // an earlier job of the file goes first
       seen.add(key);
@@ -458,12 +380,12 @@ export class UploadQueue {
     const run: Promise<void> = this.tryOnce(e).finally(() => {
       e.running = false;
       this.running.delete(run);
-      this.changed();
+      this.jobs.changed();
       this.schedule();
-      this.notifyDrain();
+      this.jobs.notifyDrain();
     });
     this.running.add(run);
-    this.changed();
+    this.jobs.changed();
   }
 
   /** One try: hash and narrow (once), then place the bytes; a failure decides how the job waits. */
@@ -544,7 +466,7 @@ export class UploadQueue {
       const holdTries = (hold?.tries ?? 0) + 1;
       this.hold = { ...why, since: hold?.since ?? now, tries: holdTries, retryAt: now + retryDelay(holdTries, this.retryDelayMs) };
       retryAt = this.hold.retryAt;
-      const fields = { reason: why.reason, pending: this.entries.length, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
+      const fields = { reason: why.reason, pending: this.jobs.size, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
       if (hold?.reason !== why.reason) this.log.warn(fields, `uploads wait: ${why.reason}; they stay journaled and are tried again`);
       else this.log.debug({ ...fields, path }, 'uploads still wait');
     } else {
@@ -555,7 +477,7 @@ export class UploadQueue {
       else this.log.debug(fields, 'upload still waits');
     }
     e.wait = { ...why, since: prev?.since ?? now, tries, retryAt };
-    this.changed();
+    this.jobs.changed();
   }
 
   private endHold(): void {
@@ -563,7 +485,7 @@ export class UploadQueue {
     if (hold === undefined) return;
     this.hold = undefined;
     let waiting = 0;
-    for (const e of this.entries) {
+    for (const e of this.jobs.all) {
       if (e.wait?.scope !== 'server') continue;
       e.wait.retryAt = 0;
       waiting++;
@@ -615,8 +537,8 @@ export class UploadQueue {
   /** A new-file job queued behind an earlier one of its path replaces the file that one made. */
   private async narrowToEarlierFile(e: Entry): Promise<void> {
     const { rec } = e;
-    const earlier = this.placedFor.get(keyOf(rec.job));
-    this.placedFor.delete(keyOf(rec.job));
+    const earlier = this.jobs.placedFor.get(keyOf(rec.job));
+    this.jobs.placedFor.delete(keyOf(rec.job));
     const t = rec.job.target;
     if (earlier === undefined || t.kind === 'file') return;
     const fallback = t.kind === 'folder' ? { folderId: t.folderId, name: t.name } : { itemId: t.itemId, name: t.name };
@@ -659,13 +581,13 @@ export class UploadQueue {
     // The job stays in the queue (running) until here, right before its waiters learn of the file
     // (no await in between): until they do, the file it made is known to nobody else, so a cancel()
     // must wait for it and a claim() of a later job must not move that job elsewhere.
-    this.remove(e);
+    this.jobs.remove(e);
     // Every job of the path whose target was taken before now is queued or still being journaled,
     // and replaces this file.
-    const later = this.entries.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
-    if (later) this.placedFor.set(keyOf(rec.job), placed.file);
+    const later = this.jobs.all.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
+    if (later) this.jobs.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
-    this.changed();
+    this.jobs.changed();
   }
 
   /**
@@ -688,8 +610,8 @@ export class UploadQueue {
     } catch (err) {
       this.log.error({ path: rec.job.path, keptAt, err: errorMessage(err) }, 'could not forget an upload kept in lost+found: the next start keeps a second copy');
     }
-    this.remove(e);
-    this.placedFor.delete(keyOf(rec.job));
+    this.jobs.remove(e);
+    this.jobs.placedFor.delete(keyOf(rec.job));
     this.log.warn({ path: rec.job.path, reason, keptAt }, `upload impossible (${reason}): its bytes are kept at ${keptAt}`);
     const error = new UploadKeptError(rec.job.path, reason, keptAt);
     try {
@@ -698,7 +620,7 @@ export class UploadQueue {
       this.log.error({ path: rec.job.path, err: errorMessage(cbErr) }, 'onFailed callback threw');
     }
     for (const w of e.waiters) w.reject(error);
-    this.changed();
+    this.jobs.changed();
   }
 
   /** The job's data file is gone (removed from outside): nothing of it can ever be uploaded. */
@@ -709,41 +631,26 @@ export class UploadQueue {
     } catch (err) {
       this.log.warn({ path: rec.job.path, err: errorMessage(err) }, 'could not remove the journal record of an upload without data');
     }
-    this.remove(e);
+    this.jobs.remove(e);
     this.log.error({ path: rec.job.path, reason }, `upload dropped: ${reason} (removed from outside the daemon?); nothing of it can be uploaded`);
     const error = new Error(`${rec.job.path}: ${reason}`);
     for (const w of e.waiters) w.reject(error);
-    this.changed();
+    this.jobs.changed();
   }
 
   /** Forget a cancelled job (its journal record and data, what it made on the server); resolves once the record is gone. */
   private async dropCancelled(e: Entry): Promise<void> {
     const { rec } = e;
-    this.remove(e);
+    this.jobs.remove(e);
     void this.uploader.abandon(rec.resume).catch(() => undefined);
     this.log.debug({ path: rec.job.path }, 'upload dropped: its file was removed or replaced');
     const error = new UploadCancelledError(rec.job.path);
     for (const w of e.waiters) w.reject(error);
-    this.changed();
-    this.notifyDrain();
+    this.jobs.changed();
+    this.jobs.notifyDrain();
     await this.discard(rec);
   }
 
-  private remove(e: Entry): void {
-    const i = this.entries.indexOf(e);
-    if (i >= 0) this.entries.splice(i, 1);
-  }
-
-  private changed(): void {
-    const waiters = this.changeWaiters;
-    this.changeWaiters = [];
-    for (const w of waiters) w();
-  }
-
-  private notifyDrain(): void {
-    if (this.entries.length > 0) return;
-    for (const done of [...this.drainWaiters]) done(true);
-  }
 }
 
 /** What a target whose deletion uploader.targetGone() confirmed was. */
@@ -755,21 +662,6 @@ function goneReason(target: UploadTarget): string {
       ? 'the file was deleted on the server'
       : 'the file and the folder it was in were deleted on the server';
   }
-}
-
-/** Mark a promise as handled: a caller that ignores a write-back result must not crash the process. */
-function handled<T>(p: Promise<T>): Promise<T> {
-  p.catch(() => undefined);
-  return p;
-}
-
-/** Jobs of one key run in order and supersede each other: the file's own key, or its path. */
-function keyOf(job: UploadJob): string {
-  return job.key ?? job.path;
-}
-
-function isEmpty(resume: ResumeState): boolean {
-  return Object.values(resume).every((v) => v === undefined);
 }
 
 function plainJob(job: UploadJob): UploadJob {
