@@ -1,5 +1,3 @@
-import { randomBytes } from 'node:crypto';
-import { unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { errorMessage } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
@@ -7,6 +5,7 @@ import { GirderError } from '../../girder/girder-error.js';
 import type { Logger } from '../../log.js';
 import { classifyUploadFailure, type WaitCause } from './classify-failure.js';
 import { JobList } from './job-list.js';
+import { JobRecords, removeFile } from './job-records.js';
 import { Journal } from './journal.js';
 import { LostAndFound, type KeptUpload } from './lost-found.js';
 import { handled, isEmpty, keyOf, newEntry, type Entry, type Wait } from './queue-entry.js';
@@ -58,7 +57,7 @@ export interface UploadQueueOptions {
 export class UploadQueue {
   private readonly store: GirderStore;
   private readonly log: Logger;
-  private readonly journal: Journal;
+  private readonly records: JobRecords;
   private readonly lost: LostAndFound;
   private readonly cacheDir: string;
   private readonly uploader: Uploader;
@@ -70,13 +69,10 @@ export class UploadQueue {
 
   private readonly jobs = new JobList();
   private readonly running = new Set<Promise<void>>();
-  /** Journal writes of new jobs, chained per path so they enter the queue in order. */
-  private readonly submitChains = new Map<string, Promise<void>>();
   private readonly abort = new AbortController();
   /** The server refuses every upload: nothing starts before retryAt, then one job at a time probes. */
   private hold: Wait | undefined;
   private wakeTimer: NodeJS.Timeout | undefined;
-  private seq = 0;
   private started = false;
   private closed = false;
 
@@ -84,7 +80,7 @@ export class UploadQueue {
     this.store = opts.store;
     this.log = opts.logger;
     this.cacheDir = opts.cacheDir ?? dirname(opts.journalDir);
-    this.journal = new Journal(opts.journalDir, opts.logger);
+    this.records = new JobRecords(new Journal(opts.journalDir, opts.logger), opts.logger);
     this.lost = new LostAndFound(join(this.cacheDir, 'lost+found'), join(opts.journalDir, 'kept'), opts.logger);
     this.uploader = new Uploader(opts.store, opts.logger);
     this.concurrency = Math.max(1, opts.concurrency ?? 8);
@@ -102,20 +98,11 @@ export class UploadQueue {
   /** Read the journal and resume every job in it (the newest per path). Resolves with those jobs. */
   async start(): Promise<UploadJob[]> {
     if (this.started) throw new Error('UploadQueue.start() called twice');
-    await this.journal.init();
-    await this.lost.init();
-    await this.lost.adoptLegacy(this.journal.failedDir);
-    const records = await this.journal.readAll();
-    this.seq = records.reduce((max, r) => Math.max(max, r.seq + 1), 0);
-    const newest = new Map(records.map((r) => [keyOf(r.job), r]));
-    for (const rec of records) {
-      if (newest.get(keyOf(rec.job)) !== rec) await this.discard(rec);
-    }
+    const resumed = await this.records.recover(this.lost);
     this.started = true;
-    const resumed = [...newest.values()].sort((a, b) => a.seq - b.seq);
     for (const rec of resumed) this.enqueue(rec, rec.job, true);
     if (resumed.length > 0) {
-      this.log.info({ jobs: resumed.length, paths: resumed.slice(0, 20).map((r) => r.job.path), journal: this.journal.dir }, 'resuming uploads from the journal');
+      this.log.info({ jobs: resumed.length, paths: resumed.slice(0, 20).map((r) => r.job.path), journal: this.records.dir }, 'resuming uploads from the journal');
     }
     this.schedule();
     return resumed.map((r) => r.job);
@@ -128,27 +115,15 @@ export class UploadQueue {
    * bytes are in lost+found), UploadCancelledError (cancel()) or UploadQueueClosedError (the queue
    * closed first; the job stays journaled). `done` never counts as an unhandled rejection.
    */
-  async submit(job: UploadJob): Promise<{ readonly done: Promise<UploadResult> }> {
-    if (!this.started) throw new Error('UploadQueue.start() must run before submit()');
-    if (this.closed) throw new UploadQueueClosedError(job.path);
-    const seq = this.seq++;
-    const rec: JournalRecord = {
-      v: 1, id: `${String(seq).padStart(10, '0')}-${randomBytes(4).toString('hex')}`, seq, submittedAt: Date.now(),
-      job: plainJob(job), resume: {},
-    };
-    const path = job.path;
-    const key = keyOf(job);
-    const written = (this.submitChains.get(key) ?? Promise.resolve()).catch(() => undefined).then(() => this.journal.write(rec));
-    this.submitChains.set(key, written);
-    try {
-      await written;
-    } finally {
-      if (this.submitChains.get(key) === written) this.submitChains.delete(key);
-    }
-    if (this.closed) return { done: handled(Promise.reject(new UploadQueueClosedError(path))) };
-    const entry = this.enqueue(rec, job, false);
-    this.schedule();
-    return { done: entry.promise };
+  submit(job: UploadJob): Promise<{ readonly done: Promise<UploadResult> }> {
+    if (!this.started) return Promise.reject(new Error('UploadQueue.start() must run before submit()'));
+    if (this.closed) return Promise.reject(new UploadQueueClosedError(job.path));
+    return this.records.journalNew(job, (rec) => {
+      if (this.closed) return { done: handled(Promise.reject(new UploadQueueClosedError(job.path))) };
+      const entry = this.enqueue(rec, job, false);
+      this.schedule();
+      return { done: entry.promise };
+    });
   }
 
   /** The newest unfinished job of a path (its temp file holds the path's current bytes). */
@@ -209,7 +184,7 @@ export class UploadQueue {
         for (const e of mine) {
           e.rec.job = { ...e.rec.job, path, target, nameFree };
           e.job = { ...e.job, path, target, nameFree };
-          await this.journal.write(e.rec);
+          await this.records.write(e.rec);
         }
       },
       release: () => {
@@ -296,8 +271,8 @@ export class UploadQueue {
     if (pending.length > 0) {
       const n = pending.length;
       this.log.warn(
-        { pending: n, journal: this.journal.dir, cacheDir: this.cacheDir },
-        `${n} upload${n === 1 ? '' : 's'} pending, journaled in ${this.journal.dir}; they resume at the next start with --cache-dir ${this.cacheDir}`,
+        { pending: n, journal: this.records.dir, cacheDir: this.cacheDir },
+        `${n} upload${n === 1 ? '' : 's'} pending, journaled in ${this.records.dir}; they resume at the next start with --cache-dir ${this.cacheDir}`,
       );
     }
     for (const e of pending) {
@@ -310,20 +285,9 @@ export class UploadQueue {
   /** Queue a job; a queued one of its file that left nothing on the server is superseded by it. */
   private enqueue(rec: JournalRecord, job: UploadJob, resumed: boolean): Entry {
     const entry = newEntry(rec, job, resumed, resumed ? 0 : Date.now() + this.holdMs);
-    for (const old of this.jobs.add(entry)) void this.discard(old.rec);
+    for (const old of this.jobs.add(entry)) void this.records.discard(old.rec);
     this.jobs.changed();
     return entry;
-  }
-
-  /** Forget a superseded job: its journal record, then its temp file. */
-  private async discard(rec: JournalRecord): Promise<void> {
-    try {
-      await this.journal.remove(rec.id);
-      await removeFile(rec.job.tempPath);
-      this.log.debug({ path: rec.job.path }, 'queued upload superseded by a newer one of the same path');
-    } catch (err) {
-      this.log.warn({ path: rec.job.path, err: errorMessage(err) }, 'could not remove a superseded upload job');
-    }
   }
 
   /** The wait that keeps an entry from being tried: its own, or the server-wide hold. */
@@ -431,7 +395,7 @@ export class UploadQueue {
         this.wait(e, verdict);
         return;
       case 'restart-upload':
-        await this.saveResume(e, { uploadId: undefined, uploadFor: undefined }).catch(() => undefined);
+        await this.records.saveResume(rec, { uploadId: undefined, uploadFor: undefined }).catch(() => undefined);
         this.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
         return;
       case 'no-data':
@@ -466,13 +430,13 @@ export class UploadQueue {
       const holdTries = (hold?.tries ?? 0) + 1;
       this.hold = { ...why, since: hold?.since ?? now, tries: holdTries, retryAt: now + retryDelay(holdTries, this.retryDelayMs) };
       retryAt = this.hold.retryAt;
-      const fields = { reason: why.reason, pending: this.jobs.size, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
+      const fields = { reason: why.reason, pending: this.jobs.size, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.records.dir };
       if (hold?.reason !== why.reason) this.log.warn(fields, `uploads wait: ${why.reason}; they stay journaled and are tried again`);
       else this.log.debug({ ...fields, path }, 'uploads still wait');
     } else {
       // The server answered this job: whatever held every upload is over.
       this.endHold();
-      const fields = { path, reason: why.reason, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.journal.dir };
+      const fields = { path, reason: why.reason, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.records.dir };
       if (prev?.reason !== why.reason) this.log.warn(fields, `upload waits: ${why.reason}; it stays journaled and is tried again`);
       else this.log.debug(fields, 'upload still waits');
     }
@@ -511,7 +475,7 @@ export class UploadQueue {
     return {
       job: rec.job, sha512, size, signal, first: !e.resumed && e.tries === 1, lastTryAnswered: e.lastTryAnswered,
       get resume(): Readonly<ResumeState> { return rec.resume; },
-      save: (change) => this.saveResume(e, change),
+      save: (change) => this.records.saveResume(rec, change),
       onProgress: (sent, total) => {
         e.sent = sent;
         const now = Date.now();
@@ -521,17 +485,6 @@ export class UploadQueue {
         }
       },
     };
-  }
-
-  /** Update the resume state and journal it (undefined values delete keys). */
-  private async saveResume(e: Entry, change: Partial<ResumeState>): Promise<void> {
-    const next: Record<string, unknown> = { ...e.rec.resume };
-    for (const [key, value] of Object.entries(change)) {
-      if (value === undefined) delete next[key];
-      else next[key] = value;
-    }
-    e.rec.resume = next as ResumeState;
-    await this.journal.write(e.rec);
   }
 
   /** A new-file job queued behind an earlier one of its path replaces the file that one made. */
@@ -545,7 +498,7 @@ export class UploadQueue {
     rec.job = { ...rec.job, target: { kind: 'file', fileId: earlier.id, fallback } };
     rec.resume = {};
     e.narrowed = true;
-    await this.journal.write(rec);
+    await this.records.write(rec);
   }
 
   private async finish(e: Entry, placed: Placed): Promise<void> {
@@ -557,7 +510,7 @@ export class UploadQueue {
     this.endHold();
     let forgotten = true;
     try {
-      await this.journal.remove(rec.id);
+      await this.records.remove(rec.id);
     } catch (err) {
       forgotten = false; // it reruns at the next start (finding Girder up to date), so keep its temp file
       this.log.error({ path: rec.job.path, err: errorMessage(err) }, 'could not remove a finished upload from the journal');
@@ -584,7 +537,7 @@ export class UploadQueue {
     this.jobs.remove(e);
     // Every job of the path whose target was taken before now is queued or still being journaled,
     // and replaces this file.
-    const later = this.jobs.all.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.submitChains.has(keyOf(rec.job));
+    const later = this.jobs.all.some((x) => keyOf(x.rec.job) === keyOf(rec.job)) || this.records.journaling(keyOf(rec.job));
     if (later) this.jobs.placedFor.set(keyOf(rec.job), placed.file);
     for (const w of e.waiters) w.resolve(result);
     this.jobs.changed();
@@ -605,7 +558,7 @@ export class UploadQueue {
     }
     await this.uploader.abandon(rec.resume);
     try {
-      await this.journal.remove(rec.id);
+      await this.records.remove(rec.id);
       await removeFile(rec.job.tempPath);
     } catch (err) {
       this.log.error({ path: rec.job.path, keptAt, err: errorMessage(err) }, 'could not forget an upload kept in lost+found: the next start keeps a second copy');
@@ -627,7 +580,7 @@ export class UploadQueue {
   private async dropWithoutData(e: Entry, reason: string): Promise<void> {
     const { rec } = e;
     try {
-      await this.journal.remove(rec.id);
+      await this.records.remove(rec.id);
     } catch (err) {
       this.log.warn({ path: rec.job.path, err: errorMessage(err) }, 'could not remove the journal record of an upload without data');
     }
@@ -648,7 +601,7 @@ export class UploadQueue {
     for (const w of e.waiters) w.reject(error);
     this.jobs.changed();
     this.jobs.notifyDrain();
-    await this.discard(rec);
+    await this.records.discard(rec);
   }
 
 }
@@ -661,24 +614,5 @@ function goneReason(target: UploadTarget): string {
     case 'file': return target.fallback === undefined
       ? 'the file was deleted on the server'
       : 'the file and the folder it was in were deleted on the server';
-  }
-}
-
-function plainJob(job: UploadJob): UploadJob {
-  return {
-    path: job.path, target: job.target, tempPath: job.tempPath, size: job.size,
-    ...(job.key === undefined ? {} : { key: job.key }),
-    ...(job.nameFree === true ? { nameFree: true } : {}),
-    ...(job.sha512 === undefined ? {} : { sha512: job.sha512 }),
-    ...(job.meta === undefined ? {} : { meta: job.meta }),
-    ...(job.openedVersion === undefined ? {} : { openedVersion: job.openedVersion }),
-  };
-}
-
-async function removeFile(path: string): Promise<void> {
-  try {
-    await unlink(path);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
