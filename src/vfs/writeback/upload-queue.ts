@@ -8,14 +8,14 @@ import { JobList } from './job-list.js';
 import { JobRecords, removeFile } from './job-records.js';
 import { Journal } from './journal.js';
 import { LostAndFound, type KeptUpload } from './lost-found.js';
-import { handled, isEmpty, keyOf, newEntry, type Entry, type Wait } from './queue-entry.js';
-import { retryDelay } from './retry-policy.js';
+import { handled, isEmpty, keyOf, newEntry, type Entry } from './queue-entry.js';
 import { sha512File, type FileHash } from './sha512-file.js';
 import {
   UploadCancelledError, UploadKeptError, UploadQueueClosedError,
   type JournalRecord, type ResumeState, type UploadJob, type UploadResult, type UploadStatus, type UploadTarget,
 } from './types.js';
 import { Uploader, type Attempt, type Placed } from './uploader.js';
+import { Waits } from './waits.js';
 import type { UploadClaim } from '../ports.js';
 
 const PROGRESS_LOG_MS = 10_000;
@@ -62,19 +62,14 @@ export class UploadQueue {
   private readonly cacheDir: string;
   private readonly uploader: Uploader;
   private readonly concurrency: number;
-  private readonly holdMs: number;
-  private readonly retryDelayMs: { min: number; max: number };
   private readonly onFinished: UploadQueueOptions['onFinished'];
   private readonly onFailed: UploadQueueOptions['onFailed'];
 
   private readonly jobs = new JobList();
+  private readonly waits: Waits;
   private readonly running = new Set<Promise<void>>();
   private readonly abort = new AbortController();
-  /** The server refuses every upload: nothing starts before retryAt, then one job at a time probes. */
-  private hold: Wait | undefined;
-  private wakeTimer: NodeJS.Timeout | undefined;
   private started = false;
-  private closed = false;
 
   constructor(opts: UploadQueueOptions) {
     this.store = opts.store;
@@ -84,10 +79,17 @@ export class UploadQueue {
     this.lost = new LostAndFound(join(this.cacheDir, 'lost+found'), join(opts.journalDir, 'kept'), opts.logger);
     this.uploader = new Uploader(opts.store, opts.logger);
     this.concurrency = Math.max(1, opts.concurrency ?? 8);
-    this.holdMs = Math.max(0, opts.holdMs ?? 500);
-    this.retryDelayMs = opts.retryDelayMs ?? { min: 1000, max: 60_000 };
+    this.waits = new Waits({
+      jobs: this.jobs, log: opts.logger, journalDir: this.records.dir,
+      holdMs: Math.max(0, opts.holdMs ?? 500), retryDelayMs: opts.retryDelayMs ?? { min: 1000, max: 60_000 },
+      closed: this.abort.signal, wake: () => this.schedule(),
+    });
     this.onFinished = opts.onFinished;
     this.onFailed = opts.onFailed;
+  }
+
+  private get closed(): boolean {
+    return this.abort.signal.aborted;
   }
 
   /** Where uploads that can never reach Girder are kept. */
@@ -141,7 +143,7 @@ export class UploadQueue {
     return this.jobs.all.map((e): UploadStatus => {
       const base = { path: e.rec.job.path, size: e.rec.job.size, sent: e.sent, ...(e.resumed ? { resumed: true } : {}) };
       if (e.running) return { ...base, state: e.phase };
-      const wait = this.waitOf(e);
+      const wait = this.waits.waitOf(e);
       if (wait === undefined) return { ...base, state: 'queued' };
       return { ...base, state: 'waiting', reason: wait.reason, retryInS: Math.max(0, Math.ceil((wait.retryAt - now) / 1000)) };
     });
@@ -156,7 +158,7 @@ export class UploadQueue {
   waitingFor(key: string): string | undefined {
     for (const e of this.jobs.all) {
       if (keyOf(e.rec.job) !== key || e.running) continue;
-      const wait = this.waitOf(e);
+      const wait = this.waits.waitOf(e);
       if (wait !== undefined) return wait.reason;
     }
     return undefined;
@@ -198,13 +200,7 @@ export class UploadQueue {
 
   /** Start a file's queued jobs without the hold of holdMs (someone waits for them: fsync). */
   hurry(key: string): void {
-    let changed = false;
-    for (const e of this.jobs.all) {
-      if (keyOf(e.rec.job) !== key || e.readyAt === 0) continue;
-      e.readyAt = 0;
-      changed = true;
-    }
-    if (changed) this.schedule();
+    this.waits.hurry(key);
   }
 
   /**
@@ -212,17 +208,7 @@ export class UploadQueue {
    * login, or on SIGHUP.
    */
   retryNow(why: string, cause?: WaitCause): void {
-    if (this.closed) return;
-    let woke = 0;
-    if (this.hold !== undefined && (cause === undefined || this.hold.cause === cause)) this.hold = undefined;
-    for (const e of this.jobs.all) {
-      if (e.wait === undefined || (cause !== undefined && e.wait.cause !== cause)) continue;
-      e.wait.retryAt = 0;
-      e.wait.tries = 0;
-      woke++;
-    }
-    if (woke > 0) this.log.info({ uploads: woke, why }, 'trying the waiting uploads now');
-    this.schedule();
+    this.waits.retryNow(why, cause);
   }
 
   /**
@@ -258,8 +244,7 @@ export class UploadQueue {
    */
   async close(): Promise<void> {
     if (this.closed) return;
-    this.closed = true;
-    clearTimeout(this.wakeTimer);
+    this.waits.stop();
     this.abort.abort(new UploadQueueClosedError('(queue)'));
     if (this.running.size > 0) {
       let timer: NodeJS.Timeout | undefined;
@@ -284,25 +269,19 @@ export class UploadQueue {
 
   /** Queue a job; a queued one of its file that left nothing on the server is superseded by it. */
   private enqueue(rec: JournalRecord, job: UploadJob, resumed: boolean): Entry {
-    const entry = newEntry(rec, job, resumed, resumed ? 0 : Date.now() + this.holdMs);
+    const entry = newEntry(rec, job, resumed, this.waits.readyAt(resumed));
     for (const old of this.jobs.add(entry)) void this.records.discard(old.rec);
     this.jobs.changed();
     return entry;
-  }
-
-  /** The wait that keeps an entry from being tried: its own, or the server-wide hold. */
-  private waitOf(e: Entry): Wait | undefined {
-    if (this.hold !== undefined && e.wait?.scope !== 'job') return this.hold;
-    return e.wait;
   }
 
   /** Start what may run now: one job per file, in order, up to the limit (one while the server holds). */
   private schedule(): void {
     if (this.closed) return;
     const now = Date.now();
-    const hold = this.hold;
+    const hold = this.waits.serverHold;
     if (hold !== undefined && hold.retryAt > now) {
-      this.wakeAt(hold.retryAt);
+      this.waits.wakeAt(hold.retryAt);
       return;
     }
     let wake = Infinity;
@@ -329,14 +308,7 @@ export class UploadQueue {
       if (this.running.size >= limit) break;
       this.launch(e);
     }
-    this.wakeAt(wake);
-  }
-
-  private wakeAt(at: number): void {
-    clearTimeout(this.wakeTimer);
-    this.wakeTimer = undefined;
-    if (at === Infinity || this.closed) return;
-    this.wakeTimer = setTimeout(() => this.schedule(), Math.max(0, at - Date.now()) + 5);
+    this.waits.wakeAt(wake);
   }
 
   private launch(e: Entry): void {
@@ -392,11 +364,11 @@ export class UploadQueue {
     const verdict = classifyUploadFailure(err, rec.job.tempPath);
     switch (verdict.action) {
       case 'wait':
-        this.wait(e, verdict);
+        this.waits.wait(e, verdict);
         return;
       case 'restart-upload':
         await this.records.saveResume(rec, { uploadId: undefined, uploadFor: undefined }).catch(() => undefined);
-        this.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
+        this.waits.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
         return;
       case 'no-data':
         await this.dropWithoutData(e, verdict.reason);
@@ -408,53 +380,14 @@ export class UploadQueue {
         } catch (probeErr) {
           if (this.abort.signal.aborted) return;
           const again = classifyUploadFailure(probeErr, rec.job.tempPath);
-          this.wait(e, again.action === 'wait' ? again : { cause: 'other', scope: 'job', reason: verdict.reason });
+          this.waits.wait(e, again.action === 'wait' ? again : { cause: 'other', scope: 'job', reason: verdict.reason });
           return;
         }
         if (gone) await this.keep(e, goneReason(rec.job.target));
-        else this.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
+        else this.waits.wait(e, { cause: 'other', scope: 'job', reason: verdict.reason });
         return;
       }
     }
-  }
-
-  /** Back off: the job (and, for a server-wide refusal, every job) is tried again later. */
-  private wait(e: Entry, why: { cause: WaitCause; scope: 'server' | 'job'; reason: string }): void {
-    const now = Date.now();
-    const { path } = e.rec.job;
-    const prev = e.wait;
-    const tries = (prev?.tries ?? 0) + 1;
-    let retryAt = now + retryDelay(tries, this.retryDelayMs);
-    if (why.scope === 'server') {
-      const hold = this.hold;
-      const holdTries = (hold?.tries ?? 0) + 1;
-      this.hold = { ...why, since: hold?.since ?? now, tries: holdTries, retryAt: now + retryDelay(holdTries, this.retryDelayMs) };
-      retryAt = this.hold.retryAt;
-      const fields = { reason: why.reason, pending: this.jobs.size, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.records.dir };
-      if (hold?.reason !== why.reason) this.log.warn(fields, `uploads wait: ${why.reason}; they stay journaled and are tried again`);
-      else this.log.debug({ ...fields, path }, 'uploads still wait');
-    } else {
-      // The server answered this job: whatever held every upload is over.
-      this.endHold();
-      const fields = { path, reason: why.reason, retryInS: Math.ceil((retryAt - now) / 1000), journal: this.records.dir };
-      if (prev?.reason !== why.reason) this.log.warn(fields, `upload waits: ${why.reason}; it stays journaled and is tried again`);
-      else this.log.debug(fields, 'upload still waits');
-    }
-    e.wait = { ...why, since: prev?.since ?? now, tries, retryAt };
-    this.jobs.changed();
-  }
-
-  private endHold(): void {
-    const hold = this.hold;
-    if (hold === undefined) return;
-    this.hold = undefined;
-    let waiting = 0;
-    for (const e of this.jobs.all) {
-      if (e.wait?.scope !== 'server') continue;
-      e.wait.retryAt = 0;
-      waiting++;
-    }
-    this.log.info({ waitedS: Math.round((Date.now() - hold.since) / 1000), uploads: waiting }, 'Girder takes uploads again; the waiting ones go on');
   }
 
   /** The job's item metadata; the bytes are in Girder already, so only a server-wide refusal is worth another try. */
@@ -507,7 +440,7 @@ export class UploadQueue {
       path: rec.job.path, file: placed.file, itemId: placed.file.itemId, how: placed.how, bytesSent: placed.bytesSent,
       ...(placed.item === undefined ? {} : { item: placed.item }),
     };
-    this.endHold();
+    this.waits.endHold();
     let forgotten = true;
     try {
       await this.records.remove(rec.id);
@@ -553,7 +486,7 @@ export class UploadQueue {
     try {
       keptAt = await this.lost.keep(rec.id, rec.job.path, rec.job.tempPath, reason);
     } catch (err) {
-      this.wait(e, { cause: 'other', scope: 'job', reason: `${reason}, and moving its bytes to ${this.lost.dir} failed (${errorMessage(err)})` });
+      this.waits.wait(e, { cause: 'other', scope: 'job', reason: `${reason}, and moving its bytes to ${this.lost.dir} failed (${errorMessage(err)})` });
       return;
     }
     await this.uploader.abandon(rec.resume);
