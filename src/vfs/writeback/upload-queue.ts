@@ -3,12 +3,14 @@ import { errorMessage } from '../../errors.js';
 import type { GirderStore } from '../../girder/store.js';
 import { GirderError } from '../../girder/girder-error.js';
 import type { Logger } from '../../log.js';
+import type { UploadClaim } from '../ports.js';
 import { classifyUploadFailure, type WaitCause } from './classify-failure.js';
+import { FileClaims } from './file-claims.js';
 import { JobList } from './job-list.js';
 import { JobRecords, removeFile } from './job-records.js';
 import { Journal } from './journal.js';
 import { LostAndFound, type KeptUpload } from './lost-found.js';
-import { handled, isEmpty, keyOf, newEntry, type Entry } from './queue-entry.js';
+import { handled, keyOf, newEntry, type Entry } from './queue-entry.js';
 import { sha512File, type FileHash } from './sha512-file.js';
 import {
   UploadCancelledError, UploadKeptError, UploadQueueClosedError,
@@ -16,7 +18,6 @@ import {
 } from './types.js';
 import { Uploader, type Attempt, type Placed } from './uploader.js';
 import { Waits } from './waits.js';
-import type { UploadClaim } from '../ports.js';
 
 const PROGRESS_LOG_MS = 10_000;
 /** How long close() waits for running uploads to notice the abort. */
@@ -67,6 +68,7 @@ export class UploadQueue {
 
   private readonly jobs = new JobList();
   private readonly waits: Waits;
+  private readonly claims: FileClaims;
   private readonly running = new Set<Promise<void>>();
   private readonly abort = new AbortController();
   private started = false;
@@ -83,6 +85,10 @@ export class UploadQueue {
       jobs: this.jobs, log: opts.logger, journalDir: this.records.dir,
       holdMs: Math.max(0, opts.holdMs ?? 500), retryDelayMs: opts.retryDelayMs ?? { min: 1000, max: 60_000 },
       closed: this.abort.signal, wake: () => this.schedule(),
+    });
+    this.claims = new FileClaims({
+      jobs: this.jobs, records: this.records, closed: this.abort.signal,
+      wake: () => this.schedule(), dropCancelled: (e) => this.dropCancelled(e),
     });
     this.onFinished = opts.onFinished;
     this.onFailed = opts.onFailed;
@@ -175,27 +181,7 @@ export class UploadQueue {
    * renaming it on Girder. Undefined when that is too late (or there is no such job).
    */
   claim(key: string): UploadClaim | undefined {
-    const mine = this.jobs.ofKey(key);
-    // placedFor: an earlier job made the file, which these will replace wherever it is
-    if (mine.length === 0 || this.closed || this.jobs.placedFor.has(key)) return undefined;
-    if (mine.some((e) => e.running || e.claimed || e.tries > 0 || e.narrowed || !isEmpty(e.rec.resume) || e.cancelled)) return undefined;
-    for (const e of mine) e.claimed = true;
-    let released = false;
-    return {
-      retarget: async (path, target, nameFree) => {
-        for (const e of mine) {
-          e.rec.job = { ...e.rec.job, path, target, nameFree };
-          e.job = { ...e.job, path, target, nameFree };
-          await this.records.write(e.rec);
-        }
-      },
-      release: () => {
-        if (released) return;
-        released = true;
-        for (const e of mine) e.claimed = false;
-        this.schedule();
-      },
-    };
+    return this.claims.claim(key);
   }
 
   /** Start a file's queued jobs without the hold of holdMs (someone waits for them: fsync). */
@@ -216,19 +202,8 @@ export class UploadQueue {
    * mount, so their bytes are not wanted. A running one ends its try first (it may still reach
    * Girder). Resolves once no job of the file is left.
    */
-  async cancel(key: string): Promise<void> {
-    for (;;) {
-      const mine = this.jobs.ofKey(key);
-      if (mine.length === 0 || this.closed) return;
-      const dropped: Array<Promise<void>> = [];
-      for (const e of mine) {
-        e.cancelled = true;
-        if (!e.running) dropped.push(this.dropCancelled(e));
-      }
-      const change = this.nextChange();
-      await Promise.all(dropped);
-      if (mine.some((e) => e.running)) await change;
-    }
+  cancel(key: string): Promise<void> {
+    return this.claims.cancel(key);
   }
 
   /** Wait until no job is left, or the timeout passes. True when empty. */
