@@ -5,7 +5,7 @@ import type { Waits } from './waits.js';
 export interface SchedulerOptions {
   readonly jobs: JobList;
   readonly waits: Waits;
-  /** Jobs trying at once while the server takes uploads. */
+  /** Tries at once while the server takes uploads (one while it holds them all). */
   readonly concurrency: number;
   /** One try of a job (UploadTry): all the scheduler knows of uploading. */
   readonly tryOnce: (e: Entry) => Promise<void>;
@@ -14,9 +14,8 @@ export interface SchedulerOptions {
 }
 
 /**
- * Starts what may run now: one job per file, in order, up to the limit (one while the server
- * holds), and starts it again when its try ends and it is due. Like rclone's write-back queue,
- * which knows only a put function, it knows only how to try a job.
+ * Starts the jobs that may try now, and looks again whenever a try ends or a wait is over. Like
+ * rclone's write-back queue, which knows only a put function, it knows only how to try a job.
  */
 export class Scheduler {
   private readonly running = new Set<Promise<void>>();
