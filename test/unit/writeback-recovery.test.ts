@@ -176,6 +176,31 @@ t.test('at start, only the newest job of a path runs; unreadable records go to j
   t.equal(store.contentOf(store.filesIn(items[0]?.id as string)[0]?.id as string).toString(), 'third');
 });
 
+t.test('at start, an older job of a path that left state on Girder keeps its turn; the newest then replaces its file', async (t) => {
+  const { queue, temp, journalFiles } = setup(t);
+  const store = new MemoryStore({ chunkSize: 1000 });
+  const dying = queue({ store, concurrency: 1 }, false);
+  await dying.start();
+  const pause = store.pauseNextUpload(2000);
+  const j1 = folderJob(store, 'n', await temp(Buffer.alloc(5000, 1)));
+  const j2 = folderJob(store, 'n', await temp('second'));
+  await dying.submit(j1);
+  await pause.reached; // its item is made and 2000 bytes are in; then the daemon "dies"
+  await dying.submit(j2);
+  t.equal(journalFiles().length, 2);
+
+  const q = queue({ store });
+  const resumed = await q.start();
+  t.same(resumed.map((j) => j.tempPath), [j1.tempPath, j2.tempPath], 'both run, the older first');
+  t.equal(await q.drain(20_000), true, 'neither waits for ever behind the other');
+  const items = store.itemsIn(store.rootId);
+  t.same(items.map((i) => i.name), ['n'], 'one item, no "n (1)"');
+  const files = store.filesIn(items[0]?.id as string);
+  t.equal(files.length, 1);
+  t.equal(store.contentOf(files[0]?.id as string).toString(), 'second', 'the last close wins');
+  t.same(journalFiles(), []);
+});
+
 t.test('close interrupts: pending jobs reject as closed and stay journaled for the next start', async (t) => {
   const { queue, temp, journalFiles } = setup(t);
   const store = new MemoryStore();

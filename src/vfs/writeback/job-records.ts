@@ -4,7 +4,7 @@ import { errorMessage } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Journal } from './journal.js';
 import type { LostAndFound } from './lost-found.js';
-import { keyOf } from './queue-entry.js';
+import { isEmpty, keyOf } from './queue-entry.js';
 import type { JournalRecord, ResumeState, UploadJob } from './types.js';
 
 /**
@@ -24,8 +24,10 @@ export class JobRecords {
 
   /**
    * Make the journal and lost+found ready, move there what earlier versions kept in the journal's
-   * failed/, and read the records an earlier run left: the newest of each file, oldest first (the
-   * older ones of a file are forgotten with their data).
+   * failed/, and read the records an earlier run left, oldest first: the newest of each file, and
+   * an older one that left state on the server (an item made, an upload begun), which keeps its
+   * turn to finish it, as it does while the queue runs (job-list.ts). Dropped, its empty item would
+   * be in the newer job's way for ever. The other older ones are forgotten with their data.
    */
   async recover(lost: LostAndFound): Promise<JournalRecord[]> {
     await this.journal.init();
@@ -34,10 +36,12 @@ export class JobRecords {
     const records = await this.journal.readAll();
     this.seq = records.reduce((max, r) => Math.max(max, r.seq + 1), 0);
     const newest = new Map(records.map((r) => [keyOf(r.job), r]));
+    const kept: JournalRecord[] = [];
     for (const rec of records) {
-      if (newest.get(keyOf(rec.job)) !== rec) await this.discard(rec);
+      if (newest.get(keyOf(rec.job)) === rec || !isEmpty(rec.resume)) kept.push(rec);
+      else await this.discard(rec);
     }
-    return [...newest.values()].sort((a, b) => a.seq - b.seq);
+    return kept.sort((a, b) => a.seq - b.seq);
   }
 
   /**
