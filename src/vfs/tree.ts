@@ -1,18 +1,16 @@
 import { LRUCache } from 'lru-cache';
 import { FsError } from '../errors.js';
 import { isMissing, isTransient } from '../girder/girder-error.js';
-import type { FolderContents, GirderStore } from '../girder/store.js';
-import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
+import type { GirderStore } from '../girder/store.js';
+import type { FileDoc, FolderDoc } from '../girder/types.js';
 import type { Logger } from '../log.js';
 import { versionKeyOf } from './cache/version-key.js';
+import { DirectoryFetch } from './directory-fetch.js';
 import { ItemFiles } from './item-files.js';
 import type { UploadTarget } from './ports.js';
-import { mapLimit } from './map-limit.js';
-import { safeName, splitPath, suffixed } from './names.js';
-import { dirKey, folderKey, isDir, itemDirKey, itemNode, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
+import { splitPath } from './names.js';
+import { dirKey, folderKey, isDir, itemDirKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
 
-/** Parallel `GET /item/{id}/files` requests for the items of a listing whose files are not known. */
-const FILE_LISTS_IN_FLIGHT = 16;
 /** A listing dropped (forgetDir) while it was being fetched is fetched again this often before it is kept. */
 const REFETCHES = 3;
 
@@ -46,6 +44,7 @@ export class Tree {
   private readonly inFlight = new Map<string, Promise<Listing>>();
   private readonly fetching = new Map<string, Fetching>();
   private readonly itemFiles = new ItemFiles();
+  private readonly fetchDir: DirectoryFetch;
   /**
    * The mtimes of files uploaded from here, by file id, for the version uploaded: a program that
    * wrote a file at 12:00:00 and finds 12:00:01 (Girder's time for the new content) later thinks
@@ -63,6 +62,7 @@ export class Tree {
   constructor(private readonly store: GirderStore, root: FolderDoc, private readonly opts: TreeOptions) {
     this.rootNode = { kind: 'folder', folder: root };
     this.listings = new LRUCache({ max: opts.maxDirs ?? 20_000 });
+    this.fetchDir = new DirectoryFetch(store, this.itemFiles, (node) => this.withMtime(node));
   }
 
   get root(): FolderNode {
@@ -299,7 +299,7 @@ export class Tree {
       this.fetching.set(key, fetching);
       let entries: Map<string, Node>;
       try {
-        entries = dir.kind === 'folder' ? await this.fetchFolder(dir, this.listings.has(key)) : await this.fetchItem(dir);
+        entries = dir.kind === 'folder' ? await this.fetchDir.folder(dir, this.listings.has(key)) : await this.fetchDir.itemDir(dir);
       } finally {
         this.fetching.delete(key);
       }
@@ -322,72 +322,6 @@ export class Tree {
       return listing;
     }
   }
-
-  /**
-   * A folder seen for the first time is listed with the listing plugin's pages when the server has
-   * it (every item's files included). One listed before is listed with Girder's own pages, and its
-   * unchanged items keep the files they had (ItemFiles): no file is sent again. Only when many of
-   * its items are new does the plugin list it again, rather than a request per new item.
-   */
-  private async fetchFolder(dir: FolderNode, listedBefore: boolean): Promise<Map<string, Node>> {
-    const id = dir.folder.id;
-    if (!listedBefore) {
-      const contents = await this.folderContents(id);
-      if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
-    }
-    const [folders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
-    if (listedBefore && listedItems.filter((item) => this.itemFiles.get(item) === undefined).length > FILE_LISTS_IN_FLIGHT) {
-      const contents = await this.folderContents(id);
-      if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
-    }
-    const listed = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
-      let files = this.itemFiles.get(item);
-      if (files === undefined) {
-        try {
-          files = await this.store.listFiles(item.id);
-        } catch (err) {
-          // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
-          // is not there, and the listing, with every lookup in it, must not fail for it.
-          if (isMissing(err, 'item')) return undefined;
-          throw err;
-        }
-        this.itemFiles.fetched(item, files);
-      }
-      return { item, files };
-    });
-    const items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
-    return this.folderEntries(dir, folders, items);
-  }
-
-  /** The listing plugin's pages of a folder, their file lists noted; undefined without the plugin. */
-  private async folderContents(id: string): Promise<FolderContents | undefined> {
-    const contents = await this.store.folderContents(id);
-    if (contents === undefined) return undefined;
-    const at = Date.now();
-    for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, at);
-    return contents;
-  }
-
-  private folderEntries(dir: FolderNode, folders: readonly FolderDoc[], items: ReadonlyArray<{ item: ItemDoc; files: readonly FileDoc[] }>): Map<string, Node> {
-    const access = dir.folder.accessLevel;
-    const named: Array<{ id: string; name: string; node: Node }> = [
-      ...folders.map((folder) => ({ id: folder.id, name: folder.name, node: { kind: 'folder', folder } as Node })),
-      ...items.map(({ item, files }) => ({ id: item.id, name: item.name, node: this.withMtime(itemNode(item, [...files], access)) })),
-    ];
-    return nameEntries(named);
-  }
-
-  private async fetchItem(dir: DirNode & { kind: 'itemdir' }): Promise<Map<string, Node>> {
-    const files = await this.store.listFiles(dir.item.id);
-    this.itemFiles.fetched(dir.item, files);
-    return nameEntries(
-      files.map((file: FileDoc) => ({
-        id: file.id,
-        name: file.name,
-        node: this.withMtime({ kind: 'file', item: dir.item, file, inItemDir: true, access: dir.access }),
-      })),
-    );
-  }
 }
 
 /** A failure that says nothing of the entry asked for: the server is unreachable, silent, or answered 5xx. */
@@ -399,19 +333,4 @@ function serverAway(err: unknown): boolean {
 function entryId(node: Node): string {
   if (node.kind === 'folder') return node.folder.id;
   return node.kind === 'file' && node.inItemDir ? node.file.id : node.item.id;
-}
-
-/**
- * Local names for Girder entries: made safe, and where two end up alike the one with the later id
- * gets a stable `~<id6>` suffix, so nothing is hidden and names do not move between listings.
- */
-export function nameEntries(entries: Array<{ id: string; name: string; node: Node }>): Map<string, Node> {
-  const out = new Map<string, Node>();
-  const sorted = [...entries].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
-  for (const entry of sorted) {
-    let name = safeName(entry.name);
-    if (out.has(name)) name = safeName(suffixed(name, entry.id));
-    out.set(name, entry.node);
-  }
-  return out;
 }
