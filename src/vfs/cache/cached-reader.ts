@@ -90,7 +90,9 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     const bs = cache.blockSize;
     this.readAheadBlocks = Math.max(1, Math.floor(opts.readAheadBlocks ?? Math.max(1, Math.round((16 * MiB) / bs))));
     this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? 8 * MiB) / bs));
-    this.maxPrefetchBytes = 2 * (this.readAheadBlocks + this.requestBlocks) * bs;
+    // One full window and one request in flight over all readers together: twice that let the
+    // range requests of a few readers hold 48 MiB at once, the spikes of a soak's peak RSS.
+    this.maxPrefetchBytes = (this.readAheadBlocks + this.requestBlocks) * bs;
     this.maxStreams = Math.max(0, Math.floor(opts.maxStreams ?? 4));
     this.wholeFileBytes = Math.min(opts.wholeFileBytes ?? MiB, this.requestBlocks * bs);
     this.streamIdleMs = Math.max(1, opts.streamIdleMs ?? 10_000);
