@@ -79,7 +79,14 @@ class Rig {
   /** Bytes the block files take on disk (holes excluded). */
   async allocated(): Promise<number> {
     let sum = 0;
-    for (const name of await this.blockFiles()) sum += (await stat(join(this.dir, 'blocks', name))).blocks * 512;
+    for (const name of await this.blockFiles()) {
+      // Eviction may remove a block file between readdir and stat: it then takes nothing.
+      const st = await stat(join(this.dir, 'blocks', name)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === 'ENOENT') return undefined;
+        throw e;
+      });
+      sum += (st?.blocks ?? 0) * 512;
+    }
     return sum;
   }
 }
