@@ -103,6 +103,13 @@ def patch_mongomock():
             return len(self._compute_results(with_limit_and_skip))
         mongomock.collection.Cursor.count = _count
 
+    # 3d. answer lookups by _id, folderId, itemId and parentId from maps, as MongoDB answers them
+    #     from Girder's indexes, instead of scanning the collection (scripts/mongomock_index.py)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import mongomock_index
+
+    mongomock_index.install()
+
     from girder.utility import config
 
     cfg = config.getConfig()
