@@ -24,6 +24,7 @@ import { Sampler } from './soak/sampler.js';
 import { Sources } from './soak/sources.js';
 import { Tally } from './soak/tally.js';
 import { checkMount, checkServer } from './soak/verify.js';
+import { inspectPath } from './soak/inspect.js';
 import { writerLoop } from './soak/writer.js';
 
 const POOL_FILES = 16;
@@ -122,6 +123,7 @@ async function main(): Promise<void> {
       stopped: false,
       pendingUploads: 0,
       log,
+      inspect: (path) => inspectPath(mount.mountpoint, api, folder._id, daemonLog, path),
     };
     ctx = c;
     for (const d of INITIAL_DIRS) {

@@ -20,6 +20,8 @@ export interface SoakContext {
   /** Uploads pending at the last status sample. */
   pendingUploads: number;
   log(message: string): void;
+  /** What the mount and Girder say of a path now, and the daemon's recent log lines about it (a mismatch's story). */
+  inspect(path: string): Promise<string>;
 }
 
 /** Per-operation limit: a stuck operation is a failure, not a hung soak. */

@@ -7,6 +7,8 @@ export interface LogLine {
   line: string;
 }
 
+const RECENT_LINES = 20_000;
+
 export class DaemonLog {
   warnings = 0;
   errors = 0;
@@ -14,6 +16,13 @@ export class DaemonLog {
   readonly kept: LogLine[] = [];
   /** Messages with their count. */
   readonly byMessage = new Map<string, number>();
+  /** The last RECENT_LINES lines of any level, for the story of a mismatch. */
+  private readonly recent: string[] = [];
+
+  /** Recent lines that contain any of `needles`, oldest first. */
+  recentWith(needles: readonly string[]): string[] {
+    return this.recent.filter((line) => needles.some((n) => n !== '' && line.includes(n)));
+  }
 
   watch(stream: Readable | null): void {
     if (stream === null) return;
@@ -27,6 +36,8 @@ export class DaemonLog {
   }
 
   private add(line: string): void {
+    this.recent.push(line.slice(0, 1000));
+    if (this.recent.length > RECENT_LINES) this.recent.splice(0, this.recent.length - RECENT_LINES);
     let rec: { level?: unknown; msg?: unknown };
     try {
       rec = JSON.parse(line) as { level?: unknown; msg?: unknown };

@@ -46,6 +46,7 @@ async function readOnce(ctx: SoakContext): Promise<void> {
     const origin = ctx.model.originOf(got);
     tally.mismatch({ where: 'read', path, version, size, expected, got, reread, origin });
     ctx.log(`MISMATCH ${kind} ${path} v${version} (${size} B): expected ${expected.slice(0, 16)}, got ${got.slice(0, 16)} (${origin}), re-read ${reread.slice(0, 16)}`);
+    ctx.log(`MISMATCH ${path}, seen now:\n${await ctx.inspect(path)}`);
   } finally {
     file.readers--;
   }

@@ -19,7 +19,7 @@ export interface CheckResult {
 }
 
 /** Every folder and item under `folderId` as paths relative to it. */
-async function serverTree(api: Rest, folderId: string): Promise<Map<string, ServerEntry>> {
+export async function serverTree(api: Rest, folderId: string): Promise<Map<string, ServerEntry>> {
   const tree = new Map<string, ServerEntry>();
   const walk = async (id: string, prefix: string): Promise<void> => {
     for (const folder of await api.listFolders(id)) {
