@@ -9,7 +9,7 @@
 /** libfuse 2.9 sends reads of at most 128 KiB (max_read). */
 const SIZE = 128 * 1024;
 /** Idle buffers kept (the kernel has about a dozen reads in flight at most). */
-const KEEP = 32;
+const KEEP = 16;
 
 export class ReadBuffers {
   private readonly idle: Buffer[] = [];

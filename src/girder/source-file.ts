@@ -5,7 +5,7 @@ import type { DirectRequestBody } from './direct-request.js';
 import type { UploadSource } from './types.js';
 
 /** Bytes per read, and per write to the socket. */
-const BLOCK = 1024 * 1024;
+const BLOCK = 512 * 1024;
 
 /**
  * The local file an upload sends, as request bodies that move through two reused buffers: no new

@@ -7,7 +7,7 @@ import { errCode, type WarnOnce } from './warn-once.js';
 
 const MiB = 1024 * 1024;
 /** Fetched blocks waiting for their disk write; beyond this, new blocks are served but not cached. */
-const MAX_PENDING_WRITE_BYTES = 32 * MiB;
+const MAX_PENDING_WRITE_BYTES = 16 * MiB;
 /** After a full disk, stop trying to cache for this long. */
 const FULL_DISK_PAUSE_MS = 5_000;
 

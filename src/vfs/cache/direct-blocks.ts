@@ -5,7 +5,7 @@ import path from 'node:path';
 import { alignedLength, alignedOffset, UNCACHED_ALIGN, openUncached } from '../../uncached-io.js';
 
 /** Bytes one direct write takes at most (the staging buffer's size). */
-const STAGE_BYTES = 4 * 1024 * 1024;
+const STAGE_BYTES = 1024 * 1024;
 
 /**
  * Writes cache blocks around the page cache (uncached-io.ts). A block fetched for a reader is also in

@@ -5,8 +5,8 @@
 
 /** Bytes one slot holds: the largest write FUSE sends with big_writes. */
 export const SLOT_BYTES = 128 * 1024;
-/** Slots in the ring: how far (8 MiB) writes may run ahead of the disk and the hash. */
-export const SLOTS = 64;
+/** Slots in the ring: how far (4 MiB) writes may run ahead of the disk and the hash. */
+export const SLOTS = 32;
 
 /** Int32 counters: ops published by the main thread, and ops the write thread has finished. */
 export const HEAD = 0;
