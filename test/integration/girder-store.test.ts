@@ -1,5 +1,6 @@
 // The Girder layer (client, RestStore, download, upload) against a real Girder 5 server.
 import t from 'tap';
+import { versionKeyOf } from '../../src/vfs/cache/version-key.js';
 import { createHash, randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -276,6 +277,20 @@ t.test('uploads, range reads, replace, copy, dedup lookup', async (tt) => {
   const renamed = await store.renameFile(copy.id, 'renamed.bin');
   tt.equal(renamed.name, 'renamed.bin');
   tt.ok(renamed.updated !== undefined, 'a renamed file has updated');
+
+  // What the uploader's server-side copy relies on: a copy made after the source's contents were
+  // replaced holds the new bytes, and its document says so (size, sha512, the source's `created`).
+  const looked = (await store.filesBySha512(big.local.sha512)).find((f) => f.id === big.doc.id)!;
+  const newer = await localFile('newer', big.doc.size);
+  const swapped = await store.replaceFile(big.doc.id, newer);
+  const late = await store.copyFile(looked.id, other.id);
+  tt.equal(late.sha512, newer.sha512, "a late copy claims the new contents' hash");
+  tt.not(late.sha512, looked.sha512);
+  tt.equal(late.created, swapped.created, "a copy keeps the source's created");
+  tt.not(versionKeyOf(late), versionKeyOf(looked), 'so its version is not the one looked up');
+  const lateBytes = Buffer.alloc(late.size);
+  await store.readRange({ id: late.id, size: late.size }, 0, late.size, lateBytes);
+  tt.ok(lateBytes.equals(await readFile(newer.path)), 'and it holds the new bytes');
 });
 
 /** Pull `length` bytes out of a stream with reads of varied sizes, several queued at once. */

@@ -165,6 +165,37 @@ t.test('server-side copy of a readable file with the same hash', async (t) => {
   t.equal(store.count('filesBySha512'), 1, 'small files never look up hashes');
 });
 
+t.test('a server-side copy whose source changed after the hash lookup is deleted, never kept', async (t) => {
+  const { store, queue, temp } = setup(t);
+  await queue.start();
+  const big = randomBytes(MiB + 77);
+  const sameSize = randomBytes(big.length);
+  const other = store.seedFolder(store.rootId, 'elsewhere');
+  const { file: first } = store.seedFile(other.id, 'first.bin', big);
+  store.seedFile(other.id, 'second.bin', big);
+  // The first hit's contents are replaced (same size) between the lookup and its copy, as a
+  // concurrent upload of ours does: the copy would hold those bytes.
+  store.beforeNext('copyFile', () => store.replaceContents(first.id, sameSize));
+  const r = await done(queue.submit({ path: '/a.bin', target: { kind: 'folder', folderId: store.rootId, name: 'a.bin' }, ...(await temp(big)) }));
+  t.equal(r.how, 'copied', 'copied from the second hit, which still holds the bytes');
+  t.ok(store.contentOf(r.file.id).equals(big), 'the file holds what was written');
+  t.equal(store.count('copyFile'), 2);
+  t.equal(store.count('deleteFile'), 1, 'the wrong copy was deleted');
+  const [item] = store.itemsIn(store.rootId).filter((i) => i.name === 'a.bin');
+  t.same(store.filesIn(item!.id).map((f) => f.name), ['a.bin'], 'one file in the item');
+
+  // the only hit changes (to other bytes of another size): uploaded instead
+  const only = randomBytes(MiB + 99);
+  const { file: lone } = store.seedFile(other.id, 'lone.bin', only);
+  store.beforeNext('copyFile', () => store.replaceContents(lone.id, randomBytes(500)));
+  const s = await done(queue.submit({ path: '/b.bin', target: { kind: 'folder', folderId: store.rootId, name: 'b.bin' }, ...(await temp(only)) }));
+  t.equal(s.how, 'uploaded');
+  t.ok(store.contentOf(s.file.id).equals(only));
+  t.equal(store.count('deleteFile'), 2);
+  const [bItem] = store.itemsIn(store.rootId).filter((i) => i.name === 'b.bin');
+  t.equal(store.filesIn(bItem!.id).length, 1, 'one file in the item');
+});
+
 t.test('no server-side copy without the hashsum plugin', async (t) => {
   const { store, queue, temp } = setup(t, { store: new MemoryStore({ hashsum: false }) });
   await queue.start();

@@ -208,12 +208,18 @@ export class Uploader {
     return { file, how: 'uploaded', bytesSent: a.size };
   }
 
-  /** Copy a readable file with the same bytes into the item (hashsum_download), then name it. */
+  /**
+   * Copy a readable file with the same bytes into the item (hashsum_download), then name it. The
+   * copy takes the source's bytes as they are when it is made, which may no longer be those the
+   * hash lookup found (its contents replaced in between, by one of our own uploads as often as not):
+   * a copy whose size, hash or version differs from what was looked up is deleted, never kept.
+   */
   private async serverCopy(a: Attempt, itemId: string, name: string): Promise<Placed | undefined> {
     const earlier = a.resume.copiedFileId;
     if (earlier !== undefined) {
       const copy = await this.fileOrUndefined(earlier);
-      if (copy !== undefined && copy.itemId === itemId) return this.nameCopy(a, copy, name);
+      if (copy !== undefined && copy.itemId === itemId && holdsBytesOf(a, copy)) return this.nameCopy(a, copy, name);
+      if (copy !== undefined && copy.itemId === itemId) await this.dropCopy(a, copy);
       await a.save({ copiedFileId: undefined });
     }
     if (a.size < DEDUP_MIN_SIZE || !(await this.hasHashsum())) return undefined;
@@ -227,9 +233,21 @@ export class Uploader {
         throw err;
       }
       await a.save({ copiedFileId: copy.id });
-      return this.nameCopy(a, copy, name);
+      if (holdsBytesOf(a, copy) && versionKeyOf(copy) === versionKeyOf(hit)) return this.nameCopy(a, copy, name);
+      await this.dropCopy(a, copy);
     }
     return undefined;
+  }
+
+  /** A server-side copy that turned out to hold other bytes: delete it (the next hit, or an upload, follows). */
+  private async dropCopy(a: Attempt, copy: FileDoc): Promise<void> {
+    this.log.debug({ path: a.job.path, fileId: copy.id }, 'a server-side copy holds other bytes than the hash lookup said (its source changed): deleted');
+    try {
+      await this.store.deleteFile(copy.id);
+    } catch (err) {
+      if (!isMissing(err, 'file')) throw err;
+    }
+    await a.save({ copiedFileId: undefined });
   }
 
   private async nameCopy(a: Attempt, copy: FileDoc, name: string): Promise<Placed> {
@@ -300,4 +318,9 @@ export class Uploader {
       signal: a.signal,
     };
   }
+}
+
+/** Girder's document of `copy` claims exactly the attempt's bytes (size and SHA-512). */
+function holdsBytesOf(a: Attempt, copy: FileDoc): boolean {
+  return copy.size === a.size && copy.sha512 !== undefined && copy.sha512.toLowerCase() === a.sha512.toLowerCase();
 }
