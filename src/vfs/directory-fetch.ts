@@ -2,11 +2,14 @@ import { isMissing } from '../girder/girder-error.js';
 import type { FolderContents, GirderStore } from '../girder/store.js';
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import type { ItemFiles } from './item-files.js';
-import { mapLimit } from './map-limit.js';
 import { safeName, suffixed } from './names.js';
 import { itemNode, type DirNode, type FolderNode, type Node } from './nodes.js';
+import { Slots } from './slots.js';
 
-/** Parallel `GET /item/{id}/files` requests for the items of a listing whose files are not known. */
+/**
+ * Parallel `GET /item/{id}/files` requests for the items whose files are not known, over all the
+ * listings being fetched (a walk's own and those listed ahead of it): listing ahead adds no load.
+ */
 const FILE_LISTS_IN_FLIGHT = 16;
 
 /**
@@ -15,6 +18,8 @@ const FILE_LISTS_IN_FLIGHT = 16;
  * this fetches.
  */
 export class DirectoryFetch {
+  private readonly fileLists = new Slots(FILE_LISTS_IN_FLIGHT);
+
   constructor(
     private readonly store: GirderStore,
     private readonly itemFiles: ItemFiles,
@@ -39,21 +44,21 @@ export class DirectoryFetch {
       const contents = await this.pluginPages(id);
       if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
     }
-    const listed = await mapLimit(listedItems, FILE_LISTS_IN_FLIGHT, async (item: ItemDoc) => {
-      let files = this.itemFiles.get(item);
-      if (files === undefined) {
-        try {
-          files = await this.store.listFiles(item.id);
-        } catch (err) {
-          // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
-          // is not there, and the listing, with every lookup in it, must not fail for it.
-          if (isMissing(err, 'item')) return undefined;
-          throw err;
-        }
-        this.itemFiles.fetched(item, files);
+    const listed = await Promise.all(listedItems.map(async (item: ItemDoc) => {
+      const known = this.itemFiles.get(item);
+      if (known !== undefined) return { item, files: known };
+      let files: readonly FileDoc[];
+      try {
+        files = await this.fileLists.run(() => this.store.listFiles(item.id));
+      } catch (err) {
+        // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
+        // is not there, and the listing, with every lookup in it, must not fail for it.
+        if (isMissing(err, 'item')) return undefined;
+        throw err;
       }
+      this.itemFiles.fetched(item, files);
       return { item, files };
-    });
+    }));
     const items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
     return this.folderEntries(dir, folders, items);
   }

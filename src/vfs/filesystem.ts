@@ -46,7 +46,9 @@ export class Vfs implements FileSystem {
   async readdir(path: string): Promise<string[]> {
     path = cleanPath(path);
     const dir = await this.ctx.tree.resolveDir(path);
-    const names = new Set((await this.ctx.tree.list(dir)).keys());
+    const listing = this.ctx.tree.list(dir);
+    this.ctx.tree.walking(path); // after this listing is asked for: it goes first
+    const names = new Set((await listing).keys());
     for (const name of this.ctx.openFiles.namesIn(path)) names.add(name);
     return [...names];
   }

@@ -7,8 +7,9 @@ import type { Logger } from '../log.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { DirectoryFetch } from './directory-fetch.js';
 import { ItemFiles } from './item-files.js';
+import { ListingAhead } from './listing-ahead.js';
 import type { UploadTarget } from './ports.js';
-import { splitPath } from './names.js';
+import { parentAndName, splitPath } from './names.js';
 import { dirKey, folderKey, isDir, itemDirKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
 
 /** A listing dropped (forgetDir) while it was being fetched is fetched again this often before it is kept. */
@@ -45,6 +46,7 @@ export class Tree {
   private readonly fetching = new Map<string, Fetching>();
   private readonly itemFiles = new ItemFiles();
   private readonly fetchDir: DirectoryFetch;
+  private readonly ahead: ListingAhead;
   /**
    * The mtimes of files uploaded from here, by file id, for the version uploaded: a program that
    * wrote a file at 12:00:00 and finds 12:00:01 (Girder's time for the new content) later thinks
@@ -63,6 +65,12 @@ export class Tree {
     this.rootNode = { kind: 'folder', folder: root };
     this.listings = new LRUCache({ max: opts.maxDirs ?? 20_000 });
     this.fetchDir = new DirectoryFetch(store, this.itemFiles, (node) => this.withMtime(node));
+    this.ahead = new ListingAhead({
+      ttlMs: opts.ttlMs,
+      fresh: (dir) => this.freshOrFetching(dir),
+      list: (dir) => this.list(dir),
+      logger: opts.logger,
+    });
   }
 
   get root(): FolderNode {
@@ -115,6 +123,18 @@ export class Tree {
       if (this.opts.logger.isLevelEnabled('debug')) this.opts.logger.debug({ dir: key, err: String(err) }, 'listing served as last seen: the server cannot be asked');
       return last.entries;
     }
+  }
+
+  /**
+   * A program reads the directory at `path` (readdir): when it walks its parent's directories one
+   * after the other, the ones that follow are listed ahead (listing-ahead.ts). No request here.
+   */
+  walking(path: string): void {
+    if (path === '/') return;
+    const { parent, name } = parentAndName(path);
+    const dir = this.resolveCached(parent);
+    const entries = dir !== undefined && isDir(dir) ? this.listings.get(dirKey(dir))?.entries : undefined;
+    if (dir !== undefined && isDir(dir) && entries !== undefined) this.ahead.entered(dir, entries, name);
   }
 
   /** A cached listing, fresh or not, without fetching (for local edits). */
@@ -264,16 +284,28 @@ export class Tree {
     this.forgetKey('folderId' in where ? folderKey(where.folderId) : itemDirKey(where.itemId));
   }
 
-  /** Resolves once no listing is being fetched (no request of the tree is left in flight). */
+  /**
+   * Resolves once no listing is being fetched (no request of the tree is left in flight); what
+   * waited to be listed ahead is dropped: for the end of the mount.
+   */
   async idle(): Promise<void> {
+    this.ahead.clear();
+    await this.ahead.idle();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()]);
   }
 
   /** SIGHUP: forget every listing and every file list. */
   clear(): void {
     for (const fetching of this.fetching.values()) fetching.dropped = true;
+    this.ahead.clear();
     this.listings.clear();
     this.itemFiles.clear();
+  }
+
+  private freshOrFetching(dir: DirNode): boolean {
+    const key = dirKey(dir);
+    const cached = this.listings.get(key);
+    return this.inFlight.has(key) || (cached !== undefined && Date.now() - cached.fetchedAt < this.opts.ttlMs);
   }
 
   private forgetKey(key: string): void {

@@ -1,0 +1,130 @@
+// Readdir-ahead (src/vfs/listing-ahead.ts): once a walker reads two sibling directories one after
+// the other, the siblings that follow are listed in the background, a few at a time, at most
+// MAX_AHEAD ahead and only as far as the walker gets in half a TTL; nothing for an `ls` or a `cd`.
+// Then through the filesystem model over the in-memory store: a walk lists each folder once.
+import t from 'tap';
+import type { FolderDoc } from '../../src/girder/types.js';
+import { silentLogger } from '../../src/log.js';
+import { AHEAD_IN_FLIGHT, ListingAhead, MAX_AHEAD } from '../../src/vfs/listing-ahead.js';
+import { dirKey, type DirNode, type FolderNode, type Node } from '../../src/vfs/nodes.js';
+import { vfsFixture } from '../helpers/vfs-fixture.js';
+import { sleep, waitFor } from '../helpers/wait.js';
+
+const TTL = 10_000;
+
+function folder(id: string, name: string): FolderNode {
+  const doc: FolderDoc = { id, name, parentId: 'p', parentType: 'folder', created: 0, updated: 0, meta: {}, accessLevel: 2 };
+  return { kind: 'folder', folder: doc };
+}
+
+/** A parent whose listing holds `names` as folders, in this (readdir) order, and a file. */
+function parentOf(names: string[]): { parent: FolderNode; entries: Map<string, Node> } {
+  const entries = new Map<string, Node>(names.map((n, i) => [n, folder(`id-${i}`, n)]));
+  entries.set('a-file.txt', { kind: 'file', item: { id: 'i', name: 'a-file.txt', folderId: 'p', created: 0, updated: 0, size: 1, meta: {} }, file: { id: 'f', name: 'a-file.txt', itemId: 'i', size: 1, created: 0, mimeType: 'text/plain' }, inItemDir: false, access: 2 });
+  return { parent: folder('p', 'parent'), entries };
+}
+
+/** A ListingAhead whose listings are held until released, recording which ran and how many at once. */
+function rig(fresh: Set<string> = new Set()) {
+  const listed: string[] = [];
+  const waiting: Array<() => void> = [];
+  let running = 0;
+  let most = 0;
+  const ahead = new ListingAhead({
+    ttlMs: TTL,
+    logger: silentLogger(),
+    fresh: (dir) => fresh.has(dirKey(dir)),
+    list: async (dir: DirNode) => {
+      listed.push(dir.kind === 'folder' ? dir.folder.name : dir.item.name);
+      running++;
+      most = Math.max(most, running);
+      await new Promise<void>((resolve) => waiting.push(resolve));
+      fresh.add(dirKey(dir));
+      running--;
+    },
+  });
+  const releaseAll = async (): Promise<void> => {
+    while (waiting.length > 0) {
+      for (const release of waiting.splice(0)) release();
+      await sleep(1);
+    }
+    await ahead.idle();
+  };
+  return { ahead, listed, releaseAll, most: () => most };
+}
+
+const names = Array.from({ length: 30 }, (_, i) => `dir-${String(i).padStart(2, '0')}`);
+
+t.test('two siblings read one after the other: the next MAX_AHEAD are listed, AHEAD_IN_FLIGHT at a time', async (t) => {
+  const { parent, entries } = parentOf(names);
+  const r = rig(new Set([dirKey(entries.get('dir-00') as DirNode), dirKey(entries.get('dir-01') as DirNode)]));
+  r.ahead.entered(parent, entries, 'dir-00', 1000);
+  t.same(r.listed, [], 'one directory read: nothing listed ahead');
+  r.ahead.entered(parent, entries, 'dir-01', 1010);
+  t.equal(r.listed.length, AHEAD_IN_FLIGHT, `${AHEAD_IN_FLIGHT} listings at once`);
+  await r.releaseAll();
+  t.same(r.listed, names.slice(2, 2 + MAX_AHEAD), `the ${MAX_AHEAD} that follow, in order`);
+  t.equal(r.most(), AHEAD_IN_FLIGHT, `never more than ${AHEAD_IN_FLIGHT} in flight`);
+
+  r.ahead.entered(parent, entries, 'dir-02', 1020);
+  await r.releaseAll();
+  t.same(r.listed.slice(MAX_AHEAD), [names[2 + MAX_AHEAD]], 'the walk goes on: the window slides by one, what is fresh is not listed again');
+});
+
+t.test('the order of readdir (find, du) is followed as well as the order of names (ls -R)', async (t) => {
+  const shuffled = [...names].sort((a, b) => (a.split('').reverse().join('') < b.split('').reverse().join('') ? -1 : 1));
+  const { parent, entries } = parentOf(shuffled);
+  const r = rig();
+  r.ahead.entered(parent, entries, shuffled[3] as string, 1000);
+  r.ahead.entered(parent, entries, shuffled[4] as string, 1010);
+  await r.releaseAll();
+  t.same(r.listed, shuffled.slice(5, 5 + MAX_AHEAD), 'readdir order');
+  t.notSame(shuffled.slice(5, 5 + MAX_AHEAD), names.slice(5, 5 + MAX_AHEAD), 'which differs from name order here');
+});
+
+t.test('no walk, no listing ahead: siblings out of order, the same one twice, a slow walker', async (t) => {
+  const { parent, entries } = parentOf(names);
+  const r = rig();
+  r.ahead.entered(parent, entries, 'dir-05', 1000);
+  r.ahead.entered(parent, entries, 'dir-05', 1001);
+  r.ahead.entered(parent, entries, 'dir-09', 1002);
+  r.ahead.entered(parent, entries, 'dir-03', 1003);
+  t.same(r.listed, [], 'a cd here and there lists nothing else');
+  r.ahead.entered(parent, entries, 'dir-04', 1003 + TTL);
+  t.same(r.listed, [], 'a walker taking half a TTL per directory would reach nothing listed ahead in time');
+  r.ahead.entered(parent, entries, 'dir-05', 1003 + TTL + TTL / 8);
+  await r.releaseAll();
+  t.same(r.listed, names.slice(6, 10), 'one taking an eighth of a TTL: four ahead (it reaches them within half a TTL)');
+});
+
+t.test('clear() drops what waits', async (t) => {
+  const { parent, entries } = parentOf(names);
+  const r = rig();
+  r.ahead.entered(parent, entries, 'dir-00', 1000);
+  r.ahead.entered(parent, entries, 'dir-01', 1001);
+  r.ahead.clear();
+  await r.releaseAll();
+  t.equal(r.listed.length, AHEAD_IN_FLIGHT, 'only those already running ran');
+});
+
+t.test('through the filesystem model: a walk lists each folder once, an ls of the parent none ahead', async (t) => {
+  const fx = await vfsFixture({ ttlMs: 60_000 });
+  t.teardown(() => fx.close());
+  const { store, vfs } = fx;
+  const count = 20;
+  for (const n of names.slice(0, count)) {
+    const sub = store.seedFolder(store.rootId, n);
+    store.seedFile(sub.id, 'f.txt', n);
+  }
+  t.equal((await vfs.readdir('/')).length, count);
+  t.same(await vfs.readdir('/dir-15'), ['f.txt']);
+  await sleep(50);
+  t.equal(store.count('listFolders'), 2, 'ls of the root and of one folder: two listings, none ahead');
+
+  await vfs.readdir('/dir-00');
+  await vfs.readdir('/dir-01');
+  await waitFor(() => store.count('listFolders') === 4 + MAX_AHEAD, { timeoutMs: 5000, intervalMs: 5, what: 'the listings ahead' });
+  for (const n of names.slice(2, count)) t.same(await vfs.readdir(`/${n}`), ['f.txt'], n);
+  await sleep(50);
+  t.equal(store.count('listFolders'), count + 1, 'the whole walk: one listing per folder');
+});
