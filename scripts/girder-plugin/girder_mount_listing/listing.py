@@ -2,8 +2,9 @@
 
 The page is a window ``[offset, offset + limit)`` over the concatenation
 [readable sub-folders sorted by _id] + [items sorted by _id]. Each item carries its files.
-Queries: count sub-folders, count items, find the page's sub-folders, find the page's items,
-find all their files at once (``itemId $in``): at most five, whatever the page size.
+Queries: find the page's sub-folders, find the page's items, find all their files at once
+(``itemId $in``), and count sub-folders or items only where the page does not tell how many there
+are (it is full, or starts past them): three for a folder that fits in one page, at most five.
 """
 from girder.constants import AccessType, SortDir
 from girder.models.file import File
@@ -40,17 +41,20 @@ def filesByItem(items):
 
 def listingPage(folder, user, offset, limit):
     """The raw documents of one page plus the totals; ``limit == 0`` fetches only the totals."""
-    folders = subFolderCursor(folder, user, offset, limit)
-    totalFolders = folders.count()   # count() ignores the cursor's offset and limit
-    totalItems = itemCursor(folder, 0, 0).count()
+    pageFolders = list(subFolderCursor(folder, user, offset, limit)) if limit > 0 else []
+    if 0 < len(pageFolders) < limit or (limit > 0 and offset == 0 and not pageFolders):
+        totalFolders = offset + len(pageFolders)   # the page reached past the last sub-folder
+    else:
+        totalFolders = subFolderCursor(folder, user, 0, 0).count()
 
-    pageFolders = []
-    if limit > 0 and offset < totalFolders:
-        pageFolders = list(folders)
-    pageItems = []
+    itemOffset = max(0, offset - totalFolders)
     itemLimit = limit - len(pageFolders)
-    if itemLimit > 0 and offset + len(pageFolders) < totalFolders + totalItems:
-        pageItems = list(itemCursor(folder, max(0, offset - totalFolders), itemLimit))
+    pageItems = list(itemCursor(folder, itemOffset, itemLimit)) if itemLimit > 0 else []
+    if 0 < len(pageItems) < itemLimit or (itemLimit > 0 and itemOffset == 0 and not pageItems):
+        totalItems = itemOffset + len(pageItems)   # the page reached past the last item
+    else:
+        totalItems = itemCursor(folder, 0, 0).count()
+
     files = filesByItem(pageItems)
     return {
         'totalFolders': totalFolders,
