@@ -20,11 +20,21 @@ export function newSpaceBytes(): number {
 
 let small = false;
 
+/**
+ * How far V8 lets the old space grow past what its last full collection kept: 100%, a factor of 2
+ * (V8's own goes up to 4 when collections are fast). With the small new space, objects that live
+ * through an upload are promoted and die in the old space: `cp -r` of 10,000 small files took the
+ * heap to 123-167 MiB (RSS 236-255 MiB) with about 46 MiB live. With this setting the same copy
+ * peaked at 164 MiB RSS for about 14% more daemon CPU (25% kept it at 141 MiB for 66% more).
+ */
+export const HEAP_GROWING_PERCENT = 100;
+
 function apply(): void {
   v8.setFlagsFromString('--semi-space-growth-factor=1');
+  v8.setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
 }
 
-/** From now on, the new space does not grow (V8's flags are the whole process's). */
+/** From now on, the new space does not grow and the old space grows by HEAP_GROWING_PERCENT at most (V8's flags are the whole process's). */
 export function keepYoungGenerationSmall(): void {
   small = true;
   apply();
