@@ -4,10 +4,10 @@
 // end (run it with --expose-gc), as JSON. Argument
 // `daemon`: the daemon's settings; `daemon-worker`: and a Worker started as the daemon does;
 // `new-space-only`: only the small new space (the daemon's setting before the old-space one).
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import v8 from 'node:v8';
-import { keepYoungGenerationSmall, startWorker } from '../../src/young-generation.js';
+import { keepYoungGenerationSmall } from '../../src/young-generation.js';
+import { churn, idleWorker } from './churn.js';
 
 const OPS = 100_000;
 const IN_FLIGHT = 400;
@@ -25,17 +25,8 @@ async function main(): Promise<void> {
   const mode = process.argv[2];
   if (mode === 'new-space-only') v8.setFlagsFromString('--semi-space-growth-factor=1');
   else keepYoungGenerationSmall();
-  const worker = mode === 'daemon-worker' ? startWorker('setInterval(() => {}, 1000)', { eval: true }) : undefined;
-  if (worker !== undefined) await once(worker, 'online');
-  let started = 0;
-  let largest = 0;
-  const churn = async (): Promise<void> => {
-    while (started < OPS) {
-      await operation(started++);
-      largest = Math.max(largest, v8.getHeapStatistics().total_heap_size);
-    }
-  };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, () => churn()));
+  const worker = mode === 'daemon-worker' ? await idleWorker() : undefined;
+  const largest = await churn(OPS, IN_FLIGHT, operation, () => v8.getHeapStatistics().total_heap_size);
   await worker?.terminate();
   (globalThis as { gc?: () => void }).gc?.(); // run with --expose-gc: what is live at the end
   const live = v8.getHeapStatistics().used_heap_size;

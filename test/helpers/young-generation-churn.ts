@@ -3,8 +3,8 @@
 // the largest size of the new space, as JSON. Argument `small`: apply the daemon's setting first;
 // `small-worker`: and start a Worker as the daemon does (Node then sets V8's flags anew).
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
-import { once } from 'node:events';
-import { keepYoungGenerationSmall, newSpaceBytes, startWorker } from '../../src/young-generation.js';
+import { keepYoungGenerationSmall, newSpaceBytes } from '../../src/young-generation.js';
+import { churn, idleWorker } from './churn.js';
 
 const OPS = 100_000;
 const IN_FLIGHT = 200;
@@ -19,17 +19,8 @@ async function operation(i: number): Promise<number> {
 async function main(): Promise<void> {
   const mode = process.argv[2];
   if (mode === 'small' || mode === 'small-worker') keepYoungGenerationSmall();
-  const worker = mode === 'small-worker' ? startWorker('setInterval(() => {}, 1000)', { eval: true }) : undefined;
-  if (worker !== undefined) await once(worker, 'online');
-  let started = 0;
-  let largest = 0;
-  const churn = async (): Promise<void> => {
-    while (started < OPS) {
-      await operation(started++);
-      largest = Math.max(largest, newSpaceBytes());
-    }
-  };
-  await Promise.all(Array.from({ length: IN_FLIGHT }, () => churn()));
+  const worker = mode === 'small-worker' ? await idleWorker() : undefined;
+  const largest = await churn(OPS, IN_FLIGHT, operation, newSpaceBytes);
   await worker?.terminate();
   process.stdout.write(JSON.stringify({ largestNewSpace: largest }) + '\n');
 }
