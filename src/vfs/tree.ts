@@ -108,7 +108,7 @@ export class Tree {
   async list(dir: DirNode): Promise<ReadonlyMap<string, Node>> {
     const key = dirKey(dir);
     const cached = this.listings.get(key);
-    if (cached !== undefined && Date.now() - cached.fetchedAt < this.opts.ttlMs) return cached.entries;
+    if (this.isFresh(cached)) return cached.entries;
     let pending = this.inFlight.get(key);
     if (pending === undefined) {
       if (this.opts.logger.isLevelEnabled('trace')) this.opts.logger.trace({ dir: key, cached: cached !== undefined }, 'listing');
@@ -133,8 +133,9 @@ export class Tree {
     if (path === '/') return;
     const { parent, name } = parentAndName(path);
     const dir = this.resolveCached(parent);
-    const entries = dir !== undefined && isDir(dir) ? this.listings.get(dirKey(dir))?.entries : undefined;
-    if (dir !== undefined && isDir(dir) && entries !== undefined) this.ahead.entered(dir, entries, name);
+    if (dir === undefined || !isDir(dir)) return;
+    const entries = this.cached(dir);
+    if (entries !== undefined) this.ahead.entered(dir, entries, name);
   }
 
   /** A cached listing, fresh or not, without fetching (for local edits). */
@@ -166,7 +167,7 @@ export class Tree {
     const dir = this.resolveCached(slash <= 0 ? '/' : path.slice(0, slash));
     if (dir === undefined || !isDir(dir)) return false;
     const listing = this.listings.get(dirKey(dir));
-    return listing !== undefined && Date.now() - listing.fetchedAt < this.opts.ttlMs && !listing.entries.has(path.slice(slash + 1));
+    return this.isFresh(listing) && !listing.entries.has(path.slice(slash + 1));
   }
 
   /** How many items' file lists are kept. */
@@ -304,8 +305,11 @@ export class Tree {
 
   private freshOrFetching(dir: DirNode): boolean {
     const key = dirKey(dir);
-    const cached = this.listings.get(key);
-    return this.inFlight.has(key) || (cached !== undefined && Date.now() - cached.fetchedAt < this.opts.ttlMs);
+    return this.inFlight.has(key) || this.isFresh(this.listings.get(key));
+  }
+
+  private isFresh(listing: Listing | undefined): listing is Listing {
+    return listing !== undefined && Date.now() - listing.fetchedAt < this.opts.ttlMs;
   }
 
   private forgetKey(key: string): void {
