@@ -218,9 +218,12 @@ export class Uploader {
     const earlier = a.resume.copiedFileId;
     if (earlier !== undefined) {
       const copy = await this.fileOrUndefined(earlier);
-      if (copy !== undefined && copy.itemId === itemId && holdsBytesOf(a, copy)) return this.nameCopy(a, copy, name);
-      if (copy !== undefined && copy.itemId === itemId) await this.dropCopy(a, copy);
-      await a.save({ copiedFileId: undefined });
+      if (copy !== undefined && copy.itemId === itemId) {
+        if (holdsBytesOf(a, copy)) return this.nameCopy(a, copy, name);
+        await this.dropCopy(a, copy);
+      } else {
+        await a.save({ copiedFileId: undefined });
+      }
     }
     if (a.size < DEDUP_MIN_SIZE || !(await this.hasHashsum())) return undefined;
     for (const hit of await this.store.filesBySha512(a.sha512)) {
