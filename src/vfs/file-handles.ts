@@ -5,9 +5,11 @@ import type { Attr } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
+import { filesAhead } from './files-ahead.js';
 import { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { fileAttr, isDir, type FileNode, type Owner } from './nodes.js';
+import type { SiblingsAhead } from './siblings-ahead.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
 import type { UploadHandoff } from './upload-handoff.js';
 import { uploadedOrWaiting } from './upload-settled.js';
@@ -33,6 +35,7 @@ export class FileHandles {
   /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
   private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
   private nextHandle = 1;
+  private readonly ahead: SiblingsAhead<FileNode>;
 
   constructor(
     private readonly ctx: VfsContext,
@@ -41,7 +44,9 @@ export class FileHandles {
     private readonly removals: Removals,
     private readonly handoff: UploadHandoff,
     private readonly opts: VfsOptions,
-  ) {}
+  ) {
+    this.ahead = filesAhead(reader, ctx.tree.ttlMs, ctx.logger);
+  }
 
   /** The attributes of an open handle (sizes of files being written), or undefined for an unknown one. */
   attrOf(fh: number): Attr | undefined {
@@ -62,6 +67,7 @@ export class FileHandles {
       if (!writable) {
         this.readBefore.set(node.file.id, true);
         const session = this.reader.open({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
+        this.readingAlong(path);
         return this.addHandle({ kind: 'remote', path, node, session });
       }
       checkWritable(this.ctx, node, path);
@@ -193,6 +199,18 @@ export class FileHandles {
     if (!this.readBefore.has(node.file.id) && !this.reader.holds(node.file.id)) return node;
     const { dir, name } = await parentOf(this.ctx, path);
     return this.ctx.tree.current(dir, name, node);
+  }
+
+  /** A file opened for reading: when a program reads its directory's files one after the other, the next ones are fetched ahead. */
+  private readingAlong(path: string): void {
+    const at = this.ctx.tree.siblingsOf(path);
+    if (at !== undefined) this.ahead.entered(at.dir, at.entries, at.name);
+  }
+
+  /** Stop fetching ahead: what waits is dropped; resolves once nothing is in flight. */
+  async stopAhead(): Promise<void> {
+    this.ahead.clear();
+    await this.ahead.idle();
   }
 
   private async startWriting(path: string, node: FileNode, empty: boolean): Promise<LocalFile> {

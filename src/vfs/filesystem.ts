@@ -157,15 +157,15 @@ export class Vfs implements FileSystem {
   }
 
   /**
-   * Resolves once no work of the model is left talking to Girder (listings being fetched, the
-   * follow-ups of finished uploads), or after `timeoutMs`: call it once the kernel let go of the
+   * Resolves once no work of the model is left talking to Girder (listings being fetched, files
+   * fetched ahead, the follow-ups of finished uploads), or after `timeoutMs`: call it once the kernel let go of the
    * mount and the upload queue is closed, before the HTTP client closes.
    */
   async quiesce(timeoutMs: number): Promise<boolean> {
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<false>((resolve) => { timer = setTimeout(() => resolve(false), timeoutMs); });
     try {
-      return await Promise.race([Promise.all([this.handoff.idle(), this.ctx.tree.idle()]).then(() => true), late]);
+      return await Promise.race([Promise.all([this.handoff.idle(), this.ctx.tree.idle(), this.files.stopAhead()]).then(() => true), late]);
     } finally {
       clearTimeout(timer);
     }

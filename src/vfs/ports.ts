@@ -146,6 +146,14 @@ export interface DataReader {
   invalidate(fileId: string): void;
   /** Whether bytes of some version of the file may be cached (and could be served as that version). */
   holds(fileId: string): boolean;
+  /** Files no larger than this are fetched whole by their first read, and may be fetched ahead. */
+  readonly wholeFileBytes: number;
+  /**
+   * Fetch a file of at most wholeFileBytes whole into the cache before anyone reads it (a walker's
+   * next files); nothing when its bytes are there or on their way. Settles once they have landed
+   * or their fetch failed (which caches nothing: a reader then fetches them itself).
+   */
+  prefetch(file: RemoteFile): Promise<void>;
   /** Cache the bytes of a small file just uploaded from here, as the version Girder now has. */
   seed(file: RemoteFile, read: (into: Buffer, length: number, position: number) => Promise<number>): Promise<void>;
 }

@@ -7,10 +7,16 @@ import type { Logger } from '../log.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { DirectoryFetch } from './directory-fetch.js';
 import { ItemFiles } from './item-files.js';
-import { ListingAhead } from './listing-ahead.js';
+import { SiblingsAhead } from './siblings-ahead.js';
 import type { UploadTarget } from './ports.js';
 import { parentAndName, splitPath } from './names.js';
 import { dirKey, folderKey, isDir, itemDirKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
+
+/**
+ * A walk's next sibling folders listed ahead of it: at most 8 ahead, 4 at a time beside the
+ * listings programs wait for (siblings-ahead.ts).
+ */
+export const LISTINGS_AHEAD = { maxAhead: 8, inFlight: 4 } as const;
 
 /** A listing dropped (forgetDir) while it was being fetched is fetched again this often before it is kept. */
 const REFETCHES = 3;
@@ -46,7 +52,7 @@ export class Tree {
   private readonly fetching = new Map<string, Fetching>();
   private readonly itemFiles = new ItemFiles();
   private readonly fetchDir: DirectoryFetch;
-  private readonly ahead: ListingAhead;
+  private readonly ahead: SiblingsAhead<DirNode>;
   /**
    * The mtimes of files uploaded from here, by file id, for the version uploaded: a program that
    * wrote a file at 12:00:00 and finds 12:00:01 (Girder's time for the new content) later thinks
@@ -65,12 +71,21 @@ export class Tree {
     this.rootNode = { kind: 'folder', folder: root };
     this.listings = new LRUCache({ max: opts.maxDirs ?? 20_000 });
     this.fetchDir = new DirectoryFetch(store, this.itemFiles, (node) => this.withMtime(node));
-    this.ahead = new ListingAhead({
+    this.ahead = new SiblingsAhead<DirNode>({
+      what: 'listing',
       ttlMs: opts.ttlMs,
-      fresh: (dir) => this.freshOrFetching(dir),
-      list: (dir) => this.list(dir),
+      ...LISTINGS_AHEAD,
+      walks: isDir,
+      keyOf: dirKey,
+      done: (dir) => this.freshOrFetching(dir),
+      act: (dir) => this.list(dir),
       logger: opts.logger,
     });
+  }
+
+  /** How long a listing is served without asking again (--attr-ttl). */
+  get ttlMs(): number {
+    return this.opts.ttlMs;
   }
 
   get root(): FolderNode {
@@ -127,15 +142,21 @@ export class Tree {
 
   /**
    * A program reads the directory at `path` (readdir): when it walks its parent's directories one
-   * after the other, the ones that follow are listed ahead (listing-ahead.ts). No request here.
+   * after the other, the ones that follow are listed ahead (siblings-ahead.ts). No request here.
    */
   walking(path: string): void {
-    if (path === '/') return;
+    const at = this.siblingsOf(path);
+    if (at !== undefined) this.ahead.entered(at.dir, at.entries, at.name);
+  }
+
+  /** The entry's directory and that directory's cached listing (fresh or not), without a request. */
+  siblingsOf(path: string): { readonly dir: DirNode; readonly entries: ReadonlyMap<string, Node>; readonly name: string } | undefined {
+    if (path === '/') return undefined;
     const { parent, name } = parentAndName(path);
     const dir = this.resolveCached(parent);
-    if (dir === undefined || !isDir(dir)) return;
+    if (dir === undefined || !isDir(dir)) return undefined;
     const entries = this.cached(dir);
-    if (entries !== undefined) this.ahead.entered(dir, entries, name);
+    return entries === undefined ? undefined : { dir, entries, name };
   }
 
   /** A cached listing, fresh or not, without fetching (for local edits). */

@@ -149,6 +149,22 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     }
   }
 
+  async prefetch(file: RemoteFile): Promise<void> {
+    if (file.size === 0 || file.size > this.wholeFileBytes) return;
+    const vf = this.cache.acquire(file);
+    try {
+      this.fetchMissing(vf, 0, vf.blockCount, this.requestBlocks);
+      const landing: Array<Promise<unknown>> = [];
+      for (let b = 0; b < vf.blockCount; b++) {
+        const pending = vf.pendingBlock(b);
+        if (pending !== undefined) landing.push(pending.promise);
+      }
+      await Promise.allSettled(landing);
+    } finally {
+      this.cache.release(vf);
+    }
+  }
+
   /** Whether bytes of some version of the file may be cached here. */
   holds(fileId: string): boolean {
     return this.cache.holds(fileId);

@@ -1,16 +1,22 @@
-// Readdir-ahead (src/vfs/listing-ahead.ts): once a walker reads two sibling directories one after
-// the other, the siblings that follow are listed in the background, a few at a time, at most
-// MAX_AHEAD ahead and only as far as the walker gets in half a TTL; nothing for an `ls` or a `cd`.
-// Then through the filesystem model over the in-memory store: a walk lists each folder once.
+// Work ahead of a walker (src/vfs/siblings-ahead.ts): once a walker reads two siblings one after
+// the other, the siblings that follow are acted on in the background, a few at a time, at most
+// maxAhead ahead and only as far as the walker gets in half a TTL; nothing for an `ls`, a `cd` or a
+// `cat`. First on directories listed ahead (tree.ts), then through the filesystem model over the
+// in-memory store: a walk lists each folder once; a reader of a directory's files one after the
+// other finds the next small files fetched ahead (files-ahead.ts), each downloaded once.
 import t from 'tap';
 import type { FolderDoc } from '../../src/girder/types.js';
 import { silentLogger } from '../../src/log.js';
-import { AHEAD_IN_FLIGHT, ListingAhead, MAX_AHEAD } from '../../src/vfs/listing-ahead.js';
-import { dirKey, type DirNode, type FolderNode, type Node } from '../../src/vfs/nodes.js';
+import { FILES_AHEAD } from '../../src/vfs/files-ahead.js';
+import { dirKey, isDir, type DirNode, type FolderNode, type Node } from '../../src/vfs/nodes.js';
+import { SiblingsAhead } from '../../src/vfs/siblings-ahead.js';
+import { LISTINGS_AHEAD } from '../../src/vfs/tree.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const TTL = 10_000;
+const MAX_AHEAD = LISTINGS_AHEAD.maxAhead;
+const AHEAD_IN_FLIGHT = LISTINGS_AHEAD.inFlight;
 
 function folder(id: string, name: string): FolderNode {
   const doc: FolderDoc = { id, name, parentId: 'p', parentType: 'folder', created: 0, updated: 0, meta: {}, accessLevel: 2 };
@@ -24,17 +30,21 @@ function parentOf(names: string[]): { parent: FolderNode; entries: Map<string, N
   return { parent: folder('p', 'parent'), entries };
 }
 
-/** A ListingAhead whose listings are held until released, recording which ran and how many at once. */
+/** Directories listed ahead as tree.ts does it, held until released, recording which ran and how many at once. */
 function rig(fresh: Set<string> = new Set()) {
   const listed: string[] = [];
   const waiting: Array<() => void> = [];
   let running = 0;
   let most = 0;
-  const ahead = new ListingAhead({
+  const ahead = new SiblingsAhead<DirNode>({
+    what: 'listing',
     ttlMs: TTL,
+    ...LISTINGS_AHEAD,
+    walks: isDir,
+    keyOf: dirKey,
     logger: silentLogger(),
-    fresh: (dir) => fresh.has(dirKey(dir)),
-    list: async (dir: DirNode) => {
+    done: (dir) => fresh.has(dirKey(dir)),
+    act: async (dir: DirNode) => {
       listed.push(dir.kind === 'folder' ? dir.folder.name : dir.item.name);
       running++;
       most = Math.max(most, running);
@@ -127,4 +137,37 @@ t.test('through the filesystem model: a walk lists each folder once, an ls of th
   for (const n of names.slice(2, count)) t.same(await vfs.readdir(`/${n}`), ['f.txt'], n);
   await sleep(50);
   t.equal(store.count('listFolders'), count + 1, 'the whole walk: one listing per folder');
+});
+
+t.test('files: a reader of a directory\'s files one after the other finds the next small ones fetched ahead, each once', async (t) => {
+  const fx = await vfsFixture({ ttlMs: 60_000 });
+  t.teardown(() => fx.close());
+  const { store, vfs } = fx;
+  const d = store.seedFolder(store.rootId, 'd');
+  const files = Array.from({ length: 40 }, (_, i) => `f-${String(i).padStart(2, '0')}`);
+  const content = (n: string): string => `${n} `.repeat(100);
+  for (const n of files) {
+    if (n === 'f-05') store.seedFile(d.id, n, Buffer.alloc(2 << 20, 7)); // too big to fetch whole
+    else if (n === 'f-07') store.seedFile(d.id, n, '');
+    else store.seedFile(d.id, n, content(n));
+  }
+  const small = files.filter((n) => n !== 'f-05' && n !== 'f-07');
+  t.equal((await vfs.readdir('/d')).length, files.length);
+
+  t.equal((await fx.readFile('/d/f-20')).toString(), content('f-20'));
+  t.equal((await fx.readFile('/d/f-30')).toString(), content('f-30'));
+  await sleep(50);
+  t.equal(store.count('readRange'), 2, 'a cat here and there: nothing fetched ahead');
+
+  t.equal((await fx.readFile('/d/f-00')).toString(), content('f-00'));
+  t.equal((await fx.readFile('/d/f-01')).toString(), content('f-01'));
+  // f-02 to f-17 follow; f-05 (2 MiB) and f-07 (empty) are not fetched whole
+  const ahead = FILES_AHEAD.maxAhead - 2;
+  await waitFor(() => store.count('readRange') === 4 + ahead, { timeoutMs: 5000, intervalMs: 5, what: 'the files fetched ahead' });
+  await sleep(50);
+  t.equal(store.count('readRange'), 4 + ahead, `${ahead} files fetched ahead, no more`);
+
+  for (const n of small.slice(2)) t.equal((await fx.readFile(`/d/${n}`)).toString(), content(n), n);
+  await sleep(50);
+  t.equal(store.count('readRange'), small.length, 'the whole walk: each small file downloaded once');
 });
