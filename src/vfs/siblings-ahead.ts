@@ -102,7 +102,9 @@ export class SiblingsAhead<N extends Node> {
 
   private ordersOf(key: string, entries: ReadonlyMap<string, Node>): Orders {
     const known = this.orders.get(key);
-    if (known !== undefined && known.entries === entries && known.size === entries.size) return known;
+    // A listing edited in place (a file written or removed here) keeps its orders for a while: they
+    // only guess what comes next, and sorting a large directory at each such open would cost more.
+    if (known !== undefined && known.entries === entries && Math.abs(known.size - entries.size) <= Math.max(16, known.size >> 3)) return known;
     const listed = [...entries].filter(([, node]) => this.opts.walks(node)).map(([n]) => n);
     const named = [...listed].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
     const sequence = (names: string[]) => ({ names, index: new Map(names.map((n, i) => [n, i])) });
