@@ -7,6 +7,7 @@ import type { MemoryLine, MountStatus, UnmountAnswer } from './control/status.js
 import { FsError, UsageError, errorMessage } from './errors.js';
 import { GirderError, isRefused } from './girder/girder-error.js';
 import { applyMallocSettings, trimMallocEvery } from './fuse/malloc-settings.js';
+import { collectHeapWhenGrown } from './heap-collector.js';
 import { mountFuse, type FuseMount } from './fuse/mount.js';
 import { prepareMountpoint } from './fuse/mountpoint.js';
 import { ClientConfigError, GirderClient } from './girder/client.js';
@@ -31,6 +32,11 @@ export async function runMount(config: MountConfig): Promise<number> {
   const logger = createLogger(config.logLevel);
   applyMallocSettings(logger);
   const stopTrimming = trimMallocEvery(logger);
+  const heap = collectHeapWhenGrown(logger);
+  const stopMemoryUpkeep = (): void => {
+    stopTrimming();
+    heap.stop();
+  };
   const stop = new StopSignal();
   stop.listen(logger);
   let session: Session;
@@ -38,12 +44,12 @@ export async function runMount(config: MountConfig): Promise<number> {
     session = await Session.start(config, logger);
   } catch (err) {
     stop.forget();
-    stopTrimming();
+    stopMemoryUpkeep();
     throw err;
   }
   stop.onStop(() => void session.stop(config.drainTimeoutS, true));
   stop.onReload(() => session.reload());
-  return session.finished.finally(stopTrimming);
+  return session.finished.finally(stopMemoryUpkeep);
 }
 
 /** SIGINT/SIGTERM (stop) and SIGHUP (drop metadata caches), held from the start. */
