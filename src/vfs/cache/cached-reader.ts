@@ -10,9 +10,9 @@ import { SlabPool } from './slab-pool.js';
 import type { PendingBlock, VersionFile } from './version-file.js';
 
 export interface CachedReaderOptions {
-  /** Largest read-ahead window, in blocks (default: 16 MiB worth). */
+  /** Largest read-ahead window, in blocks (default: READ_AHEAD_BYTES worth). */
   readAheadBlocks?: number;
-  /** Largest single range request, in bytes (default 8 MiB, at least one block). */
+  /** Largest single range request, in bytes (default REQUEST_BYTES, at least one block). */
   maxRequestBytes?: number;
   /**
    * Sequential readers streaming their read-ahead at once (default 4; 0: never stream). Each holds
@@ -37,6 +37,15 @@ export interface CachedReaderOptions {
 }
 
 const MiB = 1024 * 1024;
+/**
+ * How far a sequential reader's read-ahead runs ahead of it, and the largest range request. The
+ * memory kept for fetched blocks follows from them (one window and one request, over all readers):
+ * 16 and 8 MiB made that 25 MiB, and the bytes in flight as much again, most of the peaks of a
+ * soak's RSS. 8 MiB ahead still covers a link's round trip many times over (a stream is one long
+ * GET; range requests are sent before the previous one ends).
+ */
+const READ_AHEAD_BYTES = 8 * MiB;
+const REQUEST_BYTES = 4 * MiB;
 /** How far ahead of a sequential reader disk blocks are loaded into memory. */
 const PRELOAD_BYTES = 4 * MiB;
 /** Streamed blocks are filled in slabs of this size, and written to disk a slab at a time. */
@@ -88,8 +97,8 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     opts: CachedReaderOptions,
   ) {
     const bs = cache.blockSize;
-    this.readAheadBlocks = Math.max(1, Math.floor(opts.readAheadBlocks ?? Math.max(1, Math.round((16 * MiB) / bs))));
-    this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? 8 * MiB) / bs));
+    this.readAheadBlocks = Math.max(1, Math.floor(opts.readAheadBlocks ?? Math.max(1, Math.round(READ_AHEAD_BYTES / bs))));
+    this.requestBlocks = Math.max(1, Math.floor((opts.maxRequestBytes ?? REQUEST_BYTES) / bs));
     // One full window and one request in flight over all readers together: twice that let the
     // range requests of a few readers hold 48 MiB at once, the spikes of a soak's peak RSS.
     this.maxPrefetchBytes = (this.readAheadBlocks + this.requestBlocks) * bs;
