@@ -5,11 +5,10 @@ import type { Attr } from './api.js';
 import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
-import { filesAhead } from './files-ahead.js';
+import { FilesAhead } from './files-ahead.js';
 import { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { fileAttr, isDir, type FileNode, type Owner } from './nodes.js';
-import type { SiblingsAhead } from './siblings-ahead.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
 import type { UploadHandoff } from './upload-handoff.js';
 import { uploadedOrWaiting } from './upload-settled.js';
@@ -35,7 +34,7 @@ export class FileHandles {
   /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
   private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
   private nextHandle = 1;
-  private readonly ahead: SiblingsAhead<FileNode>;
+  private readonly ahead: FilesAhead;
 
   constructor(
     private readonly ctx: VfsContext,
@@ -45,7 +44,7 @@ export class FileHandles {
     private readonly handoff: UploadHandoff,
     private readonly opts: VfsOptions,
   ) {
-    this.ahead = filesAhead(reader, ctx.tree.ttlMs, ctx.logger);
+    this.ahead = new FilesAhead(reader, ctx.tree.ttlMs, ctx.logger);
   }
 
   /** The attributes of an open handle (sizes of files being written), or undefined for an unknown one. */
@@ -193,10 +192,16 @@ export class FileHandles {
    * The file as Girder has it now, when its document is older than the TTL (Tree.current). Only
    * asked for a file read before through this mount: the kernel's page cache or the block cache may
    * hold its bytes, which a same-size replacement would leave looking current. A file never read
-   * here is read fresh anyway (the download serves what Girder has).
+   * here is read fresh anyway (the download serves what Girder has), and so is one fetched ahead of
+   * this open less than a TTL ago.
    */
   private async current(path: string, node: FileNode): Promise<FileNode> {
-    if (!this.readBefore.has(node.file.id) && !this.reader.holds(node.file.id)) return node;
+    const fetchedAhead = this.ahead.takeFetchedAt(node.file.id);
+    if (!this.readBefore.has(node.file.id)) {
+      if (!this.reader.holds(node.file.id)) return node;
+      // Fetched ahead of this open, within the TTL: as fresh as a download now would have been then.
+      if (fetchedAhead !== undefined && Date.now() - fetchedAhead < this.ctx.tree.ttlMs) return node;
+    }
     const { dir, name } = await parentOf(this.ctx, path);
     return this.ctx.tree.current(dir, name, node);
   }
@@ -204,13 +209,12 @@ export class FileHandles {
   /** A file opened for reading: when a program reads its directory's files one after the other, the next ones are fetched ahead. */
   private readingAlong(path: string): void {
     const at = this.ctx.tree.siblingsOf(path);
-    if (at !== undefined) this.ahead.entered(at.dir, at.entries, at.name);
+    if (at !== undefined) this.ahead.opened(at.dir, at.entries, at.name);
   }
 
   /** Stop fetching ahead: what waits is dropped; resolves once nothing is in flight. */
-  async stopAhead(): Promise<void> {
-    this.ahead.clear();
-    await this.ahead.idle();
+  stopAhead(): Promise<void> {
+    return this.ahead.stop();
   }
 
   private async startWriting(path: string, node: FileNode, empty: boolean): Promise<LocalFile> {

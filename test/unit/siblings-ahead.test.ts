@@ -171,3 +171,26 @@ t.test('files: a reader of a directory\'s files one after the other finds the ne
   await sleep(50);
   t.equal(store.count('readRange'), small.length, 'the whole walk: each small file downloaded once');
 });
+
+t.test('files: one fetched ahead counts as checked when it was fetched; past a TTL from then, its open checks it again', async (t) => {
+  const TTL_MS = 600;
+  const fx = await vfsFixture({ ttlMs: TTL_MS });
+  t.teardown(() => fx.close());
+  const { store, vfs } = fx;
+  const d = store.seedFolder(store.rootId, 'd');
+  const ids = new Map<string, string>();
+  for (let i = 0; i < 8; i++) ids.set(`f-${i}`, store.seedFile(d.id, `f-${i}`, `old ${i}`).file.id);
+  t.equal((await vfs.readdir('/d')).length, 8);
+  await sleep(TTL_MS / 2);
+  await fx.readFile('/d/f-0');
+  await fx.readFile('/d/f-1');
+  await waitFor(() => store.count('readRange') === 8, { timeoutMs: 5000, intervalMs: 5, what: 'the files fetched ahead' });
+  store.replaceContents(ids.get('f-7') as string, 'new 7');
+  await sleep(TTL_MS / 2 + 50); // the listing is older than the TTL now; what was fetched ahead is not
+  const checks = store.count('getFile');
+  t.equal((await fx.readFile('/d/f-2')).toString(), 'old 2');
+  t.equal(store.count('getFile'), checks, 'a file fetched ahead less than a TTL ago: no check at its open');
+  await sleep(TTL_MS / 2);
+  t.equal((await fx.readFile('/d/f-7')).toString(), 'new 7', 'fetched ahead more than a TTL ago: its open checks it, and a replaced content is read anew');
+  t.ok(store.count('getFile') > checks, 'with a check');
+});
