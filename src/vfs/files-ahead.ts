@@ -20,7 +20,7 @@ export const FILES_AHEAD = { maxAhead: 16, inFlight: 8 } as const;
  */
 export class FilesAhead {
   private readonly ahead: SiblingsAhead<FileNode>;
-  /** When the files fetched ahead and not opened since were fetched, by file id. */
+  /** When the fetches of files fetched ahead, and not opened since, started, by file id. */
   private readonly fetchedAt = new LRUCache<string, number>({ max: 4 * 1024 });
 
   constructor(reader: DataReader, ttlMs: number, logger: Logger) {
@@ -32,9 +32,10 @@ export class FilesAhead {
       keyOf: (node) => node.file.id,
       done: (node) => node.file.size === 0 || node.file.size > reader.wholeFileBytes || reader.holds(node.file.id),
       act: async (node) => {
-        const at = Date.now();
+        // Set before the fetch ends: a reader catching up opens the file while its bytes are on their way.
+        this.fetchedAt.set(node.file.id, Date.now());
         await reader.prefetch({ id: node.file.id, size: node.file.size, versionKey: versionKeyOf(node.file) });
-        if (reader.holds(node.file.id)) this.fetchedAt.set(node.file.id, at);
+        if (!reader.holds(node.file.id)) this.fetchedAt.delete(node.file.id);
       },
       logger,
     });

@@ -194,3 +194,23 @@ t.test('files: one fetched ahead counts as checked when it was fetched; past a T
   t.equal((await fx.readFile('/d/f-7')).toString(), 'new 7', 'fetched ahead more than a TTL ago: its open checks it, and a replaced content is read anew');
   t.ok(store.count('getFile') > checks, 'with a check');
 });
+
+t.test('files: one opened while its fetch ahead is on its way counts as checked when that fetch started', async (t) => {
+  const TTL_MS = 600;
+  const fx = await vfsFixture({ ttlMs: TTL_MS });
+  t.teardown(() => fx.close());
+  const { store, vfs } = fx;
+  const d = store.seedFolder(store.rootId, 'd');
+  for (let i = 0; i < 8; i++) store.seedFile(d.id, `f-${i}`, `old ${i}`);
+  t.equal((await vfs.readdir('/d')).length, 8);
+  await sleep(TTL_MS / 2);
+  await fx.readFile('/d/f-0');
+  for (let i = 0; i < 7; i++) store.delayNext('readRange', TTL_MS); // f-1's read, and f-2 to f-7 fetched ahead
+  const first = fx.readFile('/d/f-1');
+  await sleep(TTL_MS / 2 + 50); // the listing is older than the TTL; the fetches ahead are still on their way
+  const checks = store.count('getFile');
+  t.equal((await fx.readFile('/d/f-2')).toString(), 'old 2');
+  t.equal(store.count('getFile'), checks, 'no check at its open');
+  t.equal((await first).toString(), 'old 1');
+  t.equal(store.count('readRange'), 8, 'and each file downloaded once');
+});
