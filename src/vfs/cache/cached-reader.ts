@@ -48,6 +48,7 @@ const READ_AHEAD_BYTES = 8 * MiB;
 const REQUEST_BYTES = 4 * MiB;
 /** How far ahead of a sequential reader disk blocks are loaded into memory. */
 const PRELOAD_BYTES = 4 * MiB;
+const SMALLEST_SLAB_BYTES = 4096;
 /** Streamed blocks are filled in slabs of this size, and written to disk a slab at a time. */
 const STREAM_SLAB_BYTES = MiB;
 /**
@@ -117,8 +118,10 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     cache.memory.ensureCapacity((this.readAheadBlocks + this.requestBlocks) * bs + streamSlab);
     // Doubling sizes: a request takes at most twice the memory it needs (the memory blocks count
     // whole slabs), and a freed slab of any size can serve the next request of its size.
+    // From 4 KiB: a small file fetched whole takes a slab of its size, not a block's (a 4 KiB file
+    // held 256 KiB, and the files fetched ahead of a few readers pushed each other out of memory).
     const sizes = new Set([bs, streamSlab, request]);
-    for (let size = bs; size < request; size *= 2) sizes.add(size);
+    for (let size = SMALLEST_SLAB_BYTES; size < request; size *= 2) sizes.add(size);
     cache.slabs = new SlabPool([...sizes].sort((a, b) => a - b), Math.max(POOL_KEEP_BYTES, 2 * streamSlab));
   }
 
