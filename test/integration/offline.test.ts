@@ -78,7 +78,8 @@ t.test('Girder away for minutes: the cached tree stays readable and listable, th
   await admin.uploadBytes({ type: 'item', id: multi._id }, 'm1.txt', Buffer.from('one\n'));
   await admin.uploadBytes({ type: 'item', id: multi._id }, 'm2.txt', Buffer.from('two\n'));
   await admin.uploadBytes({ type: 'folder', id: drop._id }, 'old.txt', Buffer.from('old\n'));
-  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'never-read.bin', Buffer.alloc(300_000, 7));
+  // Over 1 MiB: never fetched ahead of the reads below (files-ahead.ts fetches only small files).
+  await admin.uploadBytes({ type: 'folder', id: folder._id }, 'never-read.bin', Buffer.alloc(2 * MiB, 7));
   await admin.uploadBytes({ type: 'folder', id: folder._id }, 'doomed.txt', Buffer.from('removed while away\n'));
 
   const m = await mountOn(tt, folder._id, ['--attr-ttl', '1', '--timeout', '5', '--retries', '3', '--drain-timeout', '5']);
