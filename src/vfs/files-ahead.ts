@@ -57,8 +57,7 @@ export class FilesAhead {
   }
 
   /** Stop: what waits is dropped; resolves once nothing is in flight. */
-  async stop(): Promise<void> {
-    this.ahead.clear();
-    await this.ahead.idle();
+  stop(): Promise<void> {
+    return this.ahead.stop();
   }
 }

@@ -79,6 +79,12 @@ export class SiblingsAhead<N extends Node> {
     while (this.running.size > 0) await Promise.allSettled([...this.running]);
   }
 
+  /** The end of the mount: what waits is dropped; resolves once nothing is in flight. */
+  async stop(): Promise<void> {
+    this.clear();
+    await this.idle();
+  }
+
   /** Forget every walk and drop what waits (SIGHUP, unmount). */
   clear(): void {
     this.queue.length = 0;

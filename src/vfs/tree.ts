@@ -311,8 +311,7 @@ export class Tree {
    * waited to be listed ahead is dropped: for the end of the mount.
    */
   async idle(): Promise<void> {
-    this.ahead.clear();
-    await this.ahead.idle();
+    await this.ahead.stop();
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight.values()]);
   }
 
