@@ -23,8 +23,8 @@ export interface HeapCollectorOptions {
 }
 
 export interface HeapCollector {
-  /** Full collections made so far, and the milliseconds they took. */
-  readonly stats: () => { readonly collections: number; readonly ms: number };
+  /** Full collections made so far. */
+  readonly collections: () => number;
   readonly stop: () => void;
 }
 
@@ -46,11 +46,10 @@ export function collectHeapWhenGrown(logger: Logger, opts: HeapCollectorOptions 
   const slack = opts.slackBytes ?? HEAP_SLACK_BYTES;
   const gc = fullCollection();
   let collections = 0;
-  let totalMs = 0;
-  const stats = () => ({ collections, ms: totalMs });
+  const collected = (): number => collections;
   if (gc === undefined) {
     logger.debug('no full garbage collection on demand here: the heap grows as V8 lets it');
-    return { stats, stop: () => undefined };
+    return { collections: collected, stop: () => undefined };
   }
   let kept = usedHeap();
   let notBefore = 0;
@@ -62,11 +61,10 @@ export function collectHeapWhenGrown(logger: Logger, opts: HeapCollectorOptions 
     gc();
     const took = performance.now() - now;
     collections++;
-    totalMs += took;
     kept = usedHeap();
     notBefore = now + took * MIN_SPACING_FACTOR;
     if (logger.isLevelEnabled('trace')) logger.trace({ before: used, after: kept, ms: Math.round(took) }, 'heap collected');
   }, opts.everyMs ?? CHECK_EVERY_MS);
   timer.unref();
-  return { stats, stop: () => clearInterval(timer) };
+  return { collections: collected, stop: () => clearInterval(timer) };
 }
