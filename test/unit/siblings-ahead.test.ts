@@ -4,14 +4,14 @@
 // `cat`. First on directories listed ahead (tree.ts), then through the filesystem model over the
 // in-memory store: a walk lists each folder once; a reader of a directory's files one after the
 // other finds the next small files fetched ahead (files-ahead.ts), each downloaded once.
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { FolderDoc } from '../../src/girder/types.js';
 import { silentLogger } from '../../src/log.js';
 import { FILES_AHEAD } from '../../src/vfs/files-ahead.js';
 import { dirKey, isDir, type DirNode, type FolderNode, type Node } from '../../src/vfs/nodes.js';
 import { SiblingsAhead } from '../../src/vfs/siblings-ahead.js';
 import { LISTINGS_AHEAD } from '../../src/vfs/tree.js';
-import { vfsFixture } from '../helpers/vfs-fixture.js';
+import { vfsFixture, type VfsFixture } from '../helpers/vfs-fixture.js';
 import { sleep, waitFor } from '../helpers/wait.js';
 
 const TTL = 10_000;
@@ -172,16 +172,25 @@ t.test('files: a reader of a directory\'s files one after the other finds the ne
   t.equal(store.count('readRange'), small.length, 'the whole walk: each small file downloaded once');
 });
 
+/**
+ * A fixture of TTL_MS whose folder /d holds f-0 to f-7 ("old N"), listed, then half a TTL later:
+ * its listing turns stale half a TTL from now. Returns the fixture and each file's id.
+ */
+async function eightFilesListed(t: Test, ttlMs: number): Promise<{ fx: VfsFixture; ids: Map<string, string> }> {
+  const fx = await vfsFixture({ ttlMs });
+  t.teardown(() => fx.close());
+  const d = fx.store.seedFolder(fx.store.rootId, 'd');
+  const ids = new Map<string, string>();
+  for (let i = 0; i < 8; i++) ids.set(`f-${i}`, fx.store.seedFile(d.id, `f-${i}`, `old ${i}`).file.id);
+  t.equal((await fx.vfs.readdir('/d')).length, 8);
+  await sleep(ttlMs / 2);
+  return { fx, ids };
+}
+
 t.test('files: one fetched ahead counts as checked when it was fetched; past a TTL from then, its open checks it again', async (t) => {
   const TTL_MS = 600;
-  const fx = await vfsFixture({ ttlMs: TTL_MS });
-  t.teardown(() => fx.close());
-  const { store, vfs } = fx;
-  const d = store.seedFolder(store.rootId, 'd');
-  const ids = new Map<string, string>();
-  for (let i = 0; i < 8; i++) ids.set(`f-${i}`, store.seedFile(d.id, `f-${i}`, `old ${i}`).file.id);
-  t.equal((await vfs.readdir('/d')).length, 8);
-  await sleep(TTL_MS / 2);
+  const { fx, ids } = await eightFilesListed(t, TTL_MS);
+  const { store } = fx;
   await fx.readFile('/d/f-0');
   await fx.readFile('/d/f-1');
   await waitFor(() => store.count('readRange') === 8, { timeoutMs: 5000, intervalMs: 5, what: 'the files fetched ahead' });
@@ -197,13 +206,8 @@ t.test('files: one fetched ahead counts as checked when it was fetched; past a T
 
 t.test('files: one opened while its fetch ahead is on its way counts as checked when that fetch started', async (t) => {
   const TTL_MS = 600;
-  const fx = await vfsFixture({ ttlMs: TTL_MS });
-  t.teardown(() => fx.close());
-  const { store, vfs } = fx;
-  const d = store.seedFolder(store.rootId, 'd');
-  for (let i = 0; i < 8; i++) store.seedFile(d.id, `f-${i}`, `old ${i}`);
-  t.equal((await vfs.readdir('/d')).length, 8);
-  await sleep(TTL_MS / 2);
+  const { fx } = await eightFilesListed(t, TTL_MS);
+  const { store } = fx;
   await fx.readFile('/d/f-0');
   for (let i = 0; i < 7; i++) store.delayNext('readRange', TTL_MS); // f-1's read, and f-2 to f-7 fetched ahead
   const first = fx.readFile('/d/f-1');
