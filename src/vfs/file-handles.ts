@@ -1,4 +1,3 @@
-import { LRUCache } from 'lru-cache';
 import { FsError } from '../errors.js';
 import { toFsError } from './fs-error.js';
 import type { Attr } from './api.js';
@@ -12,6 +11,7 @@ import { fileAttr, isDir, type FileNode, type Owner } from './nodes.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
 import type { UploadHandoff } from './upload-handoff.js';
 import { uploadedOrWaiting } from './upload-settled.js';
+import { growingLru } from './growing-lru.js';
 
 type Handle =
   | { readonly kind: 'remote'; readonly path: string; readonly node: FileNode; readonly session: ReadSession }
@@ -32,7 +32,7 @@ export interface VfsOptions {
 export class FileHandles {
   private readonly handles = new Map<number, Handle>();
   /** Files opened for reading in this run (the kernel may keep their pages across opens: auto_cache). */
-  private readonly readBefore = new LRUCache<string, true>({ max: 100_000 });
+  private readonly readBefore = growingLru<string, true>(100_000);
   private nextHandle = 1;
   private readonly ahead: FilesAhead;
 

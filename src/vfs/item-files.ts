@@ -1,5 +1,6 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import type { FileDoc, ItemDoc } from '../girder/types.js';
+import { growingLru } from './growing-lru.js';
 
 /**
  * Each item's files as last seen, kept while the item is unchanged, so a folder listed again costs
@@ -26,7 +27,7 @@ export class ItemFiles {
   private readonly entries: LRUCache<string, Entry>;
 
   constructor(max = 100_000) {
-    this.entries = new LRUCache({ max });
+    this.entries = growingLru(max);
   }
 
   /** The item's files as last seen, when the item is unchanged since. */

@@ -1,4 +1,4 @@
-import { LRUCache } from 'lru-cache';
+import type { LRUCache } from 'lru-cache';
 import { FsError } from '../errors.js';
 import { isMissing, isTransient } from '../girder/girder-error.js';
 import type { GirderStore } from '../girder/store.js';
@@ -11,6 +11,7 @@ import { SiblingsAhead } from './siblings-ahead.js';
 import type { UploadTarget } from './ports.js';
 import { parentAndName, splitPath } from './names.js';
 import { dirKey, folderKey, isDir, itemDirKey, type DirNode, type FileNode, type FolderNode, type Node } from './nodes.js';
+import { growingLru } from './growing-lru.js';
 
 /**
  * A walk's next sibling folders listed ahead of it: at most 8 ahead, 4 at a time beside the
@@ -59,7 +60,7 @@ export class Tree {
    * someone else changed it (vim asks before it overwrites). Kept for this run; another version
    * (Girder renews `created`) shows Girder's time again.
    */
-  private readonly writtenMtimes = new LRUCache<string, { readonly created: number; readonly mtime: number }>({ max: 100_000 });
+  private readonly writtenMtimes = growingLru<string, { readonly created: number; readonly mtime: number }>(100_000);
   /**
    * Entries removed here whose removal on Girder is still queued, by listing key: kept out of
    * listings fetched meanwhile (the server still has them).
@@ -69,7 +70,7 @@ export class Tree {
 
   constructor(private readonly store: GirderStore, root: FolderDoc, private readonly opts: TreeOptions) {
     this.rootNode = { kind: 'folder', folder: root };
-    this.listings = new LRUCache({ max: opts.maxDirs ?? 20_000 });
+    this.listings = growingLru(opts.maxDirs ?? 20_000);
     this.fetchDir = new DirectoryFetch(store, this.itemFiles, (node) => this.withMtime(node));
     this.ahead = new SiblingsAhead<DirNode>({
       what: 'listing',
