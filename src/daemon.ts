@@ -16,6 +16,7 @@ import type { FolderDoc } from './girder/types.js';
 import { createLogger, type Logger } from './log.js';
 import { BlockCache, CachedReader, defaultCacheMaxBytes } from './vfs/cache/index.js';
 import { createVfs, type WiredVfs } from './vfs/create-vfs.js';
+import { startLocalWriter } from './vfs/local-writes/index.js';
 import type { DeleteQueue } from './vfs/writeback/delete-queue.js';
 import type { UploadQueue } from './vfs/writeback/upload-queue.js';
 
@@ -137,6 +138,8 @@ class Session {
       await store.probeListingRoute(config.folderId);
       // From here on a failure that says the server is away makes the mount serve what it knows.
       client.health.watch();
+      // Before the first write can start it under load (young-generation.ts, workersStarted).
+      await startLocalWriter();
       const maxBytes = config.cacheMaxBytes ?? (await defaultCacheMaxBytes(dirs.blocks));
       const cache = await BlockCache.open({ dir: dirs.blocks, maxBytes, logger });
       // A stalled stream fails its readers after --timeout without a byte, as a stalled request would.

@@ -40,11 +40,29 @@ export function keepYoungGenerationSmall(): void {
   apply();
 }
 
+/** Workers started whose thread does not run yet: until then the setting may be undone. */
+const starting = new Set<Promise<void>>();
+
 /** A Worker that leaves the setting above in place (set again once the worker runs). */
 export function startWorker(filename: string | URL, options?: WorkerOptions): Worker {
   const worker = new Worker(filename, options);
-  worker.once('online', () => {
-    if (small) apply();
+  const running = new Promise<void>((resolve) => {
+    worker.once('online', () => {
+      if (small) apply();
+      resolve();
+    });
+    worker.once('exit', () => resolve());
   });
+  starting.add(running);
+  void running.then(() => starting.delete(running));
   return worker;
+}
+
+/**
+ * Resolves once every Worker started so far runs, the setting applied again. Between a Worker's
+ * start and then, V8 grows the new space as it likes: the daemon's write thread, started by the
+ * first write of a busy mount, left a soak's new space at 8 MiB for good (2 MiB when started idle).
+ */
+export async function workersStarted(): Promise<void> {
+  await Promise.all([...starting]);
 }

@@ -56,3 +56,19 @@ t.test('the old space grows by at most HEAP_GROWING_PERCENT past what it keeps: 
   t.ok(withIt < 0.75 * without, `heap kept beyond the live ${mib(withIt)} MiB with the setting, ${mib(without)} MiB without`);
   t.ok(afterWorker < 0.75 * without, `heap kept beyond the live ${mib(afterWorker)} MiB after a Worker started, ${mib(without)} MiB without`);
 });
+
+t.test('workersStarted resolves once every Worker started runs (when the setting is back), or has ended', async (t) => {
+  const { startWorker, workersStarted } = await import('../../src/young-generation.js');
+  const running = startWorker('setInterval(() => {}, 1000)', { eval: true });
+  let online = false;
+  running.once('online', () => {
+    online = true;
+  });
+  const failing = startWorker('/nonexistent/girder-mount-worker.js');
+  const failed = new Promise<Error>((resolve) => failing.once('error', resolve));
+  await workersStarted();
+  t.ok(online, 'the worker runs');
+  t.match((await failed).message, /Cannot find module|ERR_MODULE_NOT_FOUND|nonexistent/, 'the one that could not start has ended');
+  await running.terminate();
+  await workersStarted(); // nothing left starting
+});

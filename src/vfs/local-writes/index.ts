@@ -1,1 +1,1 @@
-export { abandoned, LocalWriter, localWriter, type BarrierResult, type WriteFds } from './writer.js';
+export { abandoned, LocalWriter, localWriter, startLocalWriter, type BarrierResult, type WriteFds } from './writer.js';

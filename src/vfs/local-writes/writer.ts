@@ -8,7 +8,7 @@ import { ftruncate, write } from 'node:fs';
 import { promisify } from 'node:util';
 import { alignedOffset, UNCACHED_ALIGN } from '../../uncached-io.js';
 import { FsError } from '../../errors.js';
-import { startWorker } from '../../young-generation.js';
+import { startWorker, workersStarted } from '../../young-generation.js';
 import { toFsError } from '../fs-error.js';
 import { allocateRing, ALIGN_SPARE, F_DFD, F_FD, F_KEY, F_LEN, F_OFF, F_OP, F_POS, F_REQ, FIELDS, HEAD, Op, SLOT_BYTES, SLOTS, TAIL, type RingBuffers, type WriterMessage } from './ring.js';
 
@@ -328,4 +328,11 @@ let shared: LocalWriter | undefined;
 export function localWriter(): LocalWriter {
   shared ??= new LocalWriter();
   return shared;
+}
+
+/** The process's write thread, started now and running: the daemon starts it before it mounts (see workersStarted). */
+export async function startLocalWriter(): Promise<LocalWriter> {
+  const writer = localWriter();
+  await workersStarted();
+  return writer;
 }
