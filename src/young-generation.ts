@@ -64,5 +64,13 @@ export function startWorker(filename: string | URL, options?: WorkerOptions): Wo
  * first write of a busy mount, left a soak's new space at 8 MiB for good (2 MiB when started idle).
  */
 export async function workersStarted(): Promise<void> {
-  await Promise.all([...starting]);
+  if (starting.size === 0) return;
+  // An unref'd Worker (the write thread) keeps nothing running: without this the process would
+  // end here, with nothing left to wait on but the worker's start.
+  const alive = setInterval(() => undefined, 60_000);
+  try {
+    await Promise.all([...starting]);
+  } finally {
+    clearInterval(alive);
+  }
 }

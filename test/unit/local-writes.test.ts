@@ -265,3 +265,12 @@ t.test('a write queued behind a full ring whose buffer was taken back (answered 
   await writer.barrier(key, false);
   t.equal((await readFile(path.join(dir, 'q'))).length, fill.length, 'nothing of it reached the file');
 });
+
+t.test('startLocalWriter resolves with the write thread running, in a process with nothing else to do', async (t) => {
+  // The thread is unref'd: awaiting its start must keep the process alive (the daemon awaits it
+  // before it mounts; it once ended there, exit code 0, without a word).
+  const module = new URL('../../src/vfs/local-writes/index.js', import.meta.url).href;
+  const script = `const { startLocalWriter } = await import(${JSON.stringify(module)}); await startLocalWriter(); process.stdout.write('running');`;
+  const { stdout } = await promisify(execFile)(process.execPath, ['--input-type=module', '-e', script]);
+  t.equal(stdout, 'running');
+});
