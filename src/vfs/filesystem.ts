@@ -26,7 +26,7 @@ export class Vfs implements FileSystem {
     opts: VfsOptions,
   ) {
     this.files = new FileHandles(ctx, reader, uploads, removals, handoff, opts);
-    this.namespace = new Namespace(ctx, uploads, removals);
+    this.namespace = new Namespace(ctx, uploads, removals, reader);
     this.xattrs = new Xattrs(ctx);
   }
 

@@ -4,7 +4,7 @@ import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
 import { dirKey, isDir, type DirNode, type FileNode, type Node } from './nodes.js';
-import type { Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
+import type { DataReader, Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 
 /**
@@ -25,7 +25,12 @@ export class Namespace {
    */
   private readonly hidden = new Map<string, FileNode>();
 
-  constructor(private readonly ctx: VfsContext, private readonly uploads: Uploads, private readonly removals: Removals) {}
+  constructor(
+    private readonly ctx: VfsContext,
+    private readonly uploads: Uploads,
+    private readonly removals: Removals,
+    private readonly reader: Pick<DataReader, 'removed'>,
+  ) {}
 
   /** The file unlinked while open that libfuse now calls `path`. */
   hiddenAt(path: string): FileNode | undefined {
@@ -97,6 +102,7 @@ export class Namespace {
     // Gone from the mount now; Girder's DELETE follows in the background (journaled).
     await this.removals.enqueue({ path, kind: 'item', id: node.item.id, dirKey: dirKey(dir) });
     this.ctx.tree.removed(dir, name, node.item.id);
+    this.reader.removed(node.file.id);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -249,6 +255,7 @@ export class Namespace {
   private async deleteFile(node: FileNode): Promise<void> {
     if (node.inItemDir) await this.ctx.store.deleteFile(node.file.id);
     else await this.ctx.store.deleteItem(node.item.id);
+    this.reader.removed(node.file.id);
   }
 
   private async existing(dir: DirNode, name: string, path: string): Promise<Node> {

@@ -144,6 +144,8 @@ export interface ReadSession {
 export interface DataReader {
   open(file: RemoteFile): ReadSession;
   invalidate(fileId: string): void;
+  /** The file is gone from Girder (removed or replaced here): its cached bytes go once no session reads them. */
+  removed(fileId: string): void;
   /** Whether bytes of some version of the file may be cached (and could be served as that version). */
   holds(fileId: string): boolean;
   /** Files no larger than this are fetched whole by their first read, and may be fetched ahead. */

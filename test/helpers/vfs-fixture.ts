@@ -17,6 +17,7 @@ export interface VfsFixture {
   readonly tree: Tree;
   readonly uploads: UploadQueue;
   readonly removals: DeleteQueue;
+  readonly reader: CachedReader;
   readonly dir: string;
   /** Write a whole file through create/write/release. */
   writeFile(path: string, data: Buffer | string): Promise<void>;
@@ -58,6 +59,7 @@ export async function vfsFixture(opts: FixtureOptions = {}): Promise<VfsFixture>
     tree,
     uploads,
     removals,
+    reader,
     dir,
     async writeFile(path, data) {
       const buf = Buffer.isBuffer(data) ? data : Buffer.from(data);

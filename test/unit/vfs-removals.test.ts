@@ -173,3 +173,40 @@ t.test('a journal made and removed again and again (sqlite): nothing of it is le
   t.same(fx.store.itemsIn(fx.store.rootId).map((i) => i.name), [], 'no journal left: a leftover is a hot journal, which rolls the database back');
   t.equal(await errnoOf(fx.vfs.getattr('/db-journal')), 'ENOENT');
 });
+
+t.test("a file removed or replaced here leaves the cache: its versions are not kept until evicted", async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const a = fx.store.seedFile(fx.store.rootId, 'a.txt', 'aaa');
+  const b = fx.store.seedFile(fx.store.rootId, 'b.txt', 'bbb');
+  t.equal((await fx.readFile('/a.txt')).toString(), 'aaa');
+  t.equal((await fx.readFile('/b.txt')).toString(), 'bbb');
+  t.ok(fx.reader.holds(a.file.id) && fx.reader.holds(b.file.id), 'both cached once read');
+  await fx.vfs.unlink('/a.txt');
+  t.notOk(fx.reader.holds(a.file.id), 'the removed one is gone from the cache');
+  await fx.writeFile('/c.txt', 'ccc');
+  await fx.uploads.drain(5_000);
+  await fx.vfs.rename('/c.txt', '/b.txt');
+  t.notOk(fx.reader.holds(b.file.id), 'the one a rename replaced too');
+  t.equal((await fx.readFile('/b.txt')).toString(), 'ccc');
+});
+
+t.test('a file removed while a program reads it keeps its cached bytes until that program closes it', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const { file } = fx.store.seedFile(fx.store.rootId, 'open.bin', Buffer.alloc(100_000, 5));
+  const fh = await fx.vfs.open('/open.bin', 0);
+  const buf = Buffer.alloc(100_000);
+  t.equal(await fx.vfs.read(fh, buf, buf.length, 0), 100_000);
+  // `rm` of an open file: libfuse renames it to a hidden name, and unlinks that at the last close.
+  const hidden = '/.fuse_hidden0000000200000001';
+  await fx.vfs.rename('/open.bin', hidden);
+  t.equal(fx.store.count('deleteItem'), 1, 'Girder no longer has it');
+  buf.fill(0);
+  t.equal(await fx.vfs.read(fh, buf, buf.length, 0), 100_000, 'the reader still reads it, from the cache');
+  t.ok(buf.every((x) => x === 5));
+  t.ok(fx.reader.holds(file.id));
+  await fx.vfs.release(fh);
+  await fx.vfs.unlink(hidden);
+  t.notOk(fx.reader.holds(file.id), 'gone from the cache once closed');
+});

@@ -187,6 +187,10 @@ export class CachedReader implements BlockStreamHost, ReadAheadHost, DataReader 
     this.cache.dropFile(fileId);
   }
 
+  removed(fileId: string): void {
+    this.cache.dropFileWhenUnread(fileId);
+  }
+
   // ---- used by sessions ----
 
   /** Block is in memory, on disk, or on its way. */
