@@ -81,10 +81,13 @@ async function fetchOnce(client: DownloadClient, file: FileRef, state: ReadState
         state.report?.();
       }
       at += chunk.length;
-      if (state.pos >= stopAt) break; // the rest (if any) is not wanted: drop it with the connection
+      // The rest is not wanted: drop it with the connection. A body that has all arrived is read to
+      // its end instead: destroying it first made an AbortError, with its stack, per small file.
+      if (state.pos >= stopAt && at < bodyEnd) break;
     }
   } catch (err) {
-    throw client.transportError(err);
+    // Every wanted byte landed: what broke after them (the end of a chunked body) costs nothing.
+    if (state.pos < stopAt) throw client.transportError(err);
   } finally {
     if (!body.destroyed && at < bodyEnd) discard(body);
   }
