@@ -141,7 +141,8 @@ async function openWith<B extends AnswerBody>(
   send: (path: string, headers: Record<string, string>) => Promise<Answer<B>>,
 ): Promise<RangeBody<B>> {
   const range = `bytes=${from}-${to - 1}`;
-  const headers = { range, accept: '*/*' };
+  // A whole file is asked for without a Range: the server answers 200, and has no range to handle.
+  const headers: Record<string, string> = from === 0 && to >= file.size ? { accept: '*/*' } : { range, accept: '*/*' };
   const apiPath = `/file/${encodeURIComponent(file.id)}/download`;
   const targets = redirectTargetsOf(client);
 
