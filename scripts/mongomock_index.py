@@ -5,8 +5,12 @@ items one `GET /item/{id}/files` then costs ~100 ms where MongoDB, using Girder'
 costs a few. This module makes the test server answer an `_id` lookup, and an equality or `$in`
 on `folderId`, `itemId` or `parentId` (fields Girder indexes), from maps kept beside the documents.
 
-Only the set of documents tested changes: every candidate is still tested with mongomock's own
-`filter_applies`, in the collection's insertion order, so answers are the same as a full scan's.
+Only the set of documents tested changes: every candidate is still tested, in the collection's
+insertion order, so answers are the same as a full scan's. The test is mongomock's own
+`filter_applies`, but for a filter on the indexed field alone wanting ObjectIds: a document whose
+field is one of them matches (an ObjectId equals only the same ObjectId), tested with one set
+lookup. mongomock's `$in` compares each document with each wanted value: the files of a page of 100
+items cost 10,000 comparisons, where MongoDB uses its index.
 Any other filter shape scans as before.
 
 Documents change in three ways, each kept in step with the maps:
@@ -17,6 +21,8 @@ Documents change in three ways, each kept in step with the maps:
 """
 
 import threading
+
+from bson import ObjectId
 
 INDEXED_FIELDS = ('folderId', 'itemId', 'parentId')
 
@@ -117,6 +123,17 @@ def _plan(filter):
     return None
 
 
+def _wanted_ids(filter, values):
+    """The ObjectIds a filter on the indexed field alone wants, else None."""
+    if len(filter) == 1 and all(type(value) is ObjectId for value in values):
+        return frozenset(values)
+    return None
+
+
+def _is_one_of(value, wanted):
+    return wanted is not None and type(value) is ObjectId and value in wanted
+
+
 def install():
     import mongomock.collection
     import mongomock.filtering
@@ -160,7 +177,9 @@ def install():
             else:
                 keys = _index_of(store).candidates(field, values)
             picked = [documents[key] for key in keys if key in documents]
-            docs = (doc for doc in picked if filter_applies(filter, doc))
+            wanted = _wanted_ids(filter, values)
+            docs = (doc for doc in picked
+                    if _is_one_of(doc.get(field), wanted) or filter_applies(filter, doc))
         touched = getattr(_recording, 'stores', None)
         if touched is None:
             return docs
