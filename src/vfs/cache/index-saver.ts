@@ -8,6 +8,21 @@ import type { VersionRegistry } from './version-registry.js';
 import { errCode, type WarnOnce } from './warn-once.js';
 
 /**
+ * Block files flushed at once before a save. The thread pool runs four; more only queue. Each one
+ * waiting holds a descriptor and its promises: after `cat` of 10,000 small files, flushing them all
+ * at once took the daemon's RSS from 150 to 200 MiB for the length of the save.
+ */
+export const SYNCS_AT_ONCE = 8;
+
+async function syncEach(files: readonly VersionFile[]): Promise<void> {
+  let next = 0;
+  const flushNext = async (): Promise<void> => {
+    while (next < files.length) await (files[next++] as VersionFile).sync();
+  };
+  await Promise.all(Array.from({ length: Math.min(SYNCS_AT_ONCE, files.length) }, flushNext));
+}
+
+/**
  * When and how the cache index is saved: every so often when it changed, soon after an eviction
  * (whose space is freed once the index without it is on disk), and at close. One save at a time;
  * the block files it names are flushed to the device before it.
@@ -101,7 +116,7 @@ export class IndexSaver {
     this.dirtyFiles.clear();
     this.dirty = false;
     try {
-      await Promise.all(dirty.map((vf) => vf.sync()));
+      await syncEach(dirty);
       await writeIndex(this.file, snapshot);
     } catch (err) {
       this.warn.warn(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
