@@ -3,19 +3,8 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { eachLimit } from '../../src/vfs/each-limit.js';
 import type { RawFile, Rest } from '../../test/helpers/girder-rest.js';
-
-/** Runs `work` over `inputs`, at most `limit` at a time. */
-export async function eachLimit<T>(inputs: readonly T[], limit: number, work: (input: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < inputs.length) {
-      const i = next++;
-      await work(inputs[i] as T, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, inputs.length) }, worker));
-}
 
 /** A new item holding one small file of the same name: one POST /file whose body completes the upload. */
 export async function smallFile(admin: Rest, folderId: string, name: string, data: Buffer): Promise<RawFile> {

@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
+import { eachLimit } from '../../src/vfs/each-limit.js';
 import { CountingProxy, type ProxiedRequest } from '../helpers/counting-proxy.js';
 import { rest, type Rest } from '../helpers/girder-rest.js';
 import { startGirder } from '../helpers/girder-server.js';
@@ -27,15 +28,6 @@ const MiB = 1024 * 1024;
 function ran(r: RunResult, what: string): string {
   if (r.code === 0) return what;
   return `${what}: exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\nstderr: ${r.stderr.slice(0, 2000)}`;
-}
-
-/** Runs `work` over `inputs`, at most `limit` at a time. */
-async function eachLimit<T>(inputs: T[], limit: number, work: (input: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < inputs.length) await work(inputs[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, inputs.length) }, worker));
 }
 
 /** One small file as a new item of the same name: a single POST /file whose body completes it. */

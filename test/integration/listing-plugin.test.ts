@@ -9,6 +9,7 @@ import { GirderClient } from '../../src/girder/client.js';
 import { decodeFile, decodeFolder, decodeItem } from '../../src/girder/decode.js';
 import { decodeListingPage, isListingAnswer, isNoListingRoute } from '../../src/girder/listing-page.js';
 import { silentLogger } from '../../src/log.js';
+import { eachLimit } from '../../src/vfs/each-limit.js';
 import { rest, type Json, type RawFile, type RawFolder, type RawItem, type Rest } from '../helpers/girder-rest.js';
 import { dbQueries, startGirder, type GirderServerInfo } from '../helpers/girder-server.js';
 
@@ -97,14 +98,6 @@ async function smallFile(who: Rest, parent: { type: 'folder' | 'item'; id: strin
   const doc = await who.post<RawFile>('/file', { parentType: parent.type, parentId: parent.id, name, size: data.length }, data);
   if (doc._modelType !== 'file') throw new Error(`POST /file for ${name} did not finish: ${JSON.stringify(doc)}`);
   return doc;
-}
-
-async function eachLimit<T>(inputs: T[], limit: number, work: (input: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < inputs.length) await work(inputs[next++] as T);
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, inputs.length) }, worker));
 }
 
 /** A token of a new API key of `who` limited to `scope`. */

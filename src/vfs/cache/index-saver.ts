@@ -1,5 +1,6 @@
 import { promises as fsp } from 'node:fs';
 import { errorMessage } from '../../errors.js';
+import { eachLimit } from '../each-limit.js';
 import type { BlockLru } from './block-lru.js';
 import { writeIndex, type IndexData, type IndexVersion } from './cache-index.js';
 import type { EvictedSpace } from './evicted-space.js';
@@ -13,14 +14,6 @@ import { errCode, type WarnOnce } from './warn-once.js';
  * at once took the daemon's RSS from 150 to 200 MiB for the length of the save.
  */
 export const SYNCS_AT_ONCE = 8;
-
-async function syncEach(files: readonly VersionFile[]): Promise<void> {
-  let next = 0;
-  const flushNext = async (): Promise<void> => {
-    while (next < files.length) await (files[next++] as VersionFile).sync();
-  };
-  await Promise.all(Array.from({ length: Math.min(SYNCS_AT_ONCE, files.length) }, flushNext));
-}
 
 /**
  * When and how the cache index is saved: every so often when it changed, soon after an eviction
@@ -116,7 +109,7 @@ export class IndexSaver {
     this.dirtyFiles.clear();
     this.dirty = false;
     try {
-      await syncEach(dirty);
+      await eachLimit(dirty, SYNCS_AT_ONCE, (vf) => vf.sync());
       await writeIndex(this.file, snapshot);
     } catch (err) {
       this.warn.warn(`save:${errCode(err)}`, { err: errorMessage(err) }, 'cannot save the cache index; a restart will start cold');
