@@ -8,10 +8,13 @@
 #   1. passes l->mtime as the mtime argument;
 #   2. sets flag_utime_omit_ok and maps UTIME_NOW to the current time and UTIME_OMIT to UINT64_MAX,
 #      which src/fuse/ops.ts reads as "leave this time unchanged";
-#   3. answers getxattr of any name outside the user.* namespace with ENODATA in C, without a trip
-#      to JavaScript: the kernel asks for security.capability before every write(2), and that round
-#      trip cost as much as the write itself (cp writes 128 KiB at a time). girder-mount keeps no
-#      other namespace (src/vfs/xattrs.ts answers ENODATA too), so the answer is the same;
+#   3. answers getxattr of any name outside the user.* namespace with EOPNOTSUPP in C, without a
+#      trip to JavaScript: the kernel asks for security.capability before every write(2), and that
+#      round trip cost as much as the write itself (cp writes 128 KiB at a time). girder-mount keeps
+#      no other namespace (src/vfs/xattrs.ts gives the same answer, as setxattr does). EOPNOTSUPP,
+#      not ENODATA, because `ls -l` asks for security.selinux and system.posix_acl_access of every
+#      file until one answer says the file system has no such attributes: ENODATA cost two round
+#      trips per file (0.4 s of a 10,000-file `ls -lR`);
 #   4. exports girder_mount_malloc(mmapThreshold, arenaMax), which calls glibc's mallopt(): the
 #      daemon (src/fuse/native-addon.ts) uses it to give every large buffer its own mapping, returned
 #      to the system when freed. glibc reads these settings from the environment only when a process
@@ -22,7 +25,7 @@
 #      seconds (src/fuse/malloc-settings.ts). glibc gives back only the free top of its heap; the
 #      free chunks left between live ones stayed resident (a soak's heap mapping reached 120 MiB,
 #      of which one malloc_trim gave back 70);
-#   6. exports girder_mount_patch=4 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+#   6. exports girder_mount_patch=5 so src/fuse/native-addon.ts can tell the patched addon is loaded.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -77,7 +80,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  static const uint32_t op_rmdir = 33;
  
 +// girder-mount patch marker, read by src/fuse/native-addon.ts.
-+static const uint32_t girder_mount_patch = 4;
++static const uint32_t girder_mount_patch = 5;
 +
  // Data structures
  
@@ -106,18 +109,19 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  })
  
  FUSE_METHOD_VOID(release, 2, 0, (const char *path, struct fuse_file_info *info), {
-@@ -500,6 +513,10 @@
+@@ -500,6 +513,11 @@
  })
  
  FUSE_METHOD(getxattr, 4, 1, (const char *path, const char *name, char *value, size_t size), {
 +  // girder-mount patch: only user.* attributes exist (src/vfs/xattrs.ts); answer the rest here,
-+  // e.g. the security.capability lookup the kernel makes before every write(2).
-+  if (strncmp(name, "user.", 5) != 0) return -ENODATA;
++  // e.g. the security.capability lookup the kernel makes before every write(2). EOPNOTSUPP makes
++  // ls -l stop asking for security.selinux and ACLs after the first file.
++  if (strncmp(name, "user.", 5) != 0) return -EOPNOTSUPP;
 +
    l->path = path;
    l->name = name;
    l->value = value;
-@@ -838,6 +855,7 @@
+@@ -838,6 +856,7 @@
    if (implemented[op_releasedir]) ops.releasedir = fuse_native_releasedir;
    if (implemented[op_create]) ops.create = fuse_native_create;
    if (implemented[op_utimens]) ops.utimens = fuse_native_utimens;
@@ -125,7 +129,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    if (implemented[op_unlink]) ops.unlink = fuse_native_unlink;
    if (implemented[op_rename]) ops.rename = fuse_native_rename;
    if (implemented[op_link]) ops.link = fuse_native_link;
-@@ -901,6 +919,34 @@
+@@ -901,6 +920,34 @@
    return NULL;
  }
  
@@ -160,7 +164,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  NAPI_INIT() {
    const napi_node_version* version;
    assert(napi_get_node_version(env, &version) == napi_ok);
-@@ -986,4 +1033,7 @@
+@@ -986,4 +1034,7 @@
    NAPI_EXPORT_UINT32(op_symlink)
    NAPI_EXPORT_UINT32(op_mkdir)
    NAPI_EXPORT_UINT32(op_rmdir)
@@ -188,5 +192,5 @@ loaded="$(node -e '
   const b = require("node-gyp-build")(process.argv[1]);
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
-[[ "$loaded" == 4 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+[[ "$loaded" == 5 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
 say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr and malloc settings)"

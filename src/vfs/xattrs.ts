@@ -28,7 +28,9 @@ export class Xattrs {
   }
 
   async get(path: string, name: string): Promise<Buffer> {
-    // The kernel asks for security.capability before every write(2): answer without a lookup.
+    // Answered without a lookup: the kernel asks for security.capability before every write(2), and
+    // ls -l for security.selinux and system.posix_acl_access until told the namespace is unsupported.
+    if (!name.startsWith('user.')) throw new FsError('ENOTSUP', `only user.* attributes exist, not ${name}`);
     if (!name.startsWith('user.girder.')) throw new FsError('ENODATA', name);
     const node = await this.node(path);
     if (node === undefined) throw new FsError('ENODATA', `${name}: the file is not uploaded yet`);

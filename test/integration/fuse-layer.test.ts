@@ -147,7 +147,19 @@ t.test('the security.capability lookup before each write(2) is answered without 
   const after = await main.stats();
   t.equal(after.writeCalls - before.writeCalls, 64, '64 write(2) calls of 128 KiB');
   t.equal(after.getxattrCalls - before.getxattrCalls, 0, 'and no getxattr reached the FileSystem');
-  t.equal((await run('getfattr', ['-n', 'security.capability', at('small-writes.bin')])).code, 1, 'asking for it still gets ENODATA');
+  const asked = await run('getfattr', ['-n', 'security.capability', at('small-writes.bin')]);
+  t.match(asked.stderr, /Operation not supported/, 'asking for it gets EOPNOTSUPP');
+});
+
+t.test('ls -l learns from the first file that there are no SELinux labels or ACLs', async (t) => {
+  // coreutils stops asking a device for them after an EOPNOTSUPP; ENODATA made it ask every file.
+  for (const name of ['security.selinux', 'system.posix_acl_access', 'system.posix_acl_default', 'trusted.x']) {
+    const asked = await run('getfattr', ['-n', name, at('hello.txt')]);
+    t.match(asked.stderr, /Operation not supported/, `${name}: EOPNOTSUPP`);
+  }
+  t.match((await run('getfattr', ['-n', 'user.absent', at('hello.txt')])).stderr, /No such attribute/, 'user.*: ENODATA');
+  const py = await run('python3', ['-c', 'import os,sys\ntry: os.getxattr(sys.argv[1], "security.selinux")\nexcept OSError as e: print(e.errno)', at('hello.txt')]);
+  t.equal(py.stdout.trim(), '95', py.stderr);
 });
 
 t.test('O_TRUNC open of an existing file, truncate, fstat of an open file', async (t) => {

@@ -105,6 +105,10 @@ t.test('xattrs show ids, sha512 and metadata', async (t) => {
   t.equal(await errnoOf(fx.vfs.getxattr('/m.txt', 'user.girder.meta.species')), 'ENODATA');
   t.equal(await errnoOf(fx.vfs.setxattr('/m.txt', 'user.girder.id', Buffer.from('x'))), 'EPERM');
   t.equal(await errnoOf(fx.vfs.setxattr('/m.txt', 'security.selinux', Buffer.from('x'))), 'ENOTSUP');
+  // Outside user.* the namespace is unsupported (ls -l then stops asking), inside it absent.
+  t.equal(await errnoOf(fx.vfs.getxattr('/m.txt', 'security.selinux')), 'ENOTSUP');
+  t.equal(await errnoOf(fx.vfs.getxattr('/m.txt', 'system.posix_acl_access')), 'ENOTSUP');
+  t.equal(await errnoOf(fx.vfs.getxattr('/m.txt', 'user.other')), 'ENODATA');
   await fx.vfs.setxattr('/', 'user.girder.meta.project', Buffer.from('{"a":1}'));
   t.same((await store.getFolder(store.rootId)).meta.project, { a: 1 });
   t.equal((await fx.vfs.getxattr('/', 'user.girder.meta.project')).toString(), '{"a":1}');
