@@ -264,13 +264,13 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
           if (!exists && flags & XATTR_REPLACE) throw new FsError('ENODATA', `no xattr ${name}`);
         }
         await fs.setxattr(path, name, copy);
-      });
+      }, () => [0], true); // a file just closed gets its metadata once uploaded
     },
     listxattr(path, cb) {
       run('listxattr', path, undefined, cb, () => fs.listxattr(path), (names) => [0, names]);
     },
     removexattr(path, name, cb) {
-      run('removexattr', path, { name }, cb, () => fs.removexattr(path, name));
+      run('removexattr', path, { name }, cb, () => fs.removexattr(path, name), () => [0], true);
     },
   };
 }

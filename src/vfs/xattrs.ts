@@ -16,15 +16,14 @@ const SHA512 = 'user.girder.sha512';
 export class Xattrs {
   constructor(private readonly ctx: VfsContext) {}
 
+  /**
+   * Only the metadata: the read-only names are read by name, as CephFS does with its virtual
+   * attributes. Listed, `rsync -X` into the mount tried to remove them from every file it updated
+   * (EPERM, exit 23), and copies out carried ids that could not be written back.
+   */
   async list(path: string): Promise<string[]> {
     const node = await this.node(path);
-    const names = [ID];
-    if (node?.kind === 'file') {
-      names.push(FILE_ID);
-      if (node.file.sha512 !== undefined) names.push(SHA512);
-    }
-    for (const key of Object.keys(metaOf(node))) if (key !== MTIME_KEY) names.push(META_PREFIX + key);
-    return names;
+    return Object.keys(metaOf(node)).filter((key) => key !== MTIME_KEY).map((key) => META_PREFIX + key);
   }
 
   async get(path: string, name: string): Promise<Buffer> {
@@ -73,8 +72,7 @@ export class Xattrs {
   }
 
   private async writeMeta(path: string, meta: Meta): Promise<void> {
-    const node = await this.node(path);
-    if (node === undefined) throw new FsError('EBUSY', `${path} is not uploaded yet`);
+    const node = (await this.node(path)) ?? (await this.onceUploaded(path));
     checkWritable(this.ctx, node, path);
     if (node.kind === 'file' && node.inItemDir) throw new FsError('ENOTSUP', 'files inside an item directory have no metadata');
     if (node.kind === 'folder' && path === '/') {
@@ -89,6 +87,20 @@ export class Xattrs {
       const item = await this.ctx.store.setItemMeta(node.item.id, meta);
       this.ctx.tree.set(dir, name, { ...node, item });
     }
+  }
+
+  /**
+   * A closed file whose first upload is on its way (`rsync -X` sets attributes right after the
+   * close): its item once Girder has it. A file still open for writing has none yet.
+   */
+  private async onceUploaded(path: string): Promise<Node> {
+    const local = this.ctx.openFiles.get(path);
+    if (local !== undefined && this.ctx.openFiles.uploading(local)) {
+      await this.ctx.openFiles.uploadsSettled(local);
+      const node = await this.node(path);
+      if (node !== undefined) return node;
+    }
+    throw new FsError('EBUSY', `${path} is not uploaded yet`);
   }
 
   /** The remote node, or undefined for a file that exists only locally so far. */

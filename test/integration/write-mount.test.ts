@@ -251,6 +251,31 @@ t.test('writing through the mount, checked through REST', async (t) => {
     t.same(await remoteTree(admin, (await folderAt('rs'))._id), await localTree(src), 'the server tree is unchanged');
   });
 
+  t.test('rsync -aX and cp -a carry the metadata in and out; the read-only ids are read by name only', async (t) => {
+    await mkdir(path.join(W, 'xa'));
+    await writeFile(path.join(W, 'xa', 'plain.txt'), 'no attributes\n');
+    await writeFile(path.join(W, 'xa', 'tagged.txt'), 'one attribute\n');
+    await sh.ok(`setfattr -n user.girder.meta.stage -v '"raw"' "$W/xa/tagged.txt"`);
+    await sh.ok('rsync -aX "$W/xa/" "$M/xa/"');
+    await settle();
+    const { item } = await remoteFile(admin, root._id, 'xa/tagged.txt');
+    t.equal(item.meta.stage, 'raw', 'the attribute became Girder metadata');
+    await sh.ok(`setfattr -n user.girder.meta.stage -v '"done"' "$W/xa/tagged.txt" && touch "$W/xa/plain.txt"`);
+    // Updates files that now carry ids on the server: rsync removes every listed name it did not send.
+    await sh.ok('rsync -aX "$W/xa/" "$M/xa/"');
+    await settle();
+    t.equal((await remoteFile(admin, root._id, 'xa/tagged.txt')).item.meta.stage, 'done', 'updated by the second rsync');
+    t.equal(await sh.ok('getfattr -d -m - "$M/xa/plain.txt"'), '', 'nothing listed for a file without metadata');
+    t.equal(await sh.ok('getfattr -n user.girder.id --only-values "$M/xa/plain.txt"'),
+      (await remoteFile(admin, root._id, 'xa/plain.txt')).item._id, 'the id is read by name');
+    await sh.ok('cp -a "$M/xa" "$W/xa-out" && rsync -aX "$M/xa/" "$W/xa-rsync/"');
+    for (const copy of ['xa-out', 'xa-rsync']) {
+      t.equal(await sh.ok(`getfattr -n user.girder.meta.stage --only-values "$W/${copy}/tagged.txt"`), '"done"', `${copy}: the metadata came out`);
+      t.notMatch(await sh.ok(`getfattr -d -m - "$W/${copy}/tagged.txt" "$W/${copy}/plain.txt"`), /girder\.(id|file_id|sha512)/, `${copy}: no id came out`);
+    }
+    await sh.ok('rsync -aX "$W/xa-out/" "$M/xa/"');
+  });
+
   t.test('copying an identical file again uploads zero bytes', async (t) => {
     await writeRandomFile(path.join(W, 'same.bin'), 6 * MiB);
     await writeRandomFile(path.join(W, 'same-small.bin'), 1000);
