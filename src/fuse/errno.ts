@@ -16,6 +16,7 @@ export const EEXIST = negative('EEXIST');
 export const ENODATA = negative('ENODATA');
 export const ERANGE = negative('ERANGE');
 export const EINVAL = negative('EINVAL');
+export const EPERM = negative('EPERM');
 
 /** The negative errno for an errno name; EIO for a name this platform lacks. */
 export function fuseErrno(name: Errno): number {

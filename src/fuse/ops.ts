@@ -13,7 +13,7 @@ import type Fuse from 'fuse-native';
 import { FsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
-import { errnoOf } from './errno.js';
+import { EPERM, errnoOf } from './errno.js';
 import { OpWatchdog, type OpBounds } from './op-watchdog.js';
 import { ReadBuffers } from './read-buffers.js';
 
@@ -219,6 +219,17 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     },
     rename(src, dest, cb) {
       run('rename', src, { dest }, cb, () => fs.rename(src, dest));
+    },
+    // Girder has no links or special files: EPERM, the answer POSIX gives for a file system without
+    // them (unimplemented, they were ENOSYS). libfuse creates regular files with create, not mknod.
+    symlink(_target, _path, cb) {
+      cb(EPERM);
+    },
+    link(_src, _dest, cb) {
+      cb(EPERM);
+    },
+    mknod(_path, _mode, _dev, cb) {
+      cb(EPERM);
     },
     utimens(path, atime, mtime, cb) {
       run('utimens', path, { atime, mtime }, cb, async () => {

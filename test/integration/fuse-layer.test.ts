@@ -190,6 +190,19 @@ t.test('mv, rm, mkdir, rmdir', async (t) => {
   t.match(cat.stderr, /No such file or directory/, 'ENOENT');
 });
 
+t.test('symbolic links, hard links and FIFOs are refused with EPERM, and nothing is left', async (t) => {
+  await sh(`echo x > ${at('linked')}`);
+  for (const [cmd, args] of [['ln', ['-s', 'linked', at('sym')]], ['ln', [at('linked'), at('hard')]], ['mkfifo', [at('fifo')]]] as const) {
+    const r = await run(cmd, [...args]);
+    t.not(r.code, 0, `${cmd} ${args.join(' ')} fails`);
+    t.match(r.stderr, /Operation not permitted/, 'with EPERM');
+  }
+  const ls = (await run('ls', [mnt])).stdout.split('\n');
+  t.notOk(ls.includes('sym') || ls.includes('hard') || ls.includes('fifo'), 'no entry made');
+  t.equal((await run('python3', ['-c', 'import os,sys; os.mknod(sys.argv[1]); print(os.stat(sys.argv[1]).st_size)', at('regular-by-mknod')])).stdout.trim(), '0',
+    'mknod of a regular file still creates one');
+});
+
 t.test('touch -d sets mtime; -a and -m alone touch one time only', async (t) => {
   t.equal((await run('touch', [at('when')])).code, 0);
   t.equal((await run('touch', ['-d', '2001-02-03 04:05:06', at('when')])).code, 0);
