@@ -199,6 +199,8 @@ class Session {
   }
 
   async status(): Promise<MountStatus> {
+    // Read before the queue: an upload that moves to lost+found meanwhile is then not in both.
+    const failedUploads = await this.uploads.kept();
     const cache = this.cache.stats();
     return {
       pid: process.pid,
@@ -210,7 +212,7 @@ class Session {
       ...(this.ending?.detached === true ? { detached: true } : {}),
       uploads: this.uploads.status().map((u) => ({ ...u })),
       removals: this.removals.pending,
-      failedUploads: await this.uploads.kept(),
+      failedUploads,
       lostAndFound: this.uploads.lostAndFoundDir,
       cache: { hits: cache.hits, misses: cache.misses, bytesCached: cache.bytesCached, maxBytes: cache.maxBytes },
       requests: this.client.stats(),

@@ -181,6 +181,31 @@ t.test('a 5xx window and full storage pass by themselves, with backoff', async (
   t.equal(store.contentOf((await done).file.id).toString(), 'bytes');
 });
 
+t.test('an upload moving to lost+found is never listed both as kept and as an upload', async (t) => {
+  const { queue, temp } = setup(t);
+  const store = new MemoryStore();
+  const q = queue({ store });
+  await q.start();
+  const sub = store.seedFolder(store.rootId, 'sub');
+  const hold = store.refuse(new GirderError('Service Unavailable', 503, 'rest'), UPLOAD_CALLS);
+  const { done } = await q.submit(job(sub.id, '/sub/x.bin', await temp('precious')));
+  await waitFor(() => q.status()[0]?.state === 'waiting', 'the upload to wait');
+  await store.deleteFolder(sub.id);
+  hold.lift();
+  let ended = false;
+  const ending = done.then(() => undefined, () => undefined).then(() => { ended = true; });
+  q.retryNow('test');
+  // Read as the daemon's status reads them: lost+found from disk first, then the queue.
+  while (!ended) {
+    const kept = (await q.kept()).length;
+    const uploads = q.status().length;
+    t.notOk(kept > 0 && uploads > 0, `kept ${kept}, uploads ${uploads}`);
+    if (kept > 0 && uploads > 0) break;
+  }
+  await ending;
+  t.same([(await q.kept()).length, q.status().length], [1, 0], 'then kept only');
+});
+
 t.test('a target folder deleted on the server: the bytes go to lost+found (survives a restart); nothing else does', async (t) => {
   const { queue, temp, journalFiles, lostDir, log } = setup(t);
   const store = new MemoryStore();

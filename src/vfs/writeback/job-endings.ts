@@ -79,9 +79,12 @@ export class JobEndings {
     const { jobs, records, waits, lost, uploader, log, onFailed } = this.opts;
     const { rec } = e;
     let keptAt: string;
+    // From here status lists it among the kept ones (read from disk) or nowhere, never as both.
+    e.keeping = true;
     try {
       keptAt = await lost.keep(rec.id, rec.job.path, rec.job.tempPath, reason);
     } catch (err) {
+      e.keeping = false;
       waits.wait(e, { cause: 'other', scope: 'job', reason: `${reason}, and moving its bytes to ${lost.dir} failed (${errorMessage(err)})` });
       return;
     }

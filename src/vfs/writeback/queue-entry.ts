@@ -48,6 +48,8 @@ export interface Entry {
   readyAt: number;
   /** Held by a claim (a rename in progress): not started until released. */
   claimed: boolean;
+  /** Its bytes are being moved to lost+found: no longer an upload to show. */
+  keeping: boolean;
 }
 
 export function newEntry(rec: JournalRecord, job: UploadJob, resumed: boolean, readyAt: number): Entry {
@@ -56,7 +58,7 @@ export function newEntry(rec: JournalRecord, job: UploadJob, resumed: boolean, r
   return {
     job, rec, promise, waiters, resumed, running: false, prepared: false, narrowed: false,
     phase: 'hashing', sent: 0, lastTriedAt: 0, lastProgressLog: 0, cancelled: false,
-    tries: 0, lastTryAnswered: false, readyAt, claimed: false,
+    tries: 0, lastTryAnswered: false, readyAt, claimed: false, keeping: false,
   };
 }
 

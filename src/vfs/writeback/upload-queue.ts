@@ -141,7 +141,7 @@ export class UploadQueue {
 
   status(): UploadStatus[] {
     const now = Date.now();
-    return this.jobs.all.map((e): UploadStatus => {
+    return this.jobs.all.filter((e) => !e.keeping).map((e): UploadStatus => {
       const base = { path: e.rec.job.path, size: e.rec.job.size, sent: e.sent, ...(e.resumed ? { resumed: true } : {}) };
       if (e.running) return { ...base, state: e.phase };
       const wait = this.waits.waitOf(e);
