@@ -109,7 +109,7 @@ Try, in another terminal:
   ls -l $MNT $MNT/notes $MNT/experiment-1
   cat $MNT/README.txt; head $MNT/data/measurements.csv
   sha512sum $MNT/data/random-20MiB.bin
-  getfattr -d -m - $MNT/data $MNT/experiment-1
+  getfattr -d -m - $MNT/data $MNT/experiment-1; getfattr -n user.girder.id $MNT/data
   cp /etc/hosts $MNT/hosts.txt && mkdir $MNT/new-dir && mv $MNT/hosts.txt $MNT/new-dir/
   node $CLI status $MNT
   curl -s -H "Girder-Token: \$(curl -s -X POST $API_URL/api_key/token -d key=$API_KEY | jq -r .authToken.token)" \\
