@@ -51,7 +51,14 @@ function setup(test: { testdir: typeof t.testdir; teardown: typeof t.teardown })
     return { tempPath, size: Buffer.byteLength(data) };
   };
   const journalFiles = (): string[] => readdirSync(journalDir).filter((f) => f.endsWith('.json'));
-  return { dir, journalDir, lostDir: join(dir, 'lost+found'), log, queue, temp, journalFiles };
+  /** A started queue on a fresh in-memory Girder. */
+  const started = async (): Promise<{ store: MemoryStore; q: UploadQueue }> => {
+    const store = new MemoryStore();
+    const q = queue({ store });
+    await q.start();
+    return { store, q };
+  };
+  return { dir, journalDir, lostDir: join(dir, 'lost+found'), log, queue, temp, journalFiles, started };
 }
 
 const job = (folderId: string, path: string, src: { tempPath: string; size: number }): UploadJob =>
@@ -117,10 +124,8 @@ t.test('credentials refused: every upload holds (one probe at a time), status sa
 });
 
 t.test('with a 60 s backoff, a new login tries the uploads waiting for credentials at once (and only those)', async (t) => {
-  const { queue, temp } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, started } = setup(t);
+  const { store, q } = await started();
   const locked = store.seedFolder(store.rootId, 'locked');
   store.setAccess(locked.id, 0);
   const { done: denied } = await q.submit(job(locked.id, '/locked/n', await temp('n')));
@@ -142,10 +147,8 @@ t.test('with a 60 s backoff, a new login tries the uploads waiting for credentia
 });
 
 t.test('a 403 on one folder: that upload waits, the others go on; once access is back SIGHUP retries it at once', async (t) => {
-  const { queue, temp, journalFiles } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, journalFiles, started } = setup(t);
+  const { store, q } = await started();
   const locked = store.seedFolder(store.rootId, 'locked');
   store.setAccess(locked.id, 0);
   const src = await temp('for the locked folder');
@@ -182,10 +185,8 @@ t.test('a 5xx window and full storage pass by themselves, with backoff', async (
 });
 
 t.test('an upload moving to lost+found is never listed both as kept and as an upload', async (t) => {
-  const { queue, temp } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { queue, temp, started } = setup(t);
+  const { store, q } = await started();
   const sub = store.seedFolder(store.rootId, 'sub');
   const hold = store.refuse(new GirderError('Service Unavailable', 503, 'rest'), UPLOAD_CALLS);
   const { done } = await q.submit(job(sub.id, '/sub/x.bin', await temp('precious')));
@@ -262,10 +263,8 @@ t.test('a target folder deleted on the server: the bytes go to lost+found (survi
 });
 
 t.test('a deleted file whose folder still exists is created anew, not sent to lost+found', async (t) => {
-  const { queue, temp, lostDir } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, lostDir, started } = setup(t);
+  const { store, q } = await started();
   const { item, file } = store.seedFile(store.rootId, 'f.txt', 'old');
   await store.deleteItem(item.id);
   const r = await (await q.submit({ path: '/f.txt', target: { kind: 'file', fileId: file.id, fallback: { folderId: store.rootId, name: 'f.txt' } }, ...(await temp('new')) })).done;
@@ -274,10 +273,8 @@ t.test('a deleted file whose folder still exists is created anew, not sent to lo
 });
 
 t.test('moving to lost+found fails: the job stays journaled and waits; it moves once it can', async (t) => {
-  const { queue, temp, journalFiles, lostDir } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, journalFiles, lostDir, started } = setup(t);
+  const { store, q } = await started();
   const sub = store.seedFolder(store.rootId, 'sub');
   await store.deleteFolder(sub.id);
   await rm(lostDir, { recursive: true });
@@ -297,10 +294,8 @@ t.test('moving to lost+found fails: the job stays journaled and waits; it moves 
 });
 
 t.test('close: one summary line, no failure; the jobs stay journaled', async (t) => {
-  const { queue, temp, journalFiles, log, dir, journalDir } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, journalFiles, log, dir, journalDir, started } = setup(t);
+  const { store, q } = await started();
   store.refuse(new GirderError('cannot reach h (ECONNREFUSED)', 0, 'network'), UPLOAD_CALLS);
   const dones = [];
   for (const name of ['p', 'q', 'r']) dones.push((await q.submit(job(store.rootId, `/${name}`, await temp(name)))).done);
@@ -316,10 +311,8 @@ t.test('close: one summary line, no failure; the jobs stay journaled', async (t)
 });
 
 t.test('cancel drops waiting uploads with their data; a newer close supersedes a waiting one that left nothing on the server', async (t) => {
-  const { queue, temp, journalFiles } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store });
-  await q.start();
+  const { temp, journalFiles, started } = setup(t);
+  const { store, q } = await started();
   const refusal = store.refuse(keyRefused(), UPLOAD_CALLS);
   const src = await temp('unwanted');
   const { done } = await q.submit({ ...job(store.rootId, '/u', src), key: 'k1' });
