@@ -281,7 +281,7 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       run('listxattr', path, undefined, cb, () => fs.listxattr(path), (names) => [0, names]);
     },
     removexattr(path, name, cb) {
-      run('removexattr', path, { name }, cb, () => fs.removexattr(path, name), () => [0], true);
+      run('removexattr', path, { name }, cb, () => fs.removexattr(path, name));
     },
   };
 }
