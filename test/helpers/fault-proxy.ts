@@ -221,10 +221,17 @@ export class FaultProxy extends CountingProxy {
     }
   }
 
+  /**
+   * Answer once the request body is read, as Girder behind nginx (which reads whole requests)
+   * does. Answering first and closing would race the client's writes: its next write can meet the
+   * reset before it reads the answer, and a 401 would then look like a dropped connection.
+   */
   private answer(req: IncomingMessage, res: ServerResponse, status: number, contentType: string, body: string): true {
+    req.on('end', () => {
+      res.writeHead(status, { 'content-type': contentType });
+      res.end(body);
+    });
     req.resume();
-    res.writeHead(status, { 'content-type': contentType });
-    res.end(body);
     return true;
   }
 
