@@ -25,7 +25,12 @@
 #      seconds (src/fuse/malloc-settings.ts). glibc gives back only the free top of its heap; the
 #      free chunks left between live ones stayed resident (a soak's heap mapping reached 120 MiB,
 #      of which one malloc_trim gave back 70);
-#   6. exports girder_mount_patch=5 so src/fuse/native-addon.ts can tell the patched addon is loaded.
+#   6. exports girder_mount_patch=6 so src/fuse/native-addon.ts can tell the patched addon is loaded;
+#   7. hands the per-thread state of a FUSE thread that ends to the next thread started (a pthread key
+#      destructor and a free list, not tied to one mount): libfuse 2.9 ends a worker once more than 10 are idle and starts
+#      one when none is, and each new thread got new state with a libuv async handle the event loop
+#      kept forever and scanned at every wake-up. A `find | xargs -P16 cat` of 10,000 files started
+#      666 threads; the handles grew without bound over a mount's life.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -80,7 +85,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  static const uint32_t op_rmdir = 33;
  
 +// girder-mount patch marker, read by src/fuse/native-addon.ts.
-+static const uint32_t girder_mount_patch = 5;
++static const uint32_t girder_mount_patch = 6;
 +
  // Data structures
  
@@ -174,6 +179,79 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  }
 PATCH
 
+# 7. (above): against the result of the first patch
+patch --quiet --directory="$work" -p0 <<'PATCH'
+--- fuse-native.c
++++ fuse-native.c
+@@ -185,11 +185,29 @@
+   uv_sem_t sem;
+   uv_async_t async;
+ 
++  // girder-mount patch: the next on the free list (free_locals)
++  void *next_free;
+ } fuse_thread_locals_t;
+ 
+ static pthread_key_t thread_locals_key;
+ static fuse_thread_locals_t* get_thread_locals();
+ 
++// girder-mount patch: libfuse 2.9's loop ends a worker thread once more than 10 are idle and
++// starts a new one when none is; each new thread got new locals, with an async handle the event
++// loop kept for good and scanned at every wake-up (hundreds within a minute of parallel reads).
++// A thread that ends puts its locals here (the key's destructor) and the next new thread takes
++// them. Not tied to one mount: the next user sets l->fuse.
++static fuse_thread_locals_t *free_locals = NULL;
++static pthread_mutex_t free_locals_mut = PTHREAD_MUTEX_INITIALIZER;
++
++static void release_thread_locals (void *data) {
++  fuse_thread_locals_t *l = (fuse_thread_locals_t *) data;
++  pthread_mutex_lock(&free_locals_mut);
++  l->next_free = free_locals;
++  free_locals = l;
++  pthread_mutex_unlock(&free_locals_mut);
++}
++
+ // Helpers
+ // TODO: Extract into a separate file.
+ 
+@@ -781,6 +799,18 @@
+     return (fuse_thread_locals_t *) data;
+   }
+ 
++  // girder-mount patch: a thread that ended left its locals (async handle included) for this one.
++  pthread_mutex_lock(&free_locals_mut);
++  fuse_thread_locals_t *l = free_locals;
++  if (l != NULL) free_locals = (fuse_thread_locals_t *) l->next_free;
++  pthread_mutex_unlock(&free_locals_mut);
++  if (l != NULL) {
++    l->next_free = NULL;
++    l->fuse = ft;
++    pthread_setspecific(thread_locals_key, (void *) l);
++    return l;
++  }
++
+   // Need to lock the mutation of l->async.
+   uv_mutex_lock(&(ft->mut));
+   ft->async.data = ft;
+@@ -789,7 +819,7 @@
+   uv_async_send(&(ft->async));
+   uv_sem_wait(&(ft->sem));
+ 
+-  fuse_thread_locals_t *l = (fuse_thread_locals_t*) ft->async.data;
++  l = (fuse_thread_locals_t*) ft->async.data;
+ 
+   pthread_setspecific(thread_locals_key, (void *) l);
+   uv_mutex_unlock(&(ft->mut));
+@@ -956,7 +986,7 @@
+     IS_ARRAY_BUFFER_DETACH_SUPPORTED = 1;
+   }
+ 
+-  pthread_key_create(&(thread_locals_key), NULL); // TODO: add destructor
++  pthread_key_create(&(thread_locals_key), release_thread_locals);
+ 
+   NAPI_EXPORT_SIZEOF(fuse_thread_t)
+ 
+PATCH
+
 say "compiling against $node_inc and $fuse_inc"
 # The flags node-gyp would use for a Node addon on Linux (common.gypi), minus the download.
 gcc -shared -fPIC -pthread -O3 -g -Wall -Wno-unused-function -Wno-unused-variable \
@@ -192,5 +270,5 @@ loaded="$(node -e '
   const b = require("node-gyp-build")(process.argv[1]);
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
-[[ "$loaded" == 5 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
-say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr and malloc settings)"
+[[ "$loaded" == 6 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
+say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr, malloc settings and thread state reuse)"

@@ -127,9 +127,9 @@ else
 fi
 
 # npm ci restores fuse-native's original addon; build the patched one (see the script for why),
-# also over a build of an older patch (its girder_mount_patch below 4)
+# also over a build of an older patch (its girder_mount_patch below 6)
 patched_addon() {
-  node -e 'process.exit(require("node-gyp-build")(process.argv[1]).girder_mount_patch >= 4 ? 0 : 1)' node_modules/fuse-native 2>/dev/null
+  node -e 'process.exit(require("node-gyp-build")(process.argv[1]).girder_mount_patch >= 6 ? 0 : 1)' node_modules/fuse-native 2>/dev/null
 }
 if [[ -f scripts/build-fuse-native.sh ]] && ! { [[ -f node_modules/fuse-native/build/Release/fuse.node ]] && patched_addon; }; then
   say "bash scripts/build-fuse-native.sh"

@@ -2,7 +2,7 @@
  * Child process for fuse-layer tests: mounts a MemoryFs with mountFuse.
  *   node dist/test/helpers/fuse-runner.js '<RunnerConfig as JSON>'
  * Prints one JSON line {"ready":true,...} on stdout once the mount answers.
- * SIGUSR1: writes MemoryFs counters to `statsFile` (via a temp file + rename).
+ * SIGUSR1: writes MemoryFs counters and the event loop's async handles to `statsFile` (via a temp file + rename).
  * SIGUSR2: tries a normal unmount; writes {"ok":true} or {"ok":false,"errno":...} to
  *          `${statsFile}.unmount`, and exits 0 when it worked.
  * SIGTERM/SIGINT: unmounts (lazily if busy) and exits 0.
@@ -19,11 +19,27 @@ export interface RunnerConfig {
   faults?: Faults;
   options?: Partial<MountOptions>;
   logLevel?: string;
+  /** Each read waits this long first (to keep many FUSE threads busy at once). */
+  readDelayMs?: number;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as RunnerConfig;
 const logger = createLogger(config.logLevel ?? 'warn', false);
 const fs = new MemoryFs(config.faults ?? {});
+const readDelayMs = config.readDelayMs ?? 0;
+if (readDelayMs > 0) {
+  const read = fs.read.bind(fs);
+  fs.read = async (fh, into, length, position) => {
+    await new Promise((resolve) => setTimeout(resolve, readDelayMs));
+    return read(fh, into, length, position);
+  };
+}
+
+/** libuv async handles in this process's event loop (fuse-native makes one per FUSE thread's state). */
+function asyncHandles(): number {
+  const report = process.report.getReport() as unknown as { libuv: Array<{ type: string }> };
+  return report.libuv.filter((h) => h.type === 'async').length;
+}
 const options: MountOptions = {
   readOnly: false,
   allowOther: false,
@@ -60,7 +76,7 @@ async function stop(): Promise<void> {
 process.on('SIGTERM', () => void stop());
 process.on('SIGINT', () => void stop());
 process.on('SIGUSR1', () => {
-  void writeJson(config.statsFile, { ...fs.stats, utimensCalls: fs.utimensCalls, openHandles: fs.openHandles() });
+  void writeJson(config.statsFile, { ...fs.stats, utimensCalls: fs.utimensCalls, openHandles: fs.openHandles(), asyncHandles: asyncHandles() });
 });
 process.on('SIGUSR2', () => {
   void mount.unmount().then(

@@ -13,7 +13,7 @@ import { isMounted, mountsAt, readProcMounts } from '../../src/fuse/proc-mounts.
 import { silentLogger } from '../../src/log.js';
 import type { MountOptions } from '../../src/fuse/mount.js';
 import type { Faults, WriteStats } from '../helpers/memory-fs.js';
-import { waitFor } from '../helpers/wait.js';
+import { sleep, waitFor } from '../helpers/wait.js';
 
 const RUNNER = fileURLToPath(new URL('../helpers/fuse-runner.js', import.meta.url));
 const ENV = { ...process.env, LC_ALL: 'C', TZ: 'UTC' };
@@ -38,7 +38,7 @@ interface Runner {
   utimensFixed: boolean;
   stderr(): string;
   exited(): boolean;
-  stats(): Promise<WriteStats & { utimensCalls: Array<{ path: string; atime: number; mtime: number }>; openHandles: number }>;
+  stats(): Promise<WriteStats & { utimensCalls: Array<{ path: string; atime: number; mtime: number }>; openHandles: number; asyncHandles: number }>;
   /** SIGTERM and wait for the exit. */
   stop(): Promise<void>;
 }
@@ -46,7 +46,7 @@ interface Runner {
 const base = await mkdtemp(path.join(tmpdir(), 'girder-fuse-layer-'));
 const runners: Runner[] = [];
 
-async function startRunner(name: string, opts: { faults?: Faults; options?: Partial<MountOptions> } = {}): Promise<Runner> {
+async function startRunner(name: string, opts: { faults?: Faults; options?: Partial<MountOptions>; readDelayMs?: number } = {}): Promise<Runner> {
   const mountpoint = path.join(base, name);
   await mkdir(mountpoint, { recursive: true });
   const statsFile = path.join(base, `${name}.stats.json`);
@@ -255,6 +255,30 @@ t.test('prepareMountpoint: missing, file, non-empty, live mount', async (t) => {
   const empty = path.join(base, 'empty');
   await mkdir(empty);
   t.equal(await prepareMountpoint(path.relative(process.cwd(), empty)), empty, 'relative path resolved');
+});
+
+t.test('FUSE threads that come and go reuse their state: the event loop does not gain a handle per thread', async (t) => {
+  // libfuse starts a thread whenever none is idle and ends it once more than 10 are: each burst of
+  // slow reads starts about 30. Each new thread used to get a new async handle, kept for good.
+  const r = await startRunner('threads', { readDelayMs: 300 });
+  const bursts = 4;
+  const width = 40;
+  const made = await sh(`for i in $(seq 1 ${bursts * width}); do echo "$i" > f$i; done`, r.mountpoint);
+  t.equal(made.code, 0, made.stderr);
+  const burst = async (k: number): Promise<void> => {
+    const files = Array.from({ length: width }, (_, i) => `f${k * width + i + 1}`);
+    const read = await sh(`for f in ${files.join(' ')}; do cat "$f" > /dev/null & done; wait`, r.mountpoint);
+    t.equal(read.code, 0, read.stderr);
+    await sleep(300); // the threads beyond 10 idle end
+  };
+  const before = (await r.stats()).asyncHandles;
+  await burst(0);
+  const afterFirst = (await r.stats()).asyncHandles;
+  t.ok(afterFirst - before >= 20, `the first burst ran on many threads at once (${before} async handles, then ${afterFirst})`);
+  for (let k = 1; k < bursts; k++) await burst(k);
+  const afterAll = (await r.stats()).asyncHandles;
+  t.ok(afterAll - afterFirst <= 2, `${bursts - 1} more bursts added no handles (${afterFirst}, then ${afterAll})`);
+  await r.stop();
 });
 
 t.test('a dead mount (runner killed with SIGKILL) is cleared and reused', async (t) => {
