@@ -30,7 +30,10 @@
 #      destructor and a free list, not tied to one mount): libfuse 2.9 ends a worker once more than 10 are idle and starts
 #      one when none is, and each new thread got new state with a libuv async handle the event loop
 #      kept forever and scanned at every wake-up. A `find | xargs -P16 cat` of 10,000 files started
-#      666 threads; the handles grew without bound over a mount's life.
+#      666 threads; the handles grew without bound over a mount's life;
+#   8. answers flush of a handle opened read-only in C: src/fuse/handles.ts tags those (bit 30), and
+#      their flush does nothing. The kernel sends a flush at every close(2): one of the five round
+#      trips to JavaScript each `cat` of a small file cost.
 # The result goes to node_modules/fuse-native/build/Release/fuse.node, which node-gyp-build loads
 # before prebuilds/. Run it again after every `npm ci` / `npm install` (they restore the original).
 #
@@ -179,7 +182,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  }
 PATCH
 
-# 7. (above): against the result of the first patch
+# 7. and 8. (above): against the result of the first patch
 patch --quiet --directory="$work" -p0 <<'PATCH'
 --- fuse-native.c
 +++ fuse-native.c
@@ -213,7 +216,21 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  // Helpers
  // TODO: Extract into a separate file.
  
-@@ -781,6 +799,18 @@
+@@ -552,7 +570,13 @@
+   napi_create_string_utf8(env, l->name, NAPI_AUTO_LENGTH, &(argv[3]));
+ })
+ 
++// girder-mount patch: JavaScript tags the handles it opens read-only (src/fuse/handles.ts), whose
++// flush has nothing to do; the kernel sends one at every close(2): answered here.
++#define GIRDER_MOUNT_READ_ONLY_FH (1u << 30)
++
+ FUSE_METHOD_VOID(flush, 2, 0, (const char *path, struct fuse_file_info *info), {
++  if (info != NULL && (info->fh & GIRDER_MOUNT_READ_ONLY_FH)) return 0;
++
+   l->path = path;
+   l->info = info;
+ }, {
+@@ -781,6 +805,18 @@
      return (fuse_thread_locals_t *) data;
    }
  
@@ -232,7 +249,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
    // Need to lock the mutation of l->async.
    uv_mutex_lock(&(ft->mut));
    ft->async.data = ft;
-@@ -789,7 +819,7 @@
+@@ -789,7 +825,7 @@
    uv_async_send(&(ft->async));
    uv_sem_wait(&(ft->sem));
  
@@ -241,7 +258,7 @@ patch --quiet --directory="$work" -p0 <<'PATCH'
  
    pthread_setspecific(thread_locals_key, (void *) l);
    uv_mutex_unlock(&(ft->mut));
-@@ -956,7 +986,7 @@
+@@ -956,7 +992,7 @@
      IS_ARRAY_BUFFER_DETACH_SUPPORTED = 1;
    }
  
@@ -271,4 +288,4 @@ loaded="$(node -e '
   process.stdout.write(String(b.girder_mount_patch));
 ' "$fn_dir")" || die "the rebuilt addon does not load"
 [[ "$loaded" == 6 ]] || die "node-gyp-build does not pick the rebuilt addon (PREBUILDS_ONLY set?)"
-say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr, malloc settings and thread state reuse)"
+say "installed $fn_dir/build/Release/fuse.node (patched utimens, getxattr, flush, malloc settings and thread state reuse)"

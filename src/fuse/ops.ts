@@ -14,6 +14,7 @@ import { FsError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Attr, FileSystem, FsStats } from '../vfs/api.js';
 import { EPERM, errnoOf } from './errno.js';
+import { fsHandle, kernelHandle } from './handles.js';
 import { OpWatchdog, type OpBounds } from './op-watchdog.js';
 import { ReadBuffers } from './read-buffers.js';
 
@@ -25,7 +26,6 @@ const OMITTED_TIME = Number.MAX_SAFE_INTEGER;
 /** chown's "leave unchanged" ((uid_t)-1), as fuse-native's uint32 conversion delivers it. */
 const UNCHANGED_ID = 0xffffffff;
 const UINT32_MAX = 0xffffffff;
-const INT32_MAX = 0x7fffffff;
 const XATTR_CREATE = 1;
 const XATTR_REPLACE = 2;
 
@@ -145,7 +145,7 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       run('getattr', path, undefined, cb, () => fs.getattr(path), (attr) => [0, toStat(attr)]);
     },
     fgetattr(path, fd, cb) {
-      run('fgetattr', path, { fh: fd }, cb, () => fs.fgetattr(path, fd), (attr) => [0, toStat(attr)]);
+      run('fgetattr', path, { fh: fd }, cb, () => fs.fgetattr(path, fsHandle(fd)), (attr) => [0, toStat(attr)]);
     },
     readdir(path, cb) {
       run('readdir', path, undefined, cb, () => fs.readdir(path), (names) => [0, ['.', '..', ...names]]);
@@ -155,16 +155,16 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     },
 
     open(path, flags, cb) {
-      run('open', path, { flags }, cb, () => fs.open(path, flags), (fh) => [0, checkHandle(fh)], true);
+      run('open', path, { flags }, cb, () => fs.open(path, flags), (fh) => [0, kernelHandle(fh, flags)], true);
     },
     create(path, mode, cb) {
-      run('create', path, { mode }, cb, () => fs.create(path, mode, CREATE_FLAGS), (fh) => [0, checkHandle(fh)]);
+      run('create', path, { mode }, cb, () => fs.create(path, mode, CREATE_FLAGS), (fh) => [0, kernelHandle(fh, CREATE_FLAGS)]);
     },
     read(path, fd, buffer, length, position, cb) {
       // Bytes already in memory go straight into the kernel's buffer: nothing answers in between.
       let now: number | undefined;
       try {
-        now = fs.readNow(fd, buffer, length, position);
+        now = fs.readNow(fsHandle(fd), buffer, length, position);
       } catch (err) {
         logger.error({ op: 'read', path, err }, 'unexpected error serving a read from memory; reading it the other way');
       }
@@ -181,7 +181,7 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
       }
       // The rest waits, filling a buffer of ours, copied into the kernel's once done (read-buffers.ts says why).
       const into = readBuffers.take(length);
-      run('read', path, { fh: fd, length, position }, cb, () => fs.read(fd, into, length, position), (bytes) => {
+      run('read', path, { fh: fd, length, position }, cb, () => fs.read(fsHandle(fd), into, length, position), (bytes) => {
         const n = checkCount(bytes, length);
         into.copy(buffer, 0, 0, n);
         readBuffers.give(into);
@@ -190,22 +190,22 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     },
     write(path, fd, buffer, length, position, cb) {
       run('write', path, { fh: fd, length, position }, cb,
-        () => fs.write(fd, buffer, length, position), (bytes) => [checkCount(bytes, length)]);
+        () => fs.write(fsHandle(fd), buffer, length, position), (bytes) => [checkCount(bytes, length)]);
     },
     flush(path, fd, cb) {
-      run('flush', path, { fh: fd }, cb, () => fs.flush(fd), undefined, true);
+      run('flush', path, { fh: fd }, cb, () => fs.flush(fsHandle(fd)), undefined, true);
     },
     fsync(path, datasync, fd, cb) {
-      run('fsync', path, { fh: fd, datasync }, cb, () => fs.fsync(fd), undefined, true);
+      run('fsync', path, { fh: fd, datasync }, cb, () => fs.fsync(fsHandle(fd)), undefined, true);
     },
     release(path, fd, cb) {
-      run('release', path, { fh: fd }, cb, () => fs.release(fd), undefined, true);
+      run('release', path, { fh: fd }, cb, () => fs.release(fsHandle(fd)), undefined, true);
     },
     truncate(path, size, cb) {
       run('truncate', path, { size }, cb, () => fs.truncate(path, size), undefined, true);
     },
     ftruncate(path, fd, size, cb) {
-      run('ftruncate', path, { fh: fd, size }, cb, () => fs.ftruncate(fd, size));
+      run('ftruncate', path, { fh: fd, size }, cb, () => fs.ftruncate(fsHandle(fd), size));
     },
 
     unlink(path, cb) {
@@ -325,12 +325,6 @@ function toMs(ms: number): number {
 
 function toUint32(n: number): number {
   return Number.isFinite(n) ? Math.min(UINT32_MAX, Math.max(0, Math.floor(n))) : 0;
-}
-
-/** fuse-native passes handles to C as int32. */
-function checkHandle(fh: number): number {
-  if (!Number.isInteger(fh) || fh < 0 || fh > INT32_MAX) throw new Error(`file handle ${fh} is not an int32`);
-  return fh;
 }
 
 function checkCount(bytes: number, length: number): number {

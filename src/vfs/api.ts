@@ -43,6 +43,7 @@ export interface FileSystem {
   readdir(path: string): Promise<string[]>;
   statfs(): Promise<FsStats>;
 
+  /** A new handle, below 2^30 (the fuse layer tags the kernel's copy: src/fuse/handles.ts). */
   open(path: string, flags: number): Promise<number>;
   create(path: string, mode: number, flags: number): Promise<number>;
   read(fh: number, into: Buffer, length: number, position: number): Promise<number>;
@@ -53,7 +54,10 @@ export interface FileSystem {
    */
   readNow(fh: number, into: Buffer, length: number, position: number): number | undefined;
   write(fh: number, data: Buffer, length: number, position: number): Promise<number>;
-  /** close(2) of one descriptor of the handle (may be called several times). */
+  /**
+   * close(2) of one descriptor of the handle (may be called several times). It has nothing to do
+   * for a handle opened read-only: the fuse layer answers those itself (src/fuse/handles.ts).
+   */
   flush(fh: number): Promise<void>;
   /** Returns once Girder holds everything written through this handle. */
   fsync(fh: number): Promise<void>;

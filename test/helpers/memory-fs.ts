@@ -34,13 +34,14 @@ export interface WriteStats {
   bigWrites: number;
   /** getxattr calls that reached JavaScript. */
   getxattrCalls: number;
+  flushCalls: number;
 }
 
 /** Per path: an errno name (FsError) or 'crash' (a plain Error, i.e. a bug below the fuse layer). */
 export type Faults = Record<string, Errno | 'crash'>;
 
 export class MemoryFs implements FileSystem {
-  readonly stats: WriteStats = { writeCalls: 0, writeBytes: 0, minWrite: 0, maxWrite: 0, bigWrites: 0, getxattrCalls: 0 };
+  readonly stats: WriteStats = { writeCalls: 0, writeBytes: 0, minWrite: 0, maxWrite: 0, bigWrites: 0, getxattrCalls: 0, flushCalls: 0 };
   /** Every utimens call as it arrived, for tests. */
   readonly utimensCalls: Array<{ path: string; atime: number; mtime: number }> = [];
   private readonly root: Node;
@@ -136,6 +137,7 @@ export class MemoryFs implements FileSystem {
   }
 
   async flush(fh: number): Promise<void> {
+    this.stats.flushCalls++;
     this.handle(fh);
   }
 

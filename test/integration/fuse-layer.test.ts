@@ -151,6 +151,20 @@ t.test('the security.capability lookup before each write(2) is answered without 
   t.match(asked.stderr, /Operation not supported/, 'asking for it gets EOPNOTSUPP');
 });
 
+t.test('close(2) of a file opened read-only is answered without JavaScript; of one written, it is not', async (t) => {
+  const file = path.join(main.mountpoint, 'closes.txt');
+  t.equal((await sh(`echo one > ${file}`)).code, 0);
+  const before = await main.stats();
+  const cat = await sh(`cat ${file} ${file} ${file}`);
+  t.equal(cat.stdout, 'one\none\none\n');
+  const afterReads = await main.stats();
+  t.equal(afterReads.flushCalls, before.flushCalls, 'three read-only opens and closes: no flush reached the FileSystem');
+  t.equal(afterReads.openHandles, before.openHandles, 'and each handle was released (the tagged handle found its own)');
+  t.equal((await sh(`echo two >> ${file}`)).code, 0);
+  t.ok((await main.stats()).flushCalls > afterReads.flushCalls, 'the close of a handle opened for writing still flushes');
+  t.equal((await sh(`cat ${file}`)).stdout, 'one\ntwo\n');
+});
+
 t.test('ls -l learns from the first file that there are no SELinux labels or ACLs', async (t) => {
   // coreutils stops asking a device for them after an EOPNOTSUPP; ENODATA made it ask every file.
   for (const name of ['security.selinux', 'system.posix_acl_access', 'system.posix_acl_default', 'trusted.x']) {
