@@ -4,13 +4,13 @@
  * kernel sends one at every close(2), and flushing a handle opened read-only has nothing to do
  * (FileSystem.flush). Without the patch the flush comes here and does nothing, as before.
  */
-import { O_ACCMODE } from '../vfs/api.js';
+import { MAX_FILE_HANDLE, O_ACCMODE } from '../vfs/api.js';
 
-export const READ_ONLY_FH = 1 << 30;
+export const READ_ONLY_FH = MAX_FILE_HANDLE + 1;
 
 /** The handle the kernel gets for the FileSystem's `fh`, opened with `flags`. */
 export function kernelHandle(fh: number, flags: number): number {
-  if (!Number.isInteger(fh) || fh < 0 || fh >= READ_ONLY_FH) throw new Error(`file handle ${fh} is outside 0..2^30`);
+  if (!Number.isInteger(fh) || fh < 0 || fh > MAX_FILE_HANDLE) throw new Error(`file handle ${fh} is outside 0..${MAX_FILE_HANDLE}`);
   return (flags & O_ACCMODE) === 0 ? fh | READ_ONLY_FH : fh; // O_RDONLY
 }
 

@@ -30,6 +30,9 @@ export interface FsStats {
 }
 
 /** Open flags the model cares about (values as in Linux `open(2)`). */
+/** The largest file handle a FileSystem gives (the fuse layer uses the bit above: src/fuse/handles.ts). */
+export const MAX_FILE_HANDLE = 2 ** 30 - 1;
+
 export const O_ACCMODE = 0o3;
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
@@ -43,7 +46,7 @@ export interface FileSystem {
   readdir(path: string): Promise<string[]>;
   statfs(): Promise<FsStats>;
 
-  /** A new handle, below 2^30 (the fuse layer tags the kernel's copy: src/fuse/handles.ts). */
+  /** A new handle, at most MAX_FILE_HANDLE (the fuse layer tags the kernel's copy: src/fuse/handles.ts). */
   open(path: string, flags: number): Promise<number>;
   create(path: string, mode: number, flags: number): Promise<number>;
   read(fh: number, into: Buffer, length: number, position: number): Promise<number>;

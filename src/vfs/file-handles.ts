@@ -1,7 +1,7 @@
 import { FsError } from '../errors.js';
 import { toFsError } from './fs-error.js';
 import type { Attr } from './api.js';
-import { O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
+import { MAX_FILE_HANDLE, O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
 import { FilesAhead } from './files-ahead.js';
@@ -259,7 +259,10 @@ export class FileHandles {
   }
 
   private addHandle(handle: Handle): number {
-    const fh = this.nextHandle++;
+    // Numbers come round again after MAX_FILE_HANDLE opens (a day of 10,000 a second), skipping open ones.
+    let fh = this.nextHandle;
+    while (this.handles.has(fh)) fh = fh >= MAX_FILE_HANDLE ? 1 : fh + 1;
+    this.nextHandle = fh >= MAX_FILE_HANDLE ? 1 : fh + 1;
     this.handles.set(fh, handle);
     return fh;
   }

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { errnoOf } from '../helpers/errno.js';
-import { S_IFDIR, S_IFREG } from '../../src/vfs/api.js';
+import { MAX_FILE_HANDLE, S_IFDIR, S_IFREG } from '../../src/vfs/api.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 
 
@@ -83,6 +83,23 @@ t.test('a file deleted while open answers ESTALE, not ENOENT', async (t) => {
   const buf = Buffer.alloc(4096);
   t.equal(await errnoOf(fx.vfs.read(fh, buf, 4096, 9 << 20)), 'ESTALE');
   await fx.vfs.release(fh);
+});
+
+t.test('handle numbers come round after MAX_FILE_HANDLE, past the ones still open', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  fx.store.seedFile(fx.store.rootId, 'f.txt', 'round');
+  const first = await fx.vfs.open('/f.txt', 0);
+  t.equal(first, 1);
+  // a day of opens at 10,000 a second, skipped: the next number is the last one
+  (fx.vfs as unknown as { files: { nextHandle: number } }).files.nextHandle = MAX_FILE_HANDLE;
+  const last = await fx.vfs.open('/f.txt', 0);
+  t.equal(last, MAX_FILE_HANDLE);
+  const next = await fx.vfs.open('/f.txt', 0);
+  t.equal(next, 2, 'then 1 again, which is still open: 2');
+  const buf = Buffer.alloc(16);
+  for (const fh of [first, last, next]) t.equal(buf.subarray(0, await fx.vfs.read(fh, buf, 16, 0)).toString(), 'round');
+  for (const fh of [first, last, next]) await fx.vfs.release(fh);
 });
 
 t.test('xattrs show ids, sha512 and metadata', async (t) => {
