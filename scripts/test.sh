@@ -7,26 +7,43 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 bash scripts/setup.sh
 
-# tap excludes folders named dist by default, so without test files among the arguments name them all
-args=("$@")
+# tap excludes folders named dist by default, so without test files among the arguments name them all.
+# The real-programs test then runs on its own, after the others (which run two at a time, jobs in
+# package.json): it holds each git step to a bound set for a machine running nothing else
+# (test/integration/real-programs.test.ts).
 has_files=0
 for a in "$@"; do [[ "$a" == *.js ]] && has_files=1; done
+batches=()
 if ((!has_files)); then
   mapfile -t files < <(find dist/test -name '*.test.js' | sort)
   ((${#files[@]})) || { echo "test.sh: no compiled tests under dist/test" >&2; exit 1; }
-  args+=("${files[@]}")
+  together=()
+  alone=()
+  for f in "${files[@]}"; do
+    if [[ "$f" == */real-programs.test.js ]]; then alone+=("$f"); else together+=("$f"); fi
+  done
+  batches+=("$(printf '%q ' "$@" "${together[@]}")")
+  ((${#alone[@]})) && batches+=("$(printf '%q ' --jobs 1 "$@" "${alone[@]}")")
+else
+  batches+=("$(printf '%q ' "$@")")
 fi
 
 LOG="$(mktemp "${TMPDIR:-/tmp}/girder-mount-tap.XXXXXX")"
 trap 'rm -f "$LOG"' EXIT
-set +e
-npx tap "${args[@]}" 2>&1 | tee "$LOG"
-code=${PIPESTATUS[0]}
-set -e
+code=0
+for batch in "${batches[@]}"; do
+  eval "args=($batch)"
+  set +e
+  npx tap "${args[@]}" 2>&1 | tee -a "$LOG"
+  c=${PIPESTATUS[0]}
+  set -e
+  ((c == 0)) || code=$c
+done
 
-summary="$(grep -E '^# \{ total: [0-9]+' "$LOG" | tail -n 1 || true)"
-if [[ -n "$summary" ]]; then
-  count() { grep -oE "$1: [0-9]+" <<<"$summary" | grep -oE '[0-9]+' || echo 0; }
+# one "# { total: ... }" line per batch: added up
+summaries="$(grep -E '^# \{ total: [0-9]+' "$LOG" || true)"
+if [[ -n "$summaries" ]]; then
+  count() { { grep -oE "$1: [0-9]+" <<<"$summaries" || true; } | awk -F': ' '{ n += $2 } END { print n + 0 }'; }
   line="tap: $(count pass) passed, $(count fail) failed"
   skipped="$(count skip)"
   [[ "$skipped" != 0 ]] && line+=", $skipped skipped"
