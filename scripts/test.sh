@@ -11,10 +11,22 @@ bash scripts/setup.sh
 # The real-programs test then runs on its own, after the others (which run two at a time, jobs in
 # package.json): it holds each git step to a bound set for a machine running nothing else
 # (test/integration/real-programs.test.ts).
+LOG="$(mktemp "${TMPDIR:-/tmp}/girder-mount-tap.XXXXXX")"
+trap 'rm -f "$LOG"' EXIT
+code=0
+tap_run() {
+  set +e
+  npx tap "$@" 2>&1 | tee -a "$LOG"
+  local c=${PIPESTATUS[0]}
+  set -e
+  ((c == 0)) || code=$c
+}
+
 has_files=0
 for a in "$@"; do [[ "$a" == *.js ]] && has_files=1; done
-batches=()
-if ((!has_files)); then
+if ((has_files)); then
+  tap_run "$@"
+else
   mapfile -t files < <(find dist/test -name '*.test.js' | sort)
   ((${#files[@]})) || { echo "test.sh: no compiled tests under dist/test" >&2; exit 1; }
   together=()
@@ -22,25 +34,11 @@ if ((!has_files)); then
   for f in "${files[@]}"; do
     if [[ "$f" == */real-programs.test.js ]]; then alone+=("$f"); else together+=("$f"); fi
   done
-  batches+=("$(printf '%q ' "$@" "${together[@]}")")
-  ((${#alone[@]})) && batches+=("$(printf '%q ' --jobs 1 "$@" "${alone[@]}")")
-else
-  batches+=("$(printf '%q ' "$@")")
+  tap_run "$@" "${together[@]}"
+  ((${#alone[@]} == 0)) || tap_run --jobs 1 "$@" "${alone[@]}"
 fi
 
-LOG="$(mktemp "${TMPDIR:-/tmp}/girder-mount-tap.XXXXXX")"
-trap 'rm -f "$LOG"' EXIT
-code=0
-for batch in "${batches[@]}"; do
-  eval "args=($batch)"
-  set +e
-  npx tap "${args[@]}" 2>&1 | tee -a "$LOG"
-  c=${PIPESTATUS[0]}
-  set -e
-  ((c == 0)) || code=$c
-done
-
-# one "# { total: ... }" line per batch: added up
+# one "# { total: ... }" line per tap run: added up
 summaries="$(grep -E '^# \{ total: [0-9]+' "$LOG" || true)"
 if [[ -n "$summaries" ]]; then
   count() { { grep -oE "$1: [0-9]+" <<<"$summaries" || true; } | awk -F': ' '{ n += $2 } END { print n + 0 }'; }
