@@ -29,11 +29,12 @@ export interface FsStats {
   readonly namemax: number;
 }
 
-/** Open flags the model cares about (values as in Linux `open(2)`). */
 /** The largest file handle a FileSystem gives (the fuse layer uses the bit above: src/fuse/handles.ts). */
 export const MAX_FILE_HANDLE = 2 ** 30 - 1;
 
+/** Open flags the model cares about (values as in Linux `open(2)`). */
 export const O_ACCMODE = 0o3;
+export const O_RDONLY = 0o0;
 export const O_WRONLY = 0o1;
 export const O_RDWR = 0o2;
 export const O_TRUNC = 0o1000;

@@ -1,7 +1,7 @@
 import { FsError } from '../errors.js';
 import { toFsError } from './fs-error.js';
 import type { Attr } from './api.js';
-import { MAX_FILE_HANDLE, O_ACCMODE, O_TRUNC, S_IFREG } from './api.js';
+import { MAX_FILE_HANDLE, O_ACCMODE, O_RDONLY, O_TRUNC, S_IFREG } from './api.js';
 import { versionKeyOf } from './cache/version-key.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
 import { FilesAhead } from './files-ahead.js';
@@ -56,7 +56,7 @@ export class FileHandles {
   }
 
   async open(path: string, flags: number): Promise<number> {
-    const writable = (flags & O_ACCMODE) !== 0;
+    const writable = (flags & O_ACCMODE) !== O_RDONLY;
     const truncate = (flags & O_TRUNC) !== 0;
     let local = this.ctx.openFiles.get(path);
     if (local === undefined) {
@@ -260,9 +260,10 @@ export class FileHandles {
 
   private addHandle(handle: Handle): number {
     // Numbers come round again after MAX_FILE_HANDLE opens (a day of 10,000 a second), skipping open ones.
+    const after = (n: number): number => (n >= MAX_FILE_HANDLE ? 1 : n + 1);
     let fh = this.nextHandle;
-    while (this.handles.has(fh)) fh = fh >= MAX_FILE_HANDLE ? 1 : fh + 1;
-    this.nextHandle = fh >= MAX_FILE_HANDLE ? 1 : fh + 1;
+    while (this.handles.has(fh)) fh = after(fh);
+    this.nextHandle = after(fh);
     this.handles.set(fh, handle);
     return fh;
   }
