@@ -52,9 +52,9 @@ function setup(test: { testdir: typeof t.testdir; teardown: typeof t.teardown })
   };
   const journalFiles = (): string[] => readdirSync(journalDir).filter((f) => f.endsWith('.json'));
   /** A started queue on a fresh in-memory Girder. */
-  const started = async (): Promise<{ store: MemoryStore; q: UploadQueue }> => {
+  const started = async (opts: Partial<UploadQueueOptions> = {}): Promise<{ store: MemoryStore; q: UploadQueue }> => {
     const store = new MemoryStore();
-    const q = queue({ store });
+    const q = queue({ ...opts, store });
     await q.start();
     return { store, q };
   };
@@ -98,10 +98,8 @@ t.test('one function sorts failures: what waits, for the server or for one job, 
 });
 
 t.test('credentials refused: every upload holds (one probe at a time), status says why, all go on once Girder takes them', async (t) => {
-  const { queue, temp, journalFiles, log } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store, retryDelayMs: { min: 40, max: 40 } });
-  await q.start();
+  const { temp, journalFiles, log, started } = setup(t);
+  const { store, q } = await started({ retryDelayMs: { min: 40, max: 40 } });
   const refusal = store.refuse(keyRefused(), UPLOAD_CALLS);
   const dones = [];
   for (const name of ['a', 'b', 'c', 'd', 'e']) dones.push((await q.submit(job(store.rootId, `/${name}`, await temp(name)))).done);
@@ -167,10 +165,8 @@ t.test('a 403 on one folder: that upload waits, the others go on; once access is
 });
 
 t.test('a 5xx window and full storage pass by themselves, with backoff', async (t) => {
-  const { queue, temp } = setup(t);
-  const store = new MemoryStore();
-  const q = queue({ store, retryDelayMs: { min: 20, max: 50 } });
-  await q.start();
+  const { temp, started } = setup(t);
+  const { store, q } = await started({ retryDelayMs: { min: 20, max: 50 } });
   const full = store.refuse(new GirderError('Assetstore is unavailable or has insufficient free space.', 400, 'validation'), ['createFile']);
   const { done } = await q.submit(job(store.rootId, '/big.bin', await temp('bytes')));
   await waitFor(() => q.status()[0]?.state === 'waiting', 'waiting on full storage');
@@ -208,11 +204,9 @@ t.test('an upload moving to lost+found is never listed both as kept and as an up
 });
 
 t.test('a target folder deleted on the server: the bytes go to lost+found (survives a restart); nothing else does', async (t) => {
-  const { queue, temp, journalFiles, lostDir, log } = setup(t);
-  const store = new MemoryStore();
+  const { queue, temp, journalFiles, lostDir, log, started } = setup(t);
   const failed: UploadKeptError[] = [];
-  const q = queue({ store, onFailed: (_job, err) => failed.push(err) });
-  await q.start();
+  const { store, q } = await started({ onFailed: (_job, err) => failed.push(err) });
   const sub = store.seedFolder(store.rootId, 'sub');
   const hold = store.refuse(new GirderError('Service Unavailable', 503, 'rest'), UPLOAD_CALLS);
   const { done } = await q.submit(job(sub.id, '/sub/x.bin', await temp('precious')));
