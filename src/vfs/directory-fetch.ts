@@ -48,15 +48,19 @@ export class DirectoryFetch {
       const known = this.itemFiles.get(item);
       if (known !== undefined) return { item, files: known };
       let files: readonly FileDoc[];
+      let sentAt = 0;
       try {
-        files = await this.fileLists.run(() => this.store.listFiles(item.id));
+        files = await this.fileLists.run(() => {
+          sentAt = Date.now();
+          return this.store.listFiles(item.id);
+        });
       } catch (err) {
         // Deleted since the item page was read (an rm or a replace elsewhere in the folder): it
         // is not there, and the listing, with every lookup in it, must not fail for it.
         if (isMissing(err, 'item')) return undefined;
         throw err;
       }
-      this.itemFiles.fetched(item, files);
+      this.itemFiles.fetched(item, files, sentAt);
       return { item, files };
     }));
     const items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
@@ -65,10 +69,10 @@ export class DirectoryFetch {
 
   /** The listing plugin's pages of a folder, their file lists noted; undefined without the plugin. */
   private async pluginPages(id: string): Promise<FolderContents | undefined> {
+    const sentAt = Date.now();
     const contents = await this.store.folderContents(id);
     if (contents === undefined) return undefined;
-    const at = Date.now();
-    for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, at);
+    for (const { item, files } of contents.items) this.itemFiles.fetched(item, files, sentAt);
     return contents;
   }
 
@@ -82,8 +86,9 @@ export class DirectoryFetch {
   }
 
   async itemDir(dir: DirNode & { kind: 'itemdir' }): Promise<Map<string, Node>> {
+    const sentAt = Date.now();
     const files = await this.store.listFiles(dir.item.id);
-    this.itemFiles.fetched(dir.item, files);
+    this.itemFiles.fetched(dir.item, files, sentAt);
     return nameEntries(
       files.map((file: FileDoc) => ({
         id: file.id,

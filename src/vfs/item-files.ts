@@ -12,7 +12,9 @@ import { growingLru } from './growing-lru.js';
  * while the item's `size` and `updated` are the same. What that cannot see: a file replaced by
  * one of the same size (only the file's `created` and `sha512` move), renamed, or a 0-byte file
  * added or removed. Those are caught when the file is opened after the TTL (Tree.current asks for
- * the file itself), and by the listing plugin, which always sends the files.
+ * the file itself), and by the listing plugin, which always sends the files. An item seen with no
+ * file is asked again at every listing: Girder makes an upload's item before its file (models/
+ * upload.py finalizeUpload), and a 0-byte file arriving then moves nothing the listing shows.
  */
 interface Entry {
   /** The item's `updated` as Girder has it; undefined after a change made here, until a listing says. */
@@ -33,15 +35,20 @@ export class ItemFiles {
   /** The item's files as last seen, when the item is unchanged since. */
   get(item: ItemDoc): readonly FileDoc[] | undefined {
     const entry = this.entries.get(item.id);
-    if (entry === undefined || entry.size !== item.size) return undefined;
+    if (entry === undefined || entry.size !== item.size || entry.files.length === 0) return undefined;
     if (entry.updated === undefined) entry.updated = item.updated; // the first listing after a change made here
     else if (entry.updated !== item.updated) return undefined;
     return entry.files;
   }
 
-  /** Files just fetched from Girder. */
-  fetched(item: ItemDoc, files: readonly FileDoc[], at = Date.now()): void {
-    this.entries.set(item.id, { updated: item.updated, size: item.size, files, checkedAt: at });
+  /**
+   * Files fetched from Girder by a request sent at `sentAt`. What was learnt of the item since it
+   * was sent (an upload from here that ended meanwhile) is newer, and is kept.
+   */
+  fetched(item: ItemDoc, files: readonly FileDoc[], sentAt: number): void {
+    const known = this.entries.get(item.id);
+    if (known !== undefined && known.checkedAt >= sentAt) return;
+    this.entries.set(item.id, { updated: item.updated, size: item.size, files, checkedAt: sentAt });
   }
 
   /**

@@ -152,3 +152,22 @@ t.test('an item deleted while its folder is listed does not fail the listing', a
   t.equal((await fx.readFile('/kept.bin')).toString(), 'kept', 'the other file opens and reads');
   t.same(await fx.vfs.readdir('/'), ['kept.bin'], 'the deleted one is not listed');
 });
+
+t.test('an item seen with no file is asked again: a 0-byte file that arrives later shows as a file', async (t) => {
+  // Girder makes an upload's item before its file; a listing between the two saw an empty item,
+  // and a 0-byte file changes neither the item's size nor its `updated`: stress-ng's dentry
+  // stressor then found directories where it had made files, and its rmdir failed.
+  const fx = await vfsFixture({ ttlMs: 30 });
+  t.teardown(() => fx.close());
+  const { store } = fx;
+  const item = store.seedItem(store.rootId, 'late');
+  store.seedFile(store.rootId, 'kept', 'kept');
+  t.equal((await fx.vfs.getattr('/late')).mode & S_IFDIR, S_IFDIR, 'an item with no file is a directory');
+  store.seedFileInItem(item.id, 'late', '');
+  await new Promise((resolve) => setTimeout(resolve, 40));
+  store.calls.length = 0;
+  const attr = await fx.vfs.getattr('/late');
+  t.equal(attr.mode & S_IFREG, S_IFREG, 'at the next listing it is the file it holds');
+  t.equal(attr.size, 0);
+  t.equal(store.count('listFiles'), 1, 'only the item seen empty is asked for its files again');
+});
