@@ -31,15 +31,18 @@ export class DirectoryFetch {
    * A folder seen for the first time is listed with the listing plugin's pages when the server has
    * it (every item's files included). One listed before is listed with Girder's own pages, and its
    * unchanged items keep the files they had (ItemFiles): no file is sent again. Only when many of
-   * its items are new does the plugin list it again, rather than a request per new item.
+   * its items are new does the plugin list it again, rather than a request per new item. Items in
+   * `removing` (removed here, their DELETE still queued) are left out before their files are asked
+   * for: `rm -r` of a big folder on a busy server otherwise asks for every one at each TTL.
    */
-  async folder(dir: FolderNode, listedBefore: boolean): Promise<Map<string, Node>> {
+  async folder(dir: FolderNode, listedBefore: boolean, removing?: ReadonlySet<string>): Promise<Map<string, Node>> {
     const id = dir.folder.id;
     if (!listedBefore) {
       const contents = await this.pluginPages(id);
       if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
     }
-    const [folders, listedItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
+    const [folders, allItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
+    const listedItems = removing === undefined ? allItems : allItems.filter((item) => !removing.has(item.id));
     if (listedBefore && listedItems.filter((item) => this.itemFiles.get(item) === undefined).length > FILE_LISTS_IN_FLIGHT) {
       const contents = await this.pluginPages(id);
       if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);

@@ -356,7 +356,7 @@ export class Tree {
       this.fetching.set(key, fetching);
       let entries: Map<string, Node>;
       try {
-        entries = dir.kind === 'folder' ? await this.fetchDir.folder(dir, this.listings.has(key)) : await this.fetchDir.itemDir(dir);
+        entries = dir.kind === 'folder' ? await this.fetchDir.folder(dir, this.listings.has(key), this.removing.get(key)) : await this.fetchDir.itemDir(dir);
       } finally {
         this.fetching.delete(key);
       }

@@ -19,10 +19,12 @@ t.test('an unlink answers before Girder removes the file; listings fetched meanw
   const gate = fx.store.gate('deleteItem');
   await fx.vfs.unlink('/gone.txt');
   await gate.reached;
+  fx.store.calls.length = 0;
   t.same(await fx.vfs.readdir('/'), ['kept.txt'], 'gone from the mount at once');
   t.equal(await errnoOf(fx.vfs.getattr('/gone.txt')), 'ENOENT');
   await sleep(TTL + 5);
   t.same(await fx.vfs.readdir('/'), ['kept.txt'], 'a listing fetched while Girder still has it leaves it out');
+  t.equal(fx.store.count('listFiles'), 0, 'without asking for the files of the item being removed (rm -r of a big folder asked for every one at each TTL)');
   t.ok(fx.store.itemsIn(fx.store.rootId).some((i) => i.name === 'gone.txt'), 'Girder still has it');
   gate.release();
   await fx.removals.drain(5_000);
