@@ -53,7 +53,10 @@ export class Namespace {
     const node = await this.existing(dir, name, path);
     if (!isDir(node)) throw new FsError('ENOTDIR', path);
     checkWritable(this.ctx, dir, path);
-    if ((await this.ctx.tree.list(node)).size > 0 || this.ctx.openFiles.under(path).length > 0) throw new FsError('ENOTEMPTY', path);
+    // A file unlinked while open stays under libfuse's hidden name until its last close, but is
+    // no longer in the folder (it will not be uploaded): rmdir(2) of it succeeds on a local disk too.
+    const held = this.ctx.openFiles.under(path).filter((local) => !local.unlinked);
+    if ((await this.ctx.tree.list(node)).size > 0 || held.length > 0) throw new FsError('ENOTEMPTY', path);
     if (node.kind === 'folder') {
       // Empty by a listing fresh this moment: gone from the mount now, and Girder's recursive
       // DELETE follows in the background (journaled), taking the removals still queued under it:

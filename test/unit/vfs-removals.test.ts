@@ -212,3 +212,25 @@ t.test('a file removed while a program reads it keeps its cached bytes until tha
   await fx.vfs.unlink(hidden);
   t.notOk(fx.reader.holds(file.id), 'gone from the cache once closed');
 });
+
+t.test('rmdir of a folder whose last file was unlinked while a program still holds it open', async (t) => {
+  // stress-ng's fanotify stressor: a child killed with the file open, then the parent's unlink
+  // and rmdir. libfuse keeps the file under a hidden name until its last close, and rmdir(2) of
+  // the folder succeeds on a local disk meanwhile.
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  await fx.vfs.mkdir('/d', 0o755);
+  const folderId = (await fx.store.listFolders(fx.store.rootId))[0]!.id;
+  const fh = await fx.vfs.create('/d/f', 0o644, O_WRONLY);
+  await fx.vfs.write(fh, Buffer.from('unsaved'), 7, 0);
+  const hidden = '/d/.fuse_hidden0000000300000001';
+  await fx.vfs.rename('/d/f', hidden);
+  await fx.vfs.rmdir('/d');
+  t.equal(await errnoOf(fx.vfs.getattr('/d')), 'ENOENT', 'the folder is gone');
+  await fx.vfs.release(fh);
+  await fx.vfs.unlink(hidden);
+  await fx.uploads.drain(5_000);
+  await fx.removals.drain(5_000);
+  t.notOk(fx.store.hasFolder(folderId), 'and gone from Girder');
+  t.equal(fx.store.count('createFile'), 0, 'the unlinked file was never uploaded');
+});
