@@ -6,10 +6,9 @@ import { toFsError } from './fs-error.js';
 import { abandoned, localWriter, type LocalWriter, type WriteFds } from './local-writes/index.js';
 import type { FileDoc } from '../girder/types.js';
 import type { ReadSession, UploadTarget } from './ports.js';
+import { largestFileSize } from './largest-file.js';
 import { newTemp, newTempWith } from './temp-file.js';
 
-/** Positions past this lose precision in a JS number: refuse them rather than corrupt data. */
-const MAX_OFFSET = Number.MAX_SAFE_INTEGER;
 /** Copying a remote file in goes in steps of this many bytes. */
 const FILL_CHUNK = 4 << 20;
 
@@ -56,6 +55,8 @@ export class LocalFile {
     private direct: FileHandle | undefined,
     private length: number,
     private readonly writer: LocalWriter,
+    /** The largest size the temp file can have (largest-file.ts). */
+    private readonly maxSize: number,
     /** Names this file's uploads across renames (see UploadJob.key). */
     readonly key: string = randomUUID(),
   ) {
@@ -65,8 +66,9 @@ export class LocalFile {
   }
 
   static async create(dataDir: string, path: string, target: UploadTarget, writer = localWriter()): Promise<LocalFile> {
+    const maxSize = await largestFileSize(dataDir);
     const { tempPath, fd, direct } = await newTemp(dataDir, writer);
-    return new LocalFile(dataDir, path, target, tempPath, fd, direct, 0, writer);
+    return new LocalFile(dataDir, path, target, tempPath, fd, direct, 0, writer, maxSize);
   }
 
   /**
@@ -75,13 +77,14 @@ export class LocalFile {
    * snapshot(), so a write copies it first. `key` is the job's, so a new close uploads after it.
    */
   static async adopt(dataDir: string, path: string, target: UploadTarget, source: string, key: string, writer = localWriter()): Promise<LocalFile> {
+    const maxSize = await largestFileSize(dataDir);
     const tempPath = join(dataDir, `${randomUUID()}.data`);
     await link(source, tempPath);
     let fd: FileHandle | undefined;
     try {
       fd = await open(tempPath, 'r+');
       const st = await fd.stat();
-      const local = new LocalFile(dataDir, path, target, tempPath, fd, undefined, st.size, writer, key);
+      const local = new LocalFile(dataDir, path, target, tempPath, fd, undefined, st.size, writer, maxSize, key);
       local.shared = true;
       local.hashing = false;
       local.modified = Math.round(st.mtimeMs);
@@ -227,7 +230,7 @@ export class LocalFile {
    * failure there is reported by a later write, and always by flush (close) and fsync.
    */
   async write(data: Buffer, length: number, position: number): Promise<number> {
-    if (position + length > MAX_OFFSET) throw new FsError('EFBIG', `write past ${MAX_OFFSET}`);
+    if (position + length > this.maxSize) throw new FsError('EFBIG', `write past ${this.maxSize}, the largest file the cache directory holds`);
     if (this.writeFailure !== undefined) throw toFsError(this.writeFailure);
     if (length <= 0) return 0;
     try {
@@ -251,7 +254,7 @@ export class LocalFile {
   }
 
   async truncate(size: number): Promise<void> {
-    if (size > MAX_OFFSET) throw new FsError('EFBIG', `size past ${MAX_OFFSET}`);
+    if (size > this.maxSize) throw new FsError('EFBIG', `size past ${this.maxSize}, the largest file the cache directory holds`);
     if (size > this.length) await this.checkRoom(size - this.length);
     try {
       await this.unshare(Math.min(size, this.length));
