@@ -18,8 +18,8 @@ sha() { sha256sum "$@" | awk '{print $1}'; }
 
 # --- Debian packages ---------------------------------------------------------------------------
 # gcc and patch: scripts/build-fuse-native.sh rebuilds fuse-native's addon with a fix;
-# git, sqlite3, fio and vim-tiny: programs test/integration/real-programs.test.ts runs on the mount
-DEB_PACKAGES=(libfuse2 fuse attr rsync curl jq systemd python3-venv gcc patch git sqlite3 fio vim-tiny)
+# git, sqlite3, fio, vim-tiny and stress-ng: programs test/integration/real-programs.test.ts runs on the mount
+DEB_PACKAGES=(libfuse2 fuse attr rsync curl jq systemd python3-venv gcc patch git sqlite3 fio vim-tiny stress-ng)
 if command -v dpkg-query >/dev/null 2>&1; then
   missing=()
   for pkg in "${DEB_PACKAGES[@]}"; do

@@ -256,6 +256,17 @@ program('fio', 'fio with --verify=crc32c: sequential and random writes', async (
   t.same(await s.mountTree(), await s.serverTree(), 'after a remount: what the mount reads is what the server holds (REST)');
 });
 
+program('stress-ng', 'stress-ng file-system stressors (dentry, fanotify, filename, rename, hdd with --verify) at once', async (t, s) => {
+  // Each failed here once: directories where files had been made (an item listed between Girder's
+  // item and file), rmdir of a folder whose file a killed child still held, a name probe.
+  const stressors = '--dentry 1 --fanotify 1 --filename 1 --rename 1 --hdd 1 --hdd-bytes 4M --verify';
+  const r = await s.step('stress-ng, 4 s', `stress-ng ${stressors} --timeout 4 --seed ${SEED} --temp-path "$D" --metrics-brief 2>&1`, { timeoutMs: 120_000 });
+  t.notMatch(r.stdout, /\bfail\b|error:/, 'no stressor failed');
+  t.same(await listing(s, '.'), [], 'every stressor removed what it made');
+  await s.uploadsDone();
+  t.same(await s.mountTree(), await s.serverTree(), 'what the mount shows is what the server holds (REST)');
+});
+
 interface ExerciserReport {
   ok: boolean;
   name: string;
