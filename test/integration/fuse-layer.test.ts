@@ -291,7 +291,9 @@ t.test('FUSE threads that come and go reuse their state: the event loop does not
   t.ok(afterFirst - before >= 20, `the first burst ran on many threads at once (${before} async handles, then ${afterFirst})`);
   for (let k = 1; k < bursts; k++) await burst(k);
   const afterAll = (await r.stats()).asyncHandles;
-  t.ok(afterAll - afterFirst <= 2, `${bursts - 1} more bursts added no handles (${afterFirst}, then ${afterAll})`);
+  // A later burst may run a few more threads at once than the first (CI: 49, then 52); without the
+  // reuse each burst added about 30.
+  t.ok(afterAll - afterFirst <= 10, `${bursts - 1} more bursts added at most the few threads they ran beyond the first's (${afterFirst} async handles, then ${afterAll})`);
   await r.stop();
 });
 
