@@ -3,6 +3,7 @@ import type { FileDoc, ItemDoc } from '../girder/types.js';
 import { versionKeyOf } from './cache/version-key.js';
 import type { VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
+import { modeMeta } from './mode-meta.js';
 import { mtimeMeta } from './mtime-meta.js';
 import { parentAndName } from './names.js';
 import { isDir, type DirNode, type FileNode } from './nodes.js';
@@ -34,9 +35,7 @@ export async function afterUpload(ctx: VfsContext, reader: DataReader, local: Lo
  * listing, if there is one (no listing is fetched for it).
  */
 async function placeInTree(ctx: VfsContext, local: LocalFile, file: FileDoc, itemId: string, knownItem: UploadResult['item']): Promise<void> {
-  let item = local.explicitMtime !== undefined && !local.dirty
-    ? await ctx.store.setItemMeta(itemId, mtimeMeta(local.explicitMtime, file))
-    : undefined;
+  let item = await storeProgramMeta(ctx, local, file, itemId);
   const { parent, name } = parentAndName(local.path);
   const dir = ctx.tree.resolveCached(parent);
   if (dir === undefined || !isDir(dir)) {
@@ -58,6 +57,23 @@ async function placeInTree(ctx: VfsContext, local: LocalFile, file: FileDoc, ite
     return;
   }
   ctx.tree.set(dir, name, node, exact);
+}
+
+/**
+ * The mtime and execute bit a program set, in one metadata request; none when neither was set or
+ * the copy changed again (its next upload stores them).
+ */
+async function storeProgramMeta(ctx: VfsContext, local: LocalFile, file: FileDoc, itemId: string): Promise<ItemDoc | undefined> {
+  if (local.dirty) return undefined;
+  const executable = local.executable;
+  const meta = {
+    ...(local.explicitMtime !== undefined ? mtimeMeta(local.explicitMtime, file) : {}),
+    ...(local.modeChanged ? modeMeta(executable) : {}),
+  };
+  if (Object.keys(meta).length === 0) return undefined;
+  const item = await ctx.store.setItemMeta(itemId, meta);
+  local.modeStored(executable);
+  return item;
 }
 
 /**

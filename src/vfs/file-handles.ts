@@ -6,6 +6,7 @@ import { versionKeyOf } from './cache/version-key.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
 import { FilesAhead } from './files-ahead.js';
 import { LocalFile } from './local-file.js';
+import { executableOf, isExecutableMode } from './mode-meta.js';
 import { checkStorableName } from './names.js';
 import { fileAttr, isDir, type FileNode, type Owner } from './nodes.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
@@ -87,7 +88,7 @@ export class FileHandles {
     return this.addHandle({ kind: 'local', local, writable });
   }
 
-  async create(path: string): Promise<number> {
+  async create(path: string, mode: number): Promise<number> {
     const { dir, name } = await parentOf(this.ctx, path);
     checkWritable(this.ctx, dir, path);
     checkStorableName(name);
@@ -98,6 +99,7 @@ export class FileHandles {
     await this.removals.settled(path);
     const local = await LocalFile.create(this.opts.dataDir, path, target);
     local.markDirty();
+    local.setExecutable(isExecutableMode(mode));
     this.ctx.openFiles.add(local);
     this.ctx.openFiles.acquire(local);
     return this.addHandle({ kind: 'local', local, writable: true });
@@ -235,7 +237,8 @@ export class FileHandles {
       await local.dispose();
       throw err;
     }
-    local.startedFrom({ mtime: fileAttr(node, this.ctx.owner).mtime, version: versionKeyOf(node.file) }, empty && node.file.size > 0);
+    const executable = !node.inItemDir && executableOf(node.item);
+    local.startedFrom({ mtime: fileAttr(node, this.ctx.owner).mtime, version: versionKeyOf(node.file), executable }, empty && node.file.size > 0);
     return local;
   }
 
@@ -283,7 +286,7 @@ export class FileHandles {
 
 /** A local copy's attributes: a regular file of the mount's owner. */
 export function localAttr(local: LocalFile, owner: Owner): Attr {
-  const perm = 0o644 & ~owner.umask;
+  const perm = (local.executable ? 0o755 : 0o644) & ~owner.umask;
   return {
     mode: S_IFREG | perm,
     size: local.size,

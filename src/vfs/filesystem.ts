@@ -2,7 +2,9 @@ import type { Attr, FileSystem, FsStats } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
 import { FileHandles, localAttr, type VfsOptions } from './file-handles.js';
 import { Namespace } from './namespace.js';
-import { fileAttr, nodeAttr } from './nodes.js';
+import type { Meta } from '../girder/types.js';
+import { executableOf, isExecutableMode, modeMeta } from './mode-meta.js';
+import { fileAttr, nodeAttr, type FileNode } from './nodes.js';
 import { mtimeMeta } from './mtime-meta.js';
 import type { DataReader, Removals, Uploads } from './ports.js';
 import type { UploadHandoff } from './upload-handoff.js';
@@ -62,8 +64,8 @@ export class Vfs implements FileSystem {
     return this.files.open(cleanPath(path), flags);
   }
 
-  create(path: string, _mode: number, _flags: number): Promise<number> {
-    return this.files.create(cleanPath(path));
+  create(path: string, mode: number, _flags: number): Promise<number> {
+    return this.files.create(cleanPath(path), mode);
   }
 
   read(fh: number, into: Buffer, length: number, position: number): Promise<number> {
@@ -108,16 +110,38 @@ export class Vfs implements FileSystem {
     const node = await this.ctx.tree.resolve(path);
     if (node.kind !== 'file' || node.inItemDir || this.ctx.owner.readOnly) return;
     if (fileAttr(node, this.ctx.owner).mtime === mtime) return;
-    checkWritable(this.ctx, node, path);
-    const item = await this.ctx.store.setItemMeta(node.item.id, mtimeMeta(mtime, node.file));
+    await this.storeItemMeta(path, node, mtimeMeta(mtime, node.file));
     this.ctx.tree.rememberMtime(node.file, mtime);
-    const { dir, name } = await parentOf(this.ctx, path);
-    this.ctx.tree.set(dir, name, { ...node, item });
   }
 
-  /** Girder has no modes or owners: accepted (so cp -p and rsync -a work) and not stored. */
-  async chmod(path: string, _mode: number): Promise<void> {
-    await this.getattr(path);
+  /**
+   * Girder has no modes or owners. A file's execute bit is kept in its item's metadata
+   * (mode-meta.ts); the other bits, and any mode of a directory, are accepted (so cp -p and
+   * rsync -a work) and not stored.
+   */
+  async chmod(path: string, mode: number): Promise<void> {
+    path = cleanPath(path);
+    const executable = isExecutableMode(mode);
+    const local = this.ctx.openFiles.get(path);
+    if (local !== undefined) {
+      local.setExecutable(executable);
+      // The upload to come, or the one in flight, stores it (after-upload.ts).
+      if (local.dirty || local.isNew || this.ctx.openFiles.uploading(local) || !local.modeChanged) return;
+    }
+    const node = await this.ctx.tree.resolve(path);
+    if (node.kind !== 'file' || node.inItemDir || this.ctx.owner.readOnly) return;
+    if (local === undefined && executableOf(node.item) === executable) return;
+    if (local !== undefined && (local.target.kind !== 'file' || local.target.fileId !== node.file.id)) return;
+    await this.storeItemMeta(path, node, modeMeta(executable));
+    local?.modeStored(executable);
+  }
+
+  /** Metadata of a file Girder has (no upload of it pending), and the file's cached listing entry with it. */
+  private async storeItemMeta(path: string, node: FileNode, meta: Meta): Promise<void> {
+    checkWritable(this.ctx, node, path);
+    const item = await this.ctx.store.setItemMeta(node.item.id, meta);
+    const { dir, name } = await parentOf(this.ctx, path);
+    this.ctx.tree.set(dir, name, { ...node, item });
   }
 
   async chown(path: string, _uid: number, _gid: number): Promise<void> {

@@ -22,6 +22,9 @@ export class LocalFile {
   // Read by others through the getters below, changed only here (and through its verbs).
   private changed = false;
   private programMtime: number | undefined;
+  /** Executable as programs see it, and as the Girder item holds it (mode-meta.ts). */
+  private exec = false;
+  private storedExec = false;
   private modified = Date.now();
   private removed = false;
   private uploadError: unknown;
@@ -123,6 +126,15 @@ export class LocalFile {
     return this.programMtime;
   }
 
+  get executable(): boolean {
+    return this.exec;
+  }
+
+  /** A chmod (or a create's mode) made it executable or not, and Girder's item does not say so yet. */
+  get modeChanged(): boolean {
+    return this.exec !== this.storedExec;
+  }
+
   /** Unlinked while open: nothing more is uploaded. */
   get unlinked(): boolean {
     return this.removed;
@@ -171,10 +183,12 @@ export class LocalFile {
    * The copy of a remote file is ready: it shows the remote file's mtime, and is uploaded at its
    * close only when `changed` (emptied by an O_TRUNC open) or written to.
    */
-  startedFrom(remote: { readonly mtime: number; readonly version: string }, changed: boolean): void {
+  startedFrom(remote: { readonly mtime: number; readonly version: string; readonly executable: boolean }, changed: boolean): void {
     this.changed = changed;
     this.modified = remote.mtime;
     this.startVersion = remote.version;
+    this.exec = remote.executable;
+    this.storedExec = remote.executable;
   }
 
   /** Uploaded at its next close even if nothing is written (a new, empty file). */
@@ -191,6 +205,16 @@ export class LocalFile {
   setMtime(mtime: number): void {
     this.modified = mtime;
     this.programMtime = mtime;
+  }
+
+  /** A program made it executable or not (create's mode, chmod). */
+  setExecutable(executable: boolean): void {
+    this.exec = executable;
+  }
+
+  /** Girder's item now says whether it is executable. */
+  modeStored(executable: boolean): void {
+    this.storedExec = executable;
   }
 
   /** Girder has an upload of it: later uploads replace that file. */

@@ -1,6 +1,7 @@
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import { AccessLevel } from '../girder/types.js';
 import { S_IFDIR, S_IFREG, type Attr } from './api.js';
+import { executableOf } from './mode-meta.js';
 import { mtimeOf } from './mtime-meta.js';
 
 /** A Girder folder: a directory. */
@@ -91,7 +92,8 @@ export function dirAttr(node: DirNode, owner: Owner): Attr {
 
 export function fileAttr(node: FileNode, owner: Owner): Attr {
   const mtime = node.mtime ?? mtimeOf(node.item, node.file);
-  const perm = (canWrite(owner, node.access) ? 0o644 : 0o444) & ~owner.umask;
+  const exec = !node.inItemDir && executableOf(node.item) ? 0o111 : 0;
+  const perm = ((canWrite(owner, node.access) ? 0o644 : 0o444) | exec) & ~owner.umask;
   return {
     mode: S_IFREG | perm,
     size: node.file.size,

@@ -87,13 +87,13 @@ export class UploadHandoff {
 
   /**
    * The file holds exactly the bytes of its Girder file, as it is now (an identical re-copy). Only
-   * asked when the hash is at hand; any doubt (another upload of it in flight, an mtime to store,
+   * asked when the hash is at hand; any doubt (another upload of it in flight, an mtime or a mode to store,
    * the server not answering) says no, and the normal upload path decides.
    */
   private async sameAsServer(local: LocalFile): Promise<boolean> {
     const target = local.target;
     if (target.kind !== 'file' || target.remoteSha512 === undefined) return false;
-    if (this.ctx.openFiles.uploading(local) || local.explicitMtime !== undefined) return false;
+    if (this.ctx.openFiles.uploading(local) || local.explicitMtime !== undefined || local.modeChanged) return false;
     const sha512 = await local.digest().catch((err: unknown) => {
       throw toFsError(err);
     });

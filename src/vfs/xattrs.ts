@@ -1,6 +1,7 @@
 import { FsError } from '../errors.js';
 import type { Meta } from '../girder/types.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
+import { MODE_KEY } from './mode-meta.js';
 import { MTIME_KEY } from './mtime-meta.js';
 import type { Node } from './nodes.js';
 
@@ -23,7 +24,7 @@ export class Xattrs {
    */
   async list(path: string): Promise<string[]> {
     const node = await this.node(path);
-    return Object.keys(metaOf(node)).filter((key) => key !== MTIME_KEY).map((key) => META_PREFIX + key);
+    return Object.keys(metaOf(node)).filter((key) => key !== MTIME_KEY && key !== MODE_KEY).map((key) => META_PREFIX + key);
   }
 
   async get(path: string, name: string): Promise<Buffer> {
@@ -65,7 +66,7 @@ export class Xattrs {
     if (name === ID || name === FILE_ID || name === SHA512) throw new FsError('EPERM', `${name} is read-only`);
     if (!name.startsWith(META_PREFIX)) throw new FsError('ENOTSUP', `only ${META_PREFIX}* attributes are stored`);
     const key = name.slice(META_PREFIX.length);
-    if (key === '' || key === MTIME_KEY || key.includes('.') || key.startsWith('$')) {
+    if (key === '' || key === MTIME_KEY || key === MODE_KEY || key.includes('.') || key.startsWith('$')) {
       throw new FsError('EINVAL', `Girder cannot hold the metadata key "${key}"`);
     }
     return key;

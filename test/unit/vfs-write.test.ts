@@ -272,6 +272,72 @@ t.test('utimens is kept in metadata and survives a listing', async (t) => {
   t.equal((await fx.vfs.getattr('/fresh.txt')).mtime, when);
 });
 
+t.test('the execute bit is kept in metadata; the other mode bits are not', async (t) => {
+  const fx = await vfsFixture();
+  t.teardown(() => fx.close());
+  const perm = async (path: string): Promise<number> => (await fx.vfs.getattr(path)).mode & 0o777;
+  const metaOf = async (name: string): Promise<unknown> => {
+    const item = fx.store.itemsIn(fx.store.rootId).find((i) => i.name === name);
+    return item === undefined ? 'no item' : (await fx.store.getItem(item.id)).meta.fuse_mode;
+  };
+  const afterUploads = async (): Promise<void> => {
+    await settled(fx);
+    t.ok(await fx.vfs.quiesce(10_000), 'what follows the uploads is done');
+  };
+
+  // gcc creates its output 0777 & ~umask; a shell redirection 0666 & ~umask.
+  const fh = await fx.vfs.create('/prog', 0o100755, O_WRONLY);
+  t.equal(await perm('/prog'), 0o755, 'executable while written');
+  await fx.vfs.write(fh, Buffer.from('\x7fELF'), 4, 0);
+  await fx.vfs.release(fh);
+  await fx.writeFile('/plain', 'data');
+  await afterUploads();
+  t.equal(await metaOf('prog'), '755');
+  t.equal(await metaOf('plain'), undefined, 'a file created 0644 leaves no metadata');
+  t.equal(fx.store.count('setItemMeta'), 1, 'one metadata request, for the executable only');
+  fx.tree.clear();
+  t.equal(await perm('/prog'), 0o755, 'read back from Girder');
+  t.equal(await perm('/plain'), 0o644);
+
+  await fx.vfs.chmod('/plain', 0o100700);
+  t.equal(await metaOf('plain'), '755', 'chmod +x of a file Girder has');
+  t.equal(await perm('/plain'), 0o755);
+  await fx.vfs.chmod('/plain', 0o100750);
+  t.equal(fx.store.count('setItemMeta'), 2, 'no request when the execute bit stays');
+  await fx.vfs.chmod('/plain', 0o100600);
+  t.equal(await metaOf('plain'), undefined, 'chmod -x deletes the key');
+  fx.tree.clear();
+  t.equal(await perm('/plain'), 0o644);
+
+  // Rewritten in place (O_TRUNC), a file keeps its mode, as on a local disk.
+  const again = await fx.vfs.open('/prog', O_WRONLY | O_TRUNC);
+  await fx.vfs.write(again, Buffer.from('new'), 3, 0);
+  await fx.vfs.release(again);
+  const before = fx.store.count('setItemMeta');
+  await afterUploads();
+  t.equal(await metaOf('prog'), '755');
+  t.equal(fx.store.count('setItemMeta'), before, 'nothing to store again');
+  fx.tree.clear();
+  t.equal(await perm('/prog'), 0o755);
+
+  // chmod +x right after a close, while its upload is pending: stored once it is uploaded.
+  await fx.writeFile('/run.sh', '#!/bin/sh\n');
+  await fx.vfs.chmod('/run.sh', 0o100755);
+  t.equal(await perm('/run.sh'), 0o755, 'seen at once');
+  await afterUploads();
+  t.equal(await metaOf('run.sh'), '755');
+
+  // xattrs keep the key to themselves; a file of an item directory is never executable.
+  t.notOk((await fx.vfs.listxattr('/run.sh')).includes('user.girder.meta.fuse_mode'));
+  t.equal(await errnoOf(fx.vfs.setxattr('/run.sh', 'user.girder.meta.fuse_mode', Buffer.from('"755"'))), 'EINVAL');
+  const item = fx.store.seedItem(fx.store.rootId, 'bundle');
+  fx.store.seedFileInItem(item.id, 'a.bin', 'a');
+  fx.store.seedFileInItem(item.id, 'b.bin', 'b');
+  fx.tree.clear();
+  await fx.vfs.chmod('/bundle/a.bin', 0o100755);
+  t.equal(await perm('/bundle/a.bin'), 0o644);
+});
+
 t.test('refusals: EACCES without write access, names Girder cannot hold, huge offsets', async (t) => {
   const fx = await vfsFixture();
   t.teardown(() => fx.close());
