@@ -1,11 +1,11 @@
 // Issue 11, item 5: real programs from Debian packages on the mount (tar, git, sqlite3, rsync, vim
-// and sed, fio) and our own random-operations checker (test/tools/fs_exerciser.py), each in its own
-// folder. Every result is checked after an unmount and a remount with an empty cache dir, through
+// and sed, gcc and executables, fio, stress-ng) and our own random-operations checker
+// (test/tools/fs_exerciser.py), each in its own folder. Every result is checked after an unmount and a remount with an empty cache dir, through
 // the mount and over REST. Each command has a time bound: a hung mount fails the test, it does not
 // hang it. The same commands run on local disk too, for the timing table printed as comments.
 //
 // Seeds: REAL_PROGRAMS_SEED=<n> changes every tree, database, fio pattern and checker run.
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { repoRoot } from '../helpers/girder-server.js';
@@ -237,6 +237,35 @@ program('editor', 'editor saves with a backup file: vim (backup, writebackup) an
   t.same(await s.serverTree(), await localTree(s.L), 'the server holds the same (REST)');
 });
 
+program('executables', 'gcc, chmod +x and tar -x of executables: they run from the mount, also after a remount', async (t, s) => {
+  const rng = new SeededRandom(SEED + 7);
+  await writeFile(path.join(s.work, 'hello.c'), '#include <stdio.h>\nint main(void) { puts("built on the mount"); return 0; }\n');
+  // a package's tree: scripts in bin/ (0755) among data files (0644)
+  const pkg = path.join(s.work, 'pkg');
+  await mkdir(path.join(pkg, 'bin'), { recursive: true });
+  await mkdir(path.join(pkg, 'share'), { recursive: true });
+  const tools = rng.int(3, 8);
+  for (let i = 0; i < tools; i++) {
+    await writeFile(path.join(pkg, 'bin', `tool-${i}`), `#!/bin/sh\necho tool-${i} ran\n`, { mode: 0o755 });
+    await writeFile(path.join(pkg, 'share', `data-${i}.bin`), rng.bytes(rng.int(1, 20_000)), { mode: 0o644 });
+  }
+  await s.bounded('tar -cf "$W/pkg.tar" -C "$W/pkg" .', 60_000);
+  const runTools = (d: string): string => `for f in ${d}/pkg/bin/*; do "$f"; done`;
+  await s.step('gcc -o, then run', 'gcc -o "$D/hello" "$W/hello.c" && "$D/hello"');
+  await s.step('chmod +x of a closed file, then run', 'printf \'#!/bin/sh\\necho script ran\\n\' > "$D/run.sh" && sleep 1 && chmod +x "$D/run.sh" && "$D/run.sh"');
+  await s.step('tar -x, then run its scripts', `mkdir "$D/pkg" && tar -xf "$W/pkg.tar" -C "$D/pkg" && ${runTools('"$D"')}`);
+  await s.step('cp, then chmod -x', 'cp "$D/run.sh" "$D/plain.sh" && chmod -x "$D/plain.sh" && ! test -x "$D/plain.sh"');
+  const modes = async (d: string): Promise<string> => (await s.bounded(`cd ${d} && find . -type f -printf '%m %p\\n' | sort`, 60_000)).stdout;
+  const localModes = await modes('"$L"');
+  t.match(localModes, /^755 \.\/hello$/m, 'gcc made an executable (local disk)');
+  t.equal(await modes('"$P"'), localModes, 'the mount shows the modes local disk has');
+
+  await s.remount();
+  t.equal(await modes('"$P"'), localModes, 'after a remount: the same modes');
+  const ran = await s.onMount('run after a remount', `"$P/hello" && "$P/run.sh" && ${runTools('"$P"')} && ! test -x "$P/plain.sh"`);
+  t.equal(ran.stdout.split('\n').filter((l) => l !== '').length, 2 + tools, 'after a remount: the program and every script ran');
+});
+
 program('fio', 'fio with --verify=crc32c: sequential and random writes', async (t, s) => {
   const common = `--ioengine=psync --verify=crc32c --verify_state_save=0 --randseed=${SEED} --directory="$D"`;
   const jobs: Array<[string, string]> = [
@@ -256,10 +285,11 @@ program('fio', 'fio with --verify=crc32c: sequential and random writes', async (
   t.same(await s.mountTree(), await s.serverTree(), 'after a remount: what the mount reads is what the server holds (REST)');
 });
 
-program('stress-ng', 'stress-ng file-system stressors (dentry, fanotify, filename, rename, hdd with --verify) at once', async (t, s) => {
-  // Each failed here once: directories where files had been made (an item listed between Girder's
-  // item and file), rmdir of a folder whose file a killed child still held, a name probe.
-  const stressors = '--dentry 1 --fanotify 1 --filename 1 --rename 1 --hdd 1 --hdd-bytes 4M --verify';
+program('stress-ng', 'stress-ng file-system stressors (access, dentry, fanotify, filename, rename, hdd with --verify) at once', async (t, s) => {
+  // Each failed here once: access(X_OK) after a chmod, directories where files had been made (an
+  // item listed between Girder's item and file), rmdir of a folder whose file a killed child still
+  // held, a name probe.
+  const stressors = '--access 1 --dentry 1 --fanotify 1 --filename 1 --rename 1 --hdd 1 --hdd-bytes 4M --verify';
   const r = await s.step('stress-ng, 4 s', `stress-ng ${stressors} --timeout 4 --seed ${SEED} --temp-path "$D" --metrics-brief 2>&1`, { timeoutMs: 120_000 });
   t.notMatch(r.stdout, /\bfail\b|error:/, 'no stressor failed');
   t.same(await listing(s, '.'), [], 'every stressor removed what it made');
