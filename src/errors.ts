@@ -3,7 +3,7 @@
 export type Errno =
   | 'ENOENT' | 'EEXIST' | 'ENOTDIR' | 'EISDIR' | 'ENOTEMPTY' | 'EACCES' | 'EPERM' | 'EROFS'
   | 'EIO' | 'EINVAL' | 'ENOSPC' | 'EBADF' | 'ENAMETOOLONG' | 'EFBIG' | 'ENOTSUP' | 'ENODATA'
-  | 'ESTALE' | 'EXDEV' | 'EBUSY' | 'ERANGE' | 'ETIMEDOUT';
+  | 'ESTALE' | 'EXDEV' | 'EBUSY' | 'ERANGE' | 'ETIMEDOUT' | 'ELOOP';
 
 /** A filesystem error with the errno the kernel should see. */
 export class FsError extends Error {

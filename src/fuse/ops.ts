@@ -220,11 +220,14 @@ export function buildOperations(fs: FileSystem, logger: Logger, options: Operati
     rename(src, dest, cb) {
       run('rename', src, { dest }, cb, () => fs.rename(src, dest));
     },
-    // Girder has no links or special files: EPERM, the answer POSIX gives for a file system without
-    // them (unimplemented, they were ENOSYS). libfuse creates regular files with create, not mknod.
-    symlink(_target, _path, cb) {
-      cb(EPERM);
+    symlink(target, path, cb) {
+      run('symlink', path, { target }, cb, () => fs.symlink(target, path));
     },
+    readlink(path, cb) {
+      run('readlink', path, undefined, cb, () => fs.readlink(path), (target) => [0, target]);
+    },
+    // Girder has no hard links or special files: EPERM, the answer POSIX gives for a file system
+    // without them (unimplemented, they were ENOSYS). libfuse creates regular files with create, not mknod.
     link(_src, _dest, cb) {
       cb(EPERM);
     },

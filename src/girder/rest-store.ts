@@ -158,8 +158,8 @@ export class RestStore implements GirderStore {
     return decodeFolder(await this.client.post('/folder', { parentType: 'folder', parentId, name }));
   }
 
-  async createItem(folderId: string, name: string): Promise<ItemDoc> {
-    return decodeItem(await this.client.post('/item', { folderId, name }));
+  async createItem(folderId: string, name: string, meta?: Meta): Promise<ItemDoc> {
+    return decodeItem(await this.client.post('/item', { folderId, name, ...(meta === undefined ? {} : { metadata: JSON.stringify(meta) }) }));
   }
 
   async createFile(parent: FileParent, name: string, source: UploadSource, hooks?: UploadHooks): Promise<FileDoc> {

@@ -40,7 +40,7 @@ export interface GirderStore {
 
   createFolder(parentId: string, name: string): Promise<FolderDoc>;
   /** Creates an item; Girder may rename it `name (1)` on a clash: read the returned name. */
-  createItem(folderId: string, name: string): Promise<ItemDoc>;
+  createItem(folderId: string, name: string, meta?: Meta): Promise<ItemDoc>;
   /**
    * A new file in an item, or in a folder, where Girder makes an item of the file's name for it (a
    * clash renames that item `name (1)`: look first when unsure). Under 5 MiB, one request: the

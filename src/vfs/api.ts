@@ -5,9 +5,10 @@
 
 export const S_IFDIR = 0o040000;
 export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
 
 export interface Attr {
-  /** Type bits (S_IFDIR / S_IFREG) and permission bits. */
+  /** Type bits (S_IFDIR / S_IFREG / S_IFLNK) and permission bits. */
   readonly mode: number;
   readonly size: number;
   /** Times in milliseconds since the epoch. */
@@ -74,6 +75,9 @@ export interface FileSystem {
   mkdir(path: string, mode: number): Promise<void>;
   rmdir(path: string): Promise<void>;
   rename(from: string, to: string): Promise<void>;
+  /** symlink(2): a link at `path` holding `target`. */
+  symlink(target: string, path: string): Promise<void>;
+  readlink(path: string): Promise<string>;
   /** Times in milliseconds since the epoch. */
   utimens(path: string, atime: number, mtime: number): Promise<void>;
   chmod(path: string, mode: number): Promise<void>;

@@ -5,6 +5,7 @@ import type { ItemFiles } from './item-files.js';
 import { safeName, suffixed } from './names.js';
 import { itemNode, type DirNode, type FolderNode, type Node } from './nodes.js';
 import { Slots } from './slots.js';
+import { symlinkTargetOf } from './symlink-meta.js';
 
 /**
  * Parallel `GET /item/{id}/files` requests for the items whose files are not known, over all the
@@ -43,12 +44,12 @@ export class DirectoryFetch {
     }
     const [folders, allItems] = await Promise.all([this.store.listFolders(id), this.store.listItems(id)]);
     const listedItems = removing === undefined ? allItems : allItems.filter((item) => !removing.has(item.id));
-    if (listedBefore && listedItems.filter((item) => this.itemFiles.get(item) === undefined).length > FILE_LISTS_IN_FLIGHT) {
+    if (listedBefore && listedItems.filter((item) => this.knownFiles(item) === undefined).length > FILE_LISTS_IN_FLIGHT) {
       const contents = await this.pluginPages(id);
       if (contents !== undefined) return this.folderEntries(dir, contents.folders, contents.items);
     }
     const listed = await Promise.all(listedItems.map(async (item: ItemDoc) => {
-      const known = this.itemFiles.get(item);
+      const known = this.knownFiles(item);
       if (known !== undefined) return { item, files: known };
       let files: readonly FileDoc[];
       let sentAt = 0;
@@ -68,6 +69,11 @@ export class DirectoryFetch {
     }));
     const items = listed.filter((entry): entry is { item: ItemDoc; files: readonly FileDoc[] } => entry !== undefined);
     return this.folderEntries(dir, folders, items);
+  }
+
+  /** Files known without asking: those of an unchanged item, or none for a symbolic link. */
+  private knownFiles(item: ItemDoc): readonly FileDoc[] | undefined {
+    return symlinkTargetOf(item) !== undefined ? [] : this.itemFiles.get(item);
   }
 
   /** The listing plugin's pages of a folder, their file lists noted; undefined without the plugin. */

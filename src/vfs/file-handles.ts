@@ -63,6 +63,7 @@ export class FileHandles {
     if (local === undefined) {
       const found = await this.ctx.tree.resolve(path);
       if (isDir(found)) throw new FsError('EISDIR', path);
+      if (found.kind === 'symlink') throw new FsError('ELOOP', path); // the kernel follows links: only O_NOFOLLOW gets here
       const node = await this.current(path, found);
       if (!writable) {
         this.readBefore.set(node.file.id, true);
@@ -167,6 +168,7 @@ export class FileHandles {
     if (local === undefined) {
       const found = await this.ctx.tree.resolve(path);
       if (isDir(found)) throw new FsError('EISDIR', path);
+      if (found.kind === 'symlink') throw new FsError('ELOOP', path);
       const node = await this.current(path, found);
       if (node.file.size === size) return;
       checkWritable(this.ctx, node, path);

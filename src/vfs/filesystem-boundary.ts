@@ -36,6 +36,8 @@ export class FileSystemBoundary implements FileSystem {
   mkdir(path: string, mode: number): Promise<void> { return converted(this.fs.mkdir(path, mode)); }
   rmdir(path: string): Promise<void> { return converted(this.fs.rmdir(path)); }
   rename(from: string, to: string): Promise<void> { return converted(this.fs.rename(from, to)); }
+  symlink(target: string, path: string): Promise<void> { return converted(this.fs.symlink(target, path)); }
+  readlink(path: string): Promise<string> { return converted(this.fs.readlink(path)); }
   utimens(path: string, atime: number, mtime: number): Promise<void> { return converted(this.fs.utimens(path, atime, mtime)); }
   chmod(path: string, mode: number): Promise<void> { return converted(this.fs.chmod(path, mode)); }
   chown(path: string, uid: number, gid: number): Promise<void> { return converted(this.fs.chown(path, uid, gid)); }

@@ -1,3 +1,4 @@
+import { FsError } from '../errors.js';
 import type { Attr, FileSystem, FsStats } from './api.js';
 import { checkWritable, cleanPath, parentOf, type VfsContext } from './context.js';
 import { FileHandles, localAttr, type VfsOptions } from './file-handles.js';
@@ -162,6 +163,17 @@ export class Vfs implements FileSystem {
 
   rename(from: string, to: string): Promise<void> {
     return this.namespace.rename(cleanPath(from), cleanPath(to));
+  }
+
+  symlink(target: string, path: string): Promise<void> {
+    return this.namespace.symlink(target, cleanPath(path));
+  }
+
+  async readlink(path: string): Promise<string> {
+    path = cleanPath(path);
+    const node = await this.ctx.tree.resolve(path);
+    if (node.kind !== 'symlink') throw new FsError('EINVAL', `${path} is not a symbolic link`);
+    return node.target;
   }
 
   getxattr(path: string, name: string): Promise<Buffer> {

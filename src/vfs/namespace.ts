@@ -3,8 +3,9 @@ import { kindOf } from '../girder/girder-error.js';
 import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
-import { dirKey, isDir, type DirNode, type FileNode, type Node } from './nodes.js';
+import { dirKey, isDir, type DirNode, type FileNode, type Node, type SymlinkNode } from './nodes.js';
 import type { DataReader, Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
+import { MAX_TARGET_BYTES, symlinkMeta } from './symlink-meta.js';
 import { uploadedOrWaiting } from './upload-settled.js';
 
 /**
@@ -17,7 +18,7 @@ export function isFuseHidden(path: string): boolean {
   return FUSE_HIDDEN.test(path.slice(path.lastIndexOf('/') + 1));
 }
 
-/** mkdir, rmdir, unlink and rename, mapped to Girder folder, item and file calls. */
+/** mkdir, rmdir, symlink, unlink and rename, mapped to Girder folder, item and file calls. */
 export class Namespace {
   /**
    * Files Girder no longer has that a process still holds open, by the hidden name libfuse gave
@@ -46,6 +47,25 @@ export class Namespace {
     if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
     const folder = await this.ctx.store.createFolder(dir.folder.id, name).catch(mapNameClash(path));
     this.ctx.tree.created(dir, name, { kind: 'folder', folder });
+  }
+
+  /** A symbolic link: an item holding its target in its metadata (symlink-meta.ts), one request. */
+  async symlink(target: string, path: string): Promise<void> {
+    if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new FsError('ENAMETOOLONG', `the target of ${path}`);
+    await this.removals.settled(path); // Girder still has an entry of the name until then
+    const { dir, name } = await parentOf(this.ctx, path);
+    checkWritable(this.ctx, dir, path);
+    checkStorableName(name);
+    if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
+    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
+    const item = await this.ctx.store.createItem(dir.folder.id, name, symlinkMeta(target));
+    if (item.name !== name) {
+      // Girder has an item of the name that the cached listing does not show: it named this one `name (1)`.
+      await this.ctx.store.deleteItem(item.id);
+      this.ctx.tree.forgetDir(dir);
+      throw new FsError('EEXIST', path);
+    }
+    this.ctx.tree.set(dir, name, { kind: 'symlink', item, target, access: dir.folder.accessLevel });
   }
 
   async rmdir(path: string): Promise<void> {
@@ -96,7 +116,7 @@ export class Namespace {
     });
     if (node === undefined) return;
     if (isDir(node)) throw new FsError('EISDIR', path);
-    if (node.inItemDir) {
+    if (node.kind === 'file' && node.inItemDir) {
       await this.deleteFile(node);
       this.ctx.tree.set(dir, name, undefined);
       this.forgetParentOfItemDir(path); // the item may be a plain file now
@@ -105,7 +125,7 @@ export class Namespace {
     // Gone from the mount now; Girder's DELETE follows in the background (journaled).
     await this.removals.enqueue({ path, kind: 'item', id: node.item.id, dirKey: dirKey(dir) });
     this.ctx.tree.removed(dir, name, node.item.id);
-    this.reader.removed(node.file.id);
+    if (node.kind === 'file') this.reader.removed(node.file.id);
   }
 
   async rename(from: string, to: string): Promise<void> {
@@ -176,6 +196,7 @@ export class Namespace {
     if (isDir(node)) throw new FsError('EISDIR', from);
     await this.deleteFile(node);
     this.ctx.tree.set(dir, name, undefined);
+    if (node.kind !== 'file') return;
     if (node.inItemDir) this.forgetParentOfItemDir(from);
     if (local === undefined) this.hidden.set(to, node);
   }
@@ -227,7 +248,7 @@ export class Namespace {
         .catch(mapNameClash(to));
       return { kind: 'folder', folder };
     }
-    if (node.kind === 'itemdir') {
+    if (node.kind === 'itemdir' || node.kind === 'symlink') {
       if (dir.kind !== 'folder') throw new FsError('EPERM', `${to}: an item directory holds files only`);
       const item = await store.updateItem(node.item.id, { name, folderId: dir.folder.id });
       return { ...node, item, access: dir.folder.accessLevel };
@@ -255,7 +276,11 @@ export class Namespace {
     return { kind: 'file', item, file, inItemDir: dir.kind === 'itemdir', access };
   }
 
-  private async deleteFile(node: FileNode): Promise<void> {
+  private async deleteFile(node: FileNode | SymlinkNode): Promise<void> {
+    if (node.kind === 'symlink') {
+      await this.ctx.store.deleteItem(node.item.id);
+      return;
+    }
     if (node.inItemDir) await this.ctx.store.deleteFile(node.file.id);
     else await this.ctx.store.deleteItem(node.item.id);
     this.reader.removed(node.file.id);

@@ -1,8 +1,9 @@
 import type { FileDoc, FolderDoc, ItemDoc } from '../girder/types.js';
 import { AccessLevel } from '../girder/types.js';
-import { S_IFDIR, S_IFREG, type Attr } from './api.js';
+import { S_IFDIR, S_IFLNK, S_IFREG, type Attr } from './api.js';
 import { executableOf } from './mode-meta.js';
 import { mtimeOf } from './mtime-meta.js';
+import { symlinkTargetOf } from './symlink-meta.js';
 
 /** A Girder folder: a directory. */
 export interface FolderNode {
@@ -29,11 +30,20 @@ export interface FileNode {
   readonly mtime?: number;
 }
 
-export type Node = FolderNode | ItemDirNode | FileNode;
+/** An item without files holding a link's target in its metadata (symlink-meta.ts). */
+export interface SymlinkNode {
+  readonly kind: 'symlink';
+  readonly item: ItemDoc;
+  readonly target: string;
+  /** The folder the item is in (whose access level applies to it). */
+  readonly access: number;
+}
+
+export type Node = FolderNode | ItemDirNode | FileNode | SymlinkNode;
 export type DirNode = FolderNode | ItemDirNode;
 
 export function isDir(node: Node): node is DirNode {
-  return node.kind !== 'file';
+  return node.kind === 'folder' || node.kind === 'itemdir';
 }
 
 /** The key a directory's listing is cached under. */
@@ -53,8 +63,13 @@ export function dirId(node: DirNode): string {
   return node.kind === 'folder' ? node.folder.id : node.item.id;
 }
 
-/** DESIGN.md: an item holding exactly one file with the item's own name is a regular file. */
-export function itemNode(item: ItemDoc, files: FileDoc[], access: number): FileNode | ItemDirNode {
+/**
+ * DESIGN.md: an item holding exactly one file with the item's own name is a regular file. An item
+ * with no file and a link's target in its metadata is a symbolic link.
+ */
+export function itemNode(item: ItemDoc, files: FileDoc[], access: number): FileNode | ItemDirNode | SymlinkNode {
+  const target = files.length === 0 ? symlinkTargetOf(item) : undefined;
+  if (target !== undefined) return { kind: 'symlink', item, target, access };
   const only = files.length === 1 ? files[0] : undefined;
   if (only !== undefined && only.name === item.name) {
     return { kind: 'file', item, file: only, inItemDir: false, access };
@@ -106,6 +121,22 @@ export function fileAttr(node: FileNode, owner: Owner): Attr {
   };
 }
 
+/** A link's mode is always 0777 (Linux ignores it); its size is its target's length. */
+export function symlinkAttr(node: SymlinkNode, owner: Owner): Attr {
+  return {
+    mode: S_IFLNK | 0o777,
+    size: Buffer.byteLength(node.target),
+    mtime: node.item.created,
+    atime: node.item.created,
+    ctime: Math.max(node.item.created, node.item.updated),
+    nlink: 1,
+    uid: owner.uid,
+    gid: owner.gid,
+  };
+}
+
 export function nodeAttr(node: Node, owner: Owner): Attr {
-  return node.kind === 'file' ? fileAttr(node, owner) : dirAttr(node, owner);
+  if (node.kind === 'file') return fileAttr(node, owner);
+  if (node.kind === 'symlink') return symlinkAttr(node, owner);
+  return dirAttr(node, owner);
 }

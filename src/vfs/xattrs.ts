@@ -3,12 +3,16 @@ import type { Meta } from '../girder/types.js';
 import { checkWritable, parentOf, type VfsContext } from './context.js';
 import { MODE_KEY } from './mode-meta.js';
 import { MTIME_KEY } from './mtime-meta.js';
+import { SYMLINK_KEY } from './symlink-meta.js';
 import type { Node } from './nodes.js';
 
 const META_PREFIX = 'user.girder.meta.';
 const ID = 'user.girder.id';
 const FILE_ID = 'user.girder.file_id';
 const SHA512 = 'user.girder.sha512';
+
+/** Metadata keys the mount keeps for itself: never listed, never set through an xattr. */
+const MOUNT_KEYS: ReadonlySet<string> = new Set([MTIME_KEY, MODE_KEY, SYMLINK_KEY]);
 
 /**
  * Girder metadata as extended attributes: `user.girder.meta.<key>` (JSON values, writable) on
@@ -24,7 +28,7 @@ export class Xattrs {
    */
   async list(path: string): Promise<string[]> {
     const node = await this.node(path);
-    return Object.keys(metaOf(node)).filter((key) => key !== MTIME_KEY && key !== MODE_KEY).map((key) => META_PREFIX + key);
+    return Object.keys(metaOf(node)).filter((key) => !MOUNT_KEYS.has(key)).map((key) => META_PREFIX + key);
   }
 
   async get(path: string, name: string): Promise<Buffer> {
@@ -66,7 +70,7 @@ export class Xattrs {
     if (name === ID || name === FILE_ID || name === SHA512) throw new FsError('EPERM', `${name} is read-only`);
     if (!name.startsWith(META_PREFIX)) throw new FsError('ENOTSUP', `only ${META_PREFIX}* attributes are stored`);
     const key = name.slice(META_PREFIX.length);
-    if (key === '' || key === MTIME_KEY || key === MODE_KEY || key.includes('.') || key.startsWith('$')) {
+    if (key === '' || MOUNT_KEYS.has(key) || key.includes('.') || key.startsWith('$')) {
       throw new FsError('EINVAL', `Girder cannot hold the metadata key "${key}"`);
     }
     return key;

@@ -5,14 +5,14 @@
  */
 import { FsError, type Errno } from '../../src/errors.js';
 import {
-  O_ACCMODE, O_TRUNC, S_IFDIR, S_IFREG,
+  O_ACCMODE, O_TRUNC, S_IFDIR, S_IFLNK, S_IFREG,
   type Attr, type FileSystem, type FsStats,
 } from '../../src/vfs/api.js';
 
 const CHUNK = 1 << 20;
 
 interface Node {
-  kind: 'dir' | 'file';
+  kind: 'dir' | 'file' | 'symlink';
   mode: number;
   uid: number;
   gid: number;
@@ -23,6 +23,7 @@ interface Node {
   children: Map<string, Node>;
   chunks: Map<number, Buffer>;
   size: number;
+  target?: string;
 }
 
 export interface WriteStats {
@@ -176,6 +177,22 @@ export class MemoryFs implements FileSystem {
     this.touch(parent);
   }
 
+  async symlink(target: string, path: string): Promise<void> {
+    const { parent, name } = this.parentOf(path);
+    if (parent.children.has(name)) throw new FsError('EEXIST');
+    const node = this.makeNode('symlink', 0o777, this.root.uid, this.root.gid);
+    node.target = target;
+    node.size = Buffer.byteLength(target);
+    parent.children.set(name, node);
+    this.touch(parent);
+  }
+
+  async readlink(path: string): Promise<string> {
+    const node = this.lookup(path);
+    if (node.target === undefined) throw new FsError('EINVAL');
+    return node.target;
+  }
+
   async rmdir(path: string): Promise<void> {
     if (path === '/') throw new FsError('EBUSY');
     const { parent, name } = this.parentOf(path);
@@ -281,7 +298,7 @@ export class MemoryFs implements FileSystem {
     let subdirs = 0;
     if (dir) for (const child of node.children.values()) if (child.kind === 'dir') subdirs++;
     return {
-      mode: (dir ? S_IFDIR : S_IFREG) | node.mode,
+      mode: (dir ? S_IFDIR : node.kind === 'symlink' ? S_IFLNK : S_IFREG) | node.mode,
       size: dir ? 4096 : node.size,
       mtime: node.mtime,
       atime: node.atime,

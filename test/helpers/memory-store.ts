@@ -432,12 +432,12 @@ export class MemoryStore implements GirderStore {
     return this.folderDoc(rec);
   }
 
-  async createItem(folderId: string, name: string): Promise<ItemDoc> {
+  async createItem(folderId: string, name: string, meta?: Meta): Promise<ItemDoc> {
     await this.enter('createItem');
     this.requireLevel(this.folderRec(folderId), AccessLevel.WRITE);
     const clean = this.freeItemName(folderId, cleanName(name, 'Item'), undefined);
     const t = this.now();
-    const rec: ItemRec = { id: this.newId(), name: clean, folderId, created: t, updated: t, meta: {} };
+    const rec: ItemRec = { id: this.newId(), name: clean, folderId, created: t, updated: t, meta: applyMeta({}, meta ?? {}) };
     this.items.set(rec.id, rec);
     return this.itemDoc(rec);
   }
