@@ -5,7 +5,7 @@
 // hang it. The same commands run on local disk too, for the timing table printed as comments.
 //
 // Seeds: REAL_PROGRAMS_SEED=<n> changes every tree, database, fio pattern and checker run.
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { repoRoot } from '../helpers/girder-server.js';
@@ -237,10 +237,10 @@ program('editor', 'editor saves with a backup file: vim (backup, writebackup) an
   t.same(await s.serverTree(), await localTree(s.L), 'the server holds the same (REST)');
 });
 
-program('executables', 'gcc, chmod +x and tar -x of executables: they run from the mount, also after a remount', async (t, s) => {
+program('executables', 'gcc, chmod +x, tar -x of executables and symbolic links, python3 -m venv: they run from the mount, also after a remount', async (t, s) => {
   const rng = new SeededRandom(SEED + 7);
   await writeFile(path.join(s.work, 'hello.c'), '#include <stdio.h>\nint main(void) { puts("built on the mount"); return 0; }\n');
-  // a package's tree: scripts in bin/ (0755) among data files (0644)
+  // a package's tree: scripts in bin/ (0755) among data files (0644), and links to both
   const pkg = path.join(s.work, 'pkg');
   await mkdir(path.join(pkg, 'bin'), { recursive: true });
   await mkdir(path.join(pkg, 'share'), { recursive: true });
@@ -249,21 +249,28 @@ program('executables', 'gcc, chmod +x and tar -x of executables: they run from t
     await writeFile(path.join(pkg, 'bin', `tool-${i}`), `#!/bin/sh\necho tool-${i} ran\n`, { mode: 0o755 });
     await writeFile(path.join(pkg, 'share', `data-${i}.bin`), rng.bytes(rng.int(1, 20_000)), { mode: 0o644 });
   }
+  const latest = rng.int(0, tools - 1);
+  await symlink(`tool-${latest}`, path.join(pkg, 'bin', 'tool-latest'));
+  await symlink(`../share/data-${latest}.bin`, path.join(pkg, 'bin', 'data'));
+  await symlink('/etc/hostname', path.join(pkg, 'share', 'absolute'));
+  await symlink('missing', path.join(pkg, 'share', 'dangling'));
   await s.bounded('tar -cf "$W/pkg.tar" -C "$W/pkg" .', 60_000);
-  const runTools = (d: string): string => `for f in ${d}/pkg/bin/*; do "$f"; done`;
+  const runTools = (d: string): string => `for f in ${d}/pkg/bin/tool-*; do "$f"; done`;
   await s.step('gcc -o, then run', 'gcc -o "$D/hello" "$W/hello.c" && "$D/hello"');
   await s.step('chmod +x of a closed file, then run', 'printf \'#!/bin/sh\\necho script ran\\n\' > "$D/run.sh" && sleep 1 && chmod +x "$D/run.sh" && "$D/run.sh"');
-  await s.step('tar -x, then run its scripts', `mkdir "$D/pkg" && tar -xf "$W/pkg.tar" -C "$D/pkg" && ${runTools('"$D"')}`);
+  await s.step('tar -x, then run its scripts', `mkdir "$D/pkg" && tar -xf "$W/pkg.tar" -C "$D/pkg" && ${runTools('"$D"')} && cmp "$D/pkg/bin/data" "$W/pkg/share/data-${latest}.bin"`);
   await s.step('cp, then chmod -x', 'cp "$D/run.sh" "$D/plain.sh" && chmod -x "$D/plain.sh" && ! test -x "$D/plain.sh"');
-  const modes = async (d: string): Promise<string> => (await s.bounded(`cd ${d} && find . -type f -printf '%m %p\\n' | sort`, 60_000)).stdout;
-  const localModes = await modes('"$L"');
-  t.match(localModes, /^755 \.\/hello$/m, 'gcc made an executable (local disk)');
-  t.equal(await modes('"$P"'), localModes, 'the mount shows the modes local disk has');
+  await s.step('python3 -m venv (links lib64 and its python)', 'python3 -m venv --without-pip "$D/venv" && "$D/venv/bin/python" -c "import sys; assert sys.prefix != sys.base_prefix"');
+  const entries = async (d: string): Promise<string> => (await s.bounded(`cd ${d} && find . -printf '%y %m %p -> %l\\n' | grep -v '^d' | sort`, 60_000)).stdout;
+  const local = await entries('"$L"');
+  t.match(local, /^f 755 \.\/hello -> $/m, 'gcc made an executable (local disk)');
+  t.match(local, /^l 777 \.\/pkg\/bin\/tool-latest -> tool-\d+$/m, 'tar made links (local disk)');
+  t.equal(await entries('"$P"'), local, 'the mount shows the types, modes and link targets local disk has');
 
   await s.remount();
-  t.equal(await modes('"$P"'), localModes, 'after a remount: the same modes');
-  const ran = await s.onMount('run after a remount', `"$P/hello" && "$P/run.sh" && ${runTools('"$P"')} && ! test -x "$P/plain.sh"`);
-  t.equal(ran.stdout.split('\n').filter((l) => l !== '').length, 2 + tools, 'after a remount: the program and every script ran');
+  t.equal(await entries('"$P"'), local, 'after a remount: the same');
+  const ran = await s.onMount('run after a remount', `"$P/hello" && "$P/run.sh" && ${runTools('"$P"')} && ! test -x "$P/plain.sh" && "$P/venv/bin/python" -c "print(1)"`);
+  t.equal(ran.stdout.split('\n').filter((l) => l !== '').length, 2 + tools + 2, 'after a remount: the program, every script and tool-latest, and the venv\'s python ran');
 });
 
 program('fio', 'fio with --verify=crc32c: sequential and random writes', async (t, s) => {
