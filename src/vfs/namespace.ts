@@ -3,7 +3,7 @@ import { kindOf } from '../girder/girder-error.js';
 import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
 import { checkStorableName } from './names.js';
-import { dirKey, isDir, type DirNode, type FileNode, type Node, type SymlinkNode } from './nodes.js';
+import { dirKey, isDir, type DirNode, type FileNode, type FolderNode, type Node, type SymlinkNode } from './nodes.js';
 import type { DataReader, Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
 import { MAX_TARGET_BYTES, symlinkMeta } from './symlink-meta.js';
 import { uploadedOrWaiting } from './upload-settled.js';
@@ -39,12 +39,7 @@ export class Namespace {
   }
 
   async mkdir(path: string): Promise<void> {
-    await this.removals.settled(path); // Girder still has an entry of the name until then
-    const { dir, name } = await parentOf(this.ctx, path);
-    checkWritable(this.ctx, dir, path);
-    checkStorableName(name);
-    if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
-    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
+    const { dir, name } = await this.newEntry(path);
     const folder = await this.ctx.store.createFolder(dir.folder.id, name).catch(mapNameClash(path));
     this.ctx.tree.created(dir, name, { kind: 'folder', folder });
   }
@@ -52,12 +47,7 @@ export class Namespace {
   /** A symbolic link: an item holding its target in its metadata (symlink-meta.ts), one request. */
   async symlink(target: string, path: string): Promise<void> {
     if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new FsError('ENAMETOOLONG', `the target of ${path}`);
-    await this.removals.settled(path); // Girder still has an entry of the name until then
-    const { dir, name } = await parentOf(this.ctx, path);
-    checkWritable(this.ctx, dir, path);
-    checkStorableName(name);
-    if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
-    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
+    const { dir, name } = await this.newEntry(path);
     const item = await this.ctx.store.createItem(dir.folder.id, name, symlinkMeta(target));
     if (item.name !== name) {
       // Girder has an item of the name that the cached listing does not show: it named this one `name (1)`.
@@ -66,6 +56,17 @@ export class Namespace {
       throw new FsError('EEXIST', path);
     }
     this.ctx.tree.set(dir, name, { kind: 'symlink', item, target, access: dir.folder.accessLevel });
+  }
+
+  /** The folder and name of a new folder or link at `path`: writable, storable and free. */
+  private async newEntry(path: string): Promise<{ dir: FolderNode; name: string }> {
+    await this.removals.settled(path); // Girder still has an entry of the name until then
+    const { dir, name } = await parentOf(this.ctx, path);
+    checkWritable(this.ctx, dir, path);
+    checkStorableName(name);
+    if (dir.kind !== 'folder') throw new FsError('EPERM', `${path}: an item directory holds files only`);
+    if ((await lookup(this.ctx, dir, name)) !== undefined || this.ctx.openFiles.has(path)) throw new FsError('EEXIST', path);
+    return { dir, name };
   }
 
   async rmdir(path: string): Promise<void> {
