@@ -87,6 +87,14 @@ export function isMissing(err: unknown, model?: GirderModel): boolean {
   return err instanceof GirderError && err.kind === 'missing' && (model === undefined || err.model === model);
 }
 
+/**
+ * Girder removes a folder tree by recursing in Python: a chain of a few hundred nested folders
+ * overflows its stack, a 500 whose message names the RecursionError.
+ */
+export function isTooDeep(err: unknown): boolean {
+  return err instanceof GirderError && err.kind === 'server-error' && TOO_DEEP.test(err.message);
+}
+
 /** Credentials refused (401, a login refused) or access denied (403). */
 export function isRefused(err: unknown): boolean {
   const kind = kindOf(err);
@@ -140,6 +148,7 @@ const LOST_UPLOAD = /^Invalid upload id/;
 const OFFSET_MISMATCH = /^Server has received (\d+) bytes, but client sent offset \d+/;
 /** The filesystem assetstore's answer when its disk is full or unreachable (filesystem_assetstore_adapter.py). */
 const ASSETSTORE_FULL = /^Assetstore is unavailable or has insufficient free space/;
+const TOO_DEEP = /\bRecursionError\b/;
 /** The user_quota plugin, at upload start and at finalize. */
 const QUOTA_EXCEEDED = /^Upload (would exceed|exceeded) file storage quota/;
 

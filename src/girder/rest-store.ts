@@ -1,6 +1,6 @@
 /** GirderStore over Girder's REST API (girder-api.md). */
 import type { IncomingHttpHeaders } from 'node:http';
-import { GirderError, isMissing, isTransient } from './girder-error.js';
+import { GirderError, isMissing, isTooDeep, isTransient } from './girder-error.js';
 import type { Logger } from '../log.js';
 import type { GirderClient } from './client.js';
 import type { Query } from './request-options.js';
@@ -220,8 +220,33 @@ export class RestStore implements GirderStore {
     return this.deleteOnce(`/item/${enc(itemId)}`);
   }
 
-  /** DELETE /resource is synchronous and recursive (DELETE /folder needs a worker and 503s without). */
+  /**
+   * DELETE /resource is synchronous and recursive (DELETE /folder needs a worker and 503s without).
+   * Girder recurses in Python, so a chain of a few hundred nested folders overflows its stack (250
+   * levels pass, 500 fail on Girder 5.0.21): such a tree is removed from its deepest folders up.
+   */
   async deleteFolder(folderId: string): Promise<void> {
+    try {
+      await this.deleteFolderTree(folderId);
+    } catch (err) {
+      if (!isTooDeep(err)) throw err;
+      this.log.info({ folderId }, 'Girder cannot remove this folder tree in one request (too deep): removing it folder by folder');
+      const order: string[] = [];
+      const stack = [folderId];
+      for (let id = stack.pop(); id !== undefined; id = stack.pop()) {
+        order.push(id);
+        for (const sub of await this.listFolders(id)) stack.push(sub.id);
+      }
+      // Every folder comes after the folders under it: each removal is one level deep.
+      for (const id of order.reverse()) {
+        await this.deleteFolderTree(id).catch((e: unknown) => {
+          if (!isMissing(e, 'folder') || id === folderId) throw e;
+        });
+      }
+    }
+  }
+
+  private async deleteFolderTree(folderId: string): Promise<void> {
     try {
       await this.deleteOnce('/resource', { resources: JSON.stringify({ folder: [folderId] }) });
     } catch (err) {

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import { GirderError, isMissing, isRefused } from '../../src/girder/girder-error.js';
+import { GirderError, isMissing, isRefused, isTooDeep } from '../../src/girder/girder-error.js';
 import type { Credentials } from '../../src/girder/auth.js';
 import { GirderClient, type ClientOptions } from '../../src/girder/client.js';
 import { readRange } from '../../src/girder/download.js';
@@ -444,6 +444,7 @@ t.test('renames, moves, deletes, metadata', async (tt) => {
   const item = await store.createItem(a, 'thing');
   const dup = await store.createItem(a, 'thing');
   tt.equal(dup.name, 'thing (1)', 'Girder renames a clashing item');
+  tt.same((await store.createItem(a, 'link', { fuse_symlink: '../x' })).meta, { fuse_symlink: '../x' }, 'an item made with its metadata');
   tt.equal((await store.updateItem(item.id, { name: 'renamed' })).name, 'renamed');
   const moved = await store.updateItem(item.id, { folderId: b });
   tt.equal(moved.folderId, b);
@@ -481,6 +482,22 @@ t.test('renames, moves, deletes, metadata', async (tt) => {
   tt.ok(isMissing(await girderError(store.getFile(file2.id))), 'file inside gone');
   tt.ok(isMissing(await girderError(store.deleteFolder(b))), 'deleting it again: missing');
   tt.same((await store.listFolders(root)).map((f) => f.name), ['a']);
+});
+
+t.test('a folder tree too deep for one recursive DELETE is removed from its deepest folders up', async (tt) => {
+  const top = await store.createFolder(await newFolder('deep-root'), 'top');
+  let bottom = top;
+  const items: string[] = [];
+  for (let level = 0; level < 600; level++) {
+    bottom = await store.createFolder(bottom.id, `d${level}`);
+    if (level % 200 === 0) items.push((await store.createItem(bottom.id, `item-${level}`)).id);
+  }
+  const refused = await girderError(admin.delete('/resource', { resources: JSON.stringify({ folder: [top.id] }) }));
+  tt.ok(isTooDeep(refused), `Girder's own recursive DELETE fails: ${refused.message.slice(0, 80)}`);
+  await store.deleteFolder(top.id);
+  tt.ok(isMissing(await girderError(store.getFolder(top.id))), 'the top folder is gone');
+  tt.ok(isMissing(await girderError(store.getFolder(bottom.id))), 'the deepest folder is gone');
+  for (const id of items) tt.ok(isMissing(await girderError(store.getItem(id))), 'items in it are gone');
 });
 
 t.test('stats count what happened', async (tt) => {
