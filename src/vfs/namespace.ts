@@ -46,6 +46,8 @@ export class Namespace {
 
   /** A symbolic link: an item holding its target in its metadata (symlink-meta.ts), one request. */
   async symlink(target: string, path: string): Promise<void> {
+    // As for names (names.ts): bytes that are not UTF-8 arrive as U+FFFD, and would be stored so.
+    if (target.includes('\uFFFD')) throw new FsError('EINVAL', `the target of ${path} must be valid UTF-8`);
     if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new FsError('ENAMETOOLONG', `the target of ${path}`);
     const { dir, name } = await this.newEntry(path);
     const item = await this.ctx.store.createItem(dir.folder.id, name, symlinkMeta(target));

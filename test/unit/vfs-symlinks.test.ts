@@ -81,6 +81,7 @@ t.test('symlink refusals', async (t) => {
   t.equal(await errnoOf(fx.vfs.symlink('x', '/bundle/l')), 'EPERM', 'an item directory holds files only');
   t.equal(await errnoOf(fx.vfs.symlink('x', '/locked/l')), 'EACCES');
   t.equal(await errnoOf(fx.vfs.symlink('t'.repeat(4096), '/long')), 'ENAMETOOLONG');
+  t.equal(await errnoOf(fx.vfs.symlink('bad-\uFFFD-byte', '/bad')), 'EINVAL', 'a target that is not UTF-8');
   t.equal(await errnoOf(fx.vfs.symlink('x', '/' + 'n'.repeat(256))), 'ENAMETOOLONG');
 
   // Girder has the name while the cached listing does not show it yet: no `name (1)` is left.
