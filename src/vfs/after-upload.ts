@@ -64,15 +64,15 @@ async function placeInTree(ctx: VfsContext, local: LocalFile, file: FileDoc, ite
  * the copy changed again (its next upload stores them).
  */
 async function storeProgramMeta(ctx: VfsContext, local: LocalFile, file: FileDoc, itemId: string): Promise<ItemDoc | undefined> {
-  if (local.dirty) return undefined;
-  const executable = local.executable;
-  const meta = {
-    ...(local.explicitMtime !== undefined ? mtimeMeta(local.explicitMtime, file) : {}),
-    ...(local.modeChanged ? modeMeta(executable) : {}),
-  };
-  if (Object.keys(meta).length === 0) return undefined;
-  const item = await ctx.store.setItemMeta(itemId, meta);
-  local.modeStored(executable);
+  let meta = local.explicitMtime !== undefined ? mtimeMeta(local.explicitMtime, file) : {};
+  let item: ItemDoc | undefined;
+  // Again while a chmod came during the request (Vfs.chmod leaves a file being uploaded to this).
+  while (!local.dirty && (local.modeChanged || Object.keys(meta).length > 0)) {
+    const executable = local.executable;
+    item = await ctx.store.setItemMeta(itemId, { ...meta, ...(local.modeChanged ? modeMeta(executable) : {}) });
+    local.modeStored(executable);
+    meta = {};
+  }
   return item;
 }
 
