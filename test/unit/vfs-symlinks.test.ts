@@ -1,6 +1,7 @@
 import t from 'tap';
 import { errnoOf } from '../helpers/errno.js';
 import { O_RDONLY, S_IFLNK } from '../../src/vfs/api.js';
+import { MemoryStore } from '../helpers/memory-store.js';
 import { vfsFixture } from '../helpers/vfs-fixture.js';
 
 const S_IFMT = 0o170000;
@@ -102,4 +103,16 @@ t.test('a read-only mount refuses symlink', async (t) => {
   const fx = await vfsFixture({ readOnly: true });
   t.teardown(() => fx.close());
   t.equal(await errnoOf(fx.vfs.symlink('x', '/l')), 'EROFS');
+});
+
+t.test('with the listing plugin, a link is listed from its page alone', async (t) => {
+  const store = new MemoryStore({ listingPlugin: true });
+  const fx = await vfsFixture({ store });
+  t.teardown(() => fx.close());
+  await store.createItem(store.rootId, 'made-elsewhere', { fuse_symlink: '../somewhere' });
+  fx.store.seedFile(store.rootId, 'plain.txt', 'p');
+  t.equal(await fx.vfs.readlink('/made-elsewhere'), '../somewhere');
+  t.equal((await fx.vfs.getattr('/plain.txt')).mode & S_IFMT, 0o100000);
+  t.equal(store.count('folderContents'), 1);
+  t.equal(store.count('listFiles'), 0, 'no request per item');
 });
