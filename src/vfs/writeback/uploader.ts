@@ -196,7 +196,7 @@ export class Uploader {
     const opened = a.job.openedVersion;
     if (opened === undefined || versionKeyOf(remote) === opened) return;
     if (remote.sha512 === a.sha512 && remote.size === a.size) return; // this job's own bytes (an earlier try's answer lost)
-    this.log.warn({ path: a.job.path }, 'file changed on the server while open here; the local version replaces it');
+    this.log.warn({ path: a.job.path, openedVersion: opened, serverVersion: versionKeyOf(remote) }, 'file changed on the server while open here; the local version replaces it');
   }
 
   private async overwrite(a: Attempt, remote: FileDoc): Promise<Placed> {
