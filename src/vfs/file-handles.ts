@@ -8,7 +8,7 @@ import { FilesAhead } from './files-ahead.js';
 import { LocalFile } from './local-file.js';
 import { executableOf, isExecutableMode } from './mode-meta.js';
 import { checkStorableName } from './names.js';
-import { fileAttr, isDir, type FileNode, type Owner } from './nodes.js';
+import { fileAttr, filePerm, isDir, type FileNode, type Owner } from './nodes.js';
 import type { DataReader, ReadSession, Removals, UploadTarget, Uploads } from './ports.js';
 import type { UploadHandoff } from './upload-handoff.js';
 import { uploadedOrWaiting } from './upload-settled.js';
@@ -288,9 +288,8 @@ export class FileHandles {
 
 /** A local copy's attributes: a regular file of the mount's owner. */
 export function localAttr(local: LocalFile, owner: Owner): Attr {
-  const perm = (local.executable ? 0o755 : 0o644) & ~owner.umask;
   return {
-    mode: S_IFREG | perm,
+    mode: S_IFREG | filePerm(owner, true, local.executable),
     size: local.size,
     mtime: local.mtime,
     atime: local.mtime,

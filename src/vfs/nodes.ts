@@ -105,12 +105,15 @@ export function dirAttr(node: DirNode, owner: Owner): Attr {
   };
 }
 
+/** A file's permission bits: 0644, 0444 where it cannot be written, plus 0111 when executable. */
+export function filePerm(owner: Owner, writable: boolean, executable: boolean): number {
+  return ((writable ? 0o644 : 0o444) | (executable ? 0o111 : 0)) & ~owner.umask;
+}
+
 export function fileAttr(node: FileNode, owner: Owner): Attr {
   const mtime = node.mtime ?? mtimeOf(node.item, node.file);
-  const exec = !node.inItemDir && executableOf(node.item) ? 0o111 : 0;
-  const perm = ((canWrite(owner, node.access) ? 0o644 : 0o444) | exec) & ~owner.umask;
   return {
-    mode: S_IFREG | perm,
+    mode: S_IFREG | filePerm(owner, canWrite(owner, node.access), !node.inItemDir && executableOf(node.item)),
     size: node.file.size,
     mtime,
     atime: mtime,
