@@ -46,15 +46,22 @@ export function suffixed(name: string, id: string): string {
  * name that is not UTF-8 cannot be kept.
  */
 export function checkStorableName(name: string): void {
-  // fuse-native decodes names as UTF-8: bytes that are not UTF-8 arrive as U+FFFD, and the file
-  // would be stored (and listed) under another name than the one the program asked for. Checked
-  // first: each such byte takes three as U+FFFD, so a long name would say ENAMETOOLONG instead.
-  if (name.includes('\uFFFD')) throw new FsError('EINVAL', 'names must be valid UTF-8');
+  // Checked first: each byte that is not UTF-8 takes three as U+FFFD, so a long name would say
+  // ENAMETOOLONG instead.
+  checkUtf8(name, 'names');
   if (Buffer.byteLength(name) > NAME_MAX) throw new FsError('ENAMETOOLONG', `name too long: ${name.slice(0, 40)}...`);
   if (name !== name.trim()) throw new FsError('EINVAL', 'Girder strips spaces at the ends of names');
   if (/[\u0000-\u001f\u007f]/.test(name)) {
     throw new FsError('EINVAL', 'control characters in names are not stored by the mount');
   }
+}
+
+/**
+ * fuse-native decodes names and link targets as UTF-8: bytes that are not UTF-8 arrive as U+FFFD,
+ * and would be stored (and read back) as other bytes than the program gave.
+ */
+export function checkUtf8(text: string, what: string): void {
+  if (text.includes('\uFFFD')) throw new FsError('EINVAL', `${what} must be valid UTF-8`);
 }
 
 /** Split a mount path ("/a/b") into components; "/" gives []. */

@@ -2,7 +2,7 @@ import { FsError } from '../errors.js';
 import { kindOf } from '../girder/girder-error.js';
 import { checkWritable, lookup, parentOf, type VfsContext } from './context.js';
 import type { LocalFile } from './local-file.js';
-import { checkStorableName } from './names.js';
+import { checkStorableName, checkUtf8 } from './names.js';
 import { dirKey, isDir, type DirNode, type FileNode, type FolderNode, type Node, type SymlinkNode } from './nodes.js';
 import type { DataReader, Removals, UploadClaim, Uploads, UploadTarget } from './ports.js';
 import { MAX_TARGET_BYTES, symlinkMeta } from './symlink-meta.js';
@@ -46,8 +46,7 @@ export class Namespace {
 
   /** A symbolic link: an item holding its target in its metadata (symlink-meta.ts), one request. */
   async symlink(target: string, path: string): Promise<void> {
-    // As for names (names.ts): bytes that are not UTF-8 arrive as U+FFFD, and would be stored so.
-    if (target.includes('\uFFFD')) throw new FsError('EINVAL', `the target of ${path} must be valid UTF-8`);
+    checkUtf8(target, `the target of ${path}`);
     if (Buffer.byteLength(target) > MAX_TARGET_BYTES) throw new FsError('ENAMETOOLONG', `the target of ${path}`);
     const { dir, name } = await this.newEntry(path);
     const item = await this.ctx.store.createItem(dir.folder.id, name, symlinkMeta(target));
